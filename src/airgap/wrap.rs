@@ -1,0 +1,204 @@
+//! `byok-airgap wrap`: generate (or find) a key in the HSM and wrap it for
+//! KMS import, inside the HSM, after a known-answer self-test.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+
+use super::confirm::ConfirmedWrappingKey;
+use super::Error;
+use crate::bundle::manifest::{self, HsmKeyRecord, Manifest};
+use crate::bundle::{output, AtomicDir};
+use crate::hsm::keygen::{self, KeyPolicy};
+use crate::hsm::mechanisms::Mechanisms;
+use crate::hsm::pin::PinSource;
+use crate::hsm::wrap::WrappingKey;
+use crate::hsm::{key_checks, selftest, wrap as hsm_wrap, Hsm, ModuleSpec, TokenSelector};
+use crate::kms::{check_combination, ImportParameters, KeySpec, WrappingAlgorithm};
+
+/// Everything `wrap` needs.
+#[derive(Clone, Debug)]
+pub struct WrapRequest {
+    /// The PKCS#11 module.
+    pub module: ModuleSpec,
+    /// The token.
+    pub token: TokenSelector,
+    /// Where the user PIN comes from.
+    pub pin: PinSource,
+    /// The KMS key spec.
+    pub key_spec: KeySpec,
+    /// `CKA_LABEL` of the key.
+    pub label: String,
+    /// Wrap an existing key with this label instead of generating one.
+    pub existing: bool,
+    /// Generate with `CKA_WRAP_WITH_TRUSTED`.
+    pub policy: KeyPolicy,
+    /// Output directory (must not exist).
+    pub out: PathBuf,
+}
+
+/// Resolve the wrapping algorithm from the command line and the file.
+pub fn resolve_algorithm(
+    given: Option<WrappingAlgorithm>,
+    params: &ImportParameters,
+) -> Result<WrappingAlgorithm, Error> {
+    match (given, params.wrapping_algorithm) {
+        (Some(g), Some(f)) if g != f => Err(Error::AlgorithmMismatch {
+            given: g,
+            in_file: f,
+        }),
+        (Some(a), _) | (None, Some(a)) => Ok(a),
+        (None, None) => Err(Error::AlgorithmMissing),
+    }
+}
+
+/// Check a label is something a custodian can read aloud and type.
+pub fn check_label(label: &str) -> Result<(), Error> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Label(label.to_string()))
+    }
+}
+
+/// Every check that needs no HSM: done before a session is opened.
+pub fn preflight(
+    req: &WrapRequest,
+    params: &ImportParameters,
+    algorithm: WrappingAlgorithm,
+) -> Result<(), Error> {
+    check_label(&req.label)?;
+    if let Some(in_file) = params.key_spec {
+        if in_file != req.key_spec {
+            return Err(Error::KeySpecMismatch {
+                given: req.key_spec,
+                in_file,
+            });
+        }
+    }
+    check_combination(req.key_spec, algorithm, params.wrapping_key_bits)?;
+    output::check_target(&req.out)?;
+    Ok(())
+}
+
+/// Run the wrap; `progress` receives one line per step.
+pub fn run(
+    req: &WrapRequest,
+    params: &ImportParameters,
+    params_bytes: &[u8],
+    algorithm: WrappingAlgorithm,
+    confirmed: &ConfirmedWrappingKey,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Manifest, Error> {
+    if !confirmed.covers(params) {
+        return Err(Error::FingerprintNotConfirmed);
+    }
+    preflight(req, params, algorithm)?;
+
+    let hsm = Hsm::open(&req.module, &req.token)?;
+    progress(&format!(
+        "token {:?} (serial {}, {} {}, firmware {})",
+        hsm.facts.label,
+        hsm.facts.serial,
+        hsm.facts.manufacturer,
+        hsm.facts.model,
+        hsm.facts.firmware
+    ));
+    let pin = req
+        .pin
+        .read(&format!("token {:?}", hsm.facts.label))
+        .map_err(crate::hsm::HsmError::from)?;
+    let session = hsm.login(&pin)?;
+    drop(pin);
+
+    // Refuse a taken label before the self-test, so the custodian learns it first.
+    if !req.existing {
+        keygen::ensure_label_free(&session, &req.label)?;
+    }
+    let mechanisms = Mechanisms::probe(&hsm)?;
+    let pass = selftest::prove(
+        &session,
+        &mechanisms,
+        req.key_spec,
+        algorithm,
+        params.wrapping_key_bits,
+    )?;
+    progress(&format!("self-test passed: {}", pass.method.describe()));
+
+    let key = if req.existing {
+        let k = keygen::find_existing(&session, req.key_spec, &req.label)?;
+        progress(&format!(
+            "found existing key {:?} (CKA_ID {})",
+            k.label,
+            hex::encode(&k.id)
+        ));
+        k
+    } else {
+        let k = keygen::generate(&session, req.key_spec, &req.label, req.policy)?;
+        progress(&format!(
+            "generated {} key {:?} in the HSM (CKA_ID {})",
+            req.key_spec,
+            k.label,
+            hex::encode(&k.id)
+        ));
+        k
+    };
+    let protection = keygen::protection(&session, key.handle)?;
+    let checks = key_checks::compute(&session, &key)?;
+
+    let wrapping = WrappingKey::import(
+        &session,
+        &params.public_key,
+        "byok-ceremony KMS wrapping key",
+    )?;
+    let blob = hsm_wrap::wrap(&session, pass.method, &wrapping, key.handle)?;
+    drop(wrapping);
+    progress(&format!("wrapped inside the HSM: {} bytes", blob.len()));
+
+    let now = time::OffsetDateTime::now_utc();
+    let mut m = Manifest {
+        format: manifest::FORMAT.into(),
+        tool_version: crate::VERSION.into(),
+        created_at: now.format(&Rfc3339).unwrap_or_default(),
+        key_id: params.key_id.clone(),
+        region: params.region.clone(),
+        key_spec: req.key_spec,
+        wrapping_algorithm: algorithm,
+        wrapping_key_spec: format!("RSA_{}", params.wrapping_key_bits),
+        wrapping_key_sha256: hex::encode(params.wrapping_key_sha256()),
+        import_token_sha256: hex::encode(params.import_token_sha256()),
+        import_parameters_sha256: hex::encode(params.file_sha256),
+        parameters_valid_to: crate::kms::import_params::rfc3339(params.valid_to),
+        encrypted_key_material_sha256: hex::encode(Sha256::digest(&blob)),
+        encrypted_key_material_len: blob.len(),
+        hsm_key: HsmKeyRecord {
+            label: key.label.clone(),
+            id_hex: hex::encode(&key.id),
+            generated: key.generated,
+            protection: Some(protection.into()),
+        },
+        token: (&hsm.facts).into(),
+        wrap_method: pass.method.describe(),
+        self_test: pass.checks.clone(),
+        kcv: None,
+        hmac_check: None,
+        public_key: None,
+    };
+    m.set_checks(checks);
+    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+
+    let dir = AtomicDir::create(&req.out)?;
+    dir.write(manifest::ENCRYPTED_KEY_MATERIAL, &blob)?;
+    dir.write(manifest::IMPORT_TOKEN, &params.import_token)?;
+    dir.write(manifest::IMPORT_PARAMETERS, params_bytes)?;
+    dir.write(manifest::MANIFEST, &[json.as_slice(), b"\n"].concat())?;
+    let out = dir.commit()?;
+    progress(&format!("wrote {}", out.display()));
+    Ok(m)
+}

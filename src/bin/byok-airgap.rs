@@ -1,0 +1,339 @@
+//! `byok-airgap`: the offline half. Drives the HSM on the air-gapped
+//! workstation; contains no network code.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use byok_ceremony::airgap::{self, confirm, inspect, probe, wrap, Error};
+use byok_ceremony::fingerprint::Fingerprint;
+use byok_ceremony::hsm::keygen::KeyPolicy;
+use byok_ceremony::hsm::pin::PinSource;
+use byok_ceremony::hsm::{ModuleSpec, TokenSelector};
+use byok_ceremony::kms::{KeySpec, WrappingAlgorithm};
+use clap::{Args, Parser, Subcommand};
+
+/// Generate key material inside an HSM and wrap it there for AWS KMS import.
+#[derive(Parser)]
+#[command(name = "byok-airgap", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate (or find) a key in the HSM and wrap it for KMS import.
+    Wrap(WrapArgs),
+    /// Run the known-answer self-test for every key spec and algorithm.
+    Selftest(ProbeArgs),
+    /// Show what this token can do for each KMS wrapping algorithm.
+    Mechanisms(ProbeArgs),
+    /// Show an import-parameters file: fingerprint, size, expiry.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Clone)]
+struct HsmArgs {
+    /// PKCS#11 module (shared library) of the HSM.
+    #[arg(
+        long,
+        env = "BYOK_PKCS11_MODULE",
+        default_value = "/usr/lib/softhsm/libsofthsm2.so"
+    )]
+    module: PathBuf,
+    /// String passed to C_Initialize as pReserved (NSS softoken needs its configuration here).
+    #[arg(long)]
+    module_init_string: Option<String>,
+    /// Label of the token to use.
+    #[arg(long, conflicts_with = "slot")]
+    token_label: Option<String>,
+    /// Slot ID of the token to use.
+    #[arg(long)]
+    slot: Option<u64>,
+    /// Read the user PIN from this environment variable (default: prompt without echo).
+    #[arg(long, value_name = "VAR", conflicts_with = "pin_file")]
+    pin_env: Option<String>,
+    /// Read the user PIN from the first line of this file.
+    #[arg(long, value_name = "PATH")]
+    pin_file: Option<PathBuf>,
+}
+
+impl HsmArgs {
+    fn module(&self) -> ModuleSpec {
+        ModuleSpec {
+            path: self.module.clone(),
+            init_string: self.module_init_string.clone(),
+        }
+    }
+    fn token(&self) -> TokenSelector {
+        match (&self.token_label, self.slot) {
+            (Some(l), _) => TokenSelector::Label(l.clone()),
+            (None, Some(s)) => TokenSelector::Slot(s),
+            (None, None) => TokenSelector::Only,
+        }
+    }
+    fn pin(&self) -> PinSource {
+        match (&self.pin_env, &self.pin_file) {
+            (Some(v), _) => PinSource::Env(v.clone()),
+            (None, Some(f)) => PinSource::File(f.clone()),
+            (None, None) => PinSource::Prompt,
+        }
+    }
+}
+
+#[derive(Args)]
+struct WrapArgs {
+    #[command(flatten)]
+    hsm: HsmArgs,
+    /// Import-parameters JSON (from `aws kms get-parameters-for-import` or byok-bastion).
+    #[arg(long, value_name = "FILE")]
+    params: PathBuf,
+    /// The wrapping algorithm given to get-parameters-for-import.
+    #[arg(long, value_name = "ALG")]
+    wrapping_algorithm: Option<WrappingAlgorithm>,
+    /// KMS key spec of the key material.
+    #[arg(long, value_name = "SPEC")]
+    key_spec: KeySpec,
+    /// CKA_LABEL of the key in the HSM.
+    #[arg(long)]
+    label: String,
+    /// Wrap the existing HSM key with this label instead of generating one.
+    #[arg(long)]
+    existing: bool,
+    /// Confirm the wrapping key non-interactively with the fingerprint the bastion printed.
+    #[arg(long, value_name = "HEX")]
+    expect_wrapping_key_sha256: Option<String>,
+    /// Generate the key with CKA_WRAP_WITH_TRUSTED (the wrapping key must then be marked trusted by the SO).
+    #[arg(long)]
+    wrap_with_trusted: bool,
+    /// Output directory to create (must not exist).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Print the manifest as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    #[command(flatten)]
+    hsm: HsmArgs,
+    /// Only this key spec (repeatable).
+    #[arg(long = "key-spec", value_name = "SPEC")]
+    key_specs: Vec<KeySpec>,
+    /// Only this wrapping algorithm (repeatable).
+    #[arg(long = "wrapping-algorithm", value_name = "ALG")]
+    algorithms: Vec<WrappingAlgorithm>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Import-parameters JSON.
+    #[arg(long, value_name = "FILE")]
+    params: PathBuf,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Wrap(a) => cmd_wrap(a),
+        Command::Selftest(a) => cmd_probe(a, false),
+        Command::Mechanisms(a) => cmd_probe(a, true),
+        Command::Inspect(a) => cmd_inspect(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn note(line: &str) {
+    eprintln!("  {line}");
+}
+
+fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
+    let (params, bytes) = airgap::read_params(&a.params)?;
+    let algorithm = wrap::resolve_algorithm(a.wrapping_algorithm, &params)?;
+    let req = wrap::WrapRequest {
+        module: a.hsm.module(),
+        token: a.hsm.token(),
+        pin: a.hsm.pin(),
+        key_spec: a.key_spec,
+        label: a.label.clone(),
+        existing: a.existing,
+        policy: KeyPolicy {
+            wrap_with_trusted: a.wrap_with_trusted,
+        },
+        out: a.out.clone(),
+    };
+    wrap::preflight(&req, &params, algorithm)?;
+    let fp = Fingerprint(params.wrapping_key_sha256());
+    eprintln!("KMS key:        {}", params.key_id);
+    eprintln!(
+        "Wrapping key:   RSA-{}, valid until {} ({} min left)",
+        params.wrapping_key_bits,
+        byok_ceremony::kms::import_params::rfc3339(params.valid_to),
+        params
+            .remaining(time::OffsetDateTime::now_utc())
+            .whole_minutes()
+    );
+    eprintln!("Algorithm:      {algorithm}   Key spec: {}", a.key_spec);
+    eprintln!("Wrapping key SHA-256 (read this aloud and compare with the bastion):");
+    for line in fp.grouped().lines() {
+        eprintln!("    {line}");
+    }
+    let confirmed = match &a.expect_wrapping_key_sha256 {
+        Some(expected) => confirm::with_expected(&params, expected)?,
+        None if std::io::stdin().is_terminal() => {
+            eprint!("Type the fingerprint shown on the bastion to confirm: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|_| Error::FingerprintNotConfirmed)?;
+            confirm::with_typed(&params, &line)?
+        }
+        None => return Err(Error::FingerprintNotConfirmed),
+    };
+    eprintln!("Fingerprint confirmed.");
+    let manifest = wrap::run(&req, &params, &bytes, algorithm, &confirmed, &mut |l| {
+        note(l)
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&manifest).expect("manifest serializes")
+        );
+    } else {
+        println!(
+            "Wrapped {} key {:?} for {}",
+            manifest.key_spec, manifest.hsm_key.label, manifest.key_id
+        );
+        println!("  output:           {}", a.out.display());
+        if let Some(kcv) = &manifest.kcv {
+            println!("  key check value:  {kcv}");
+        }
+        if let Some(h) = &manifest.hmac_check {
+            println!("  {} check:  {}", h.mac_algorithm, h.mac_hex);
+        }
+        if let Some(pk) = &manifest.public_key {
+            use base64::Engine as _;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(pk)
+                .unwrap_or_default();
+            println!("  public key SHA-256: {}", Fingerprint::of(&der).hex());
+        }
+        println!(
+            "Next: copy {} to the bastion and import it.",
+            a.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
+    let specs = if a.key_specs.is_empty() {
+        probe::default_specs()
+    } else {
+        a.key_specs.clone()
+    };
+    let algs = if a.algorithms.is_empty() {
+        WrappingAlgorithm::ALL.to_vec()
+    } else {
+        a.algorithms.clone()
+    };
+    let quiet = a.json;
+    let report = probe::probe(
+        &a.hsm.module(),
+        &a.hsm.token(),
+        &a.hsm.pin(),
+        &specs,
+        &algs,
+        &mut |l| {
+            if !quiet {
+                note(l)
+            }
+        },
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        let t = &report.token;
+        println!(
+            "Token {:?} serial {} ({} {}, firmware {}; {})",
+            t.label, t.serial, t.manufacturer, t.model, t.firmware, t.library
+        );
+        if show_mechanisms {
+            println!("Wrapping mechanisms listed by the token:");
+            for (name, ok) in &report.mechanisms {
+                println!("  {:<40} {}", name, if *ok { "yes" } else { "no" });
+            }
+        }
+        println!("Self-test (known answer, throwaway keys):");
+        for r in &report.rows {
+            println!(
+                "  {:<17} {:<25} {:<12} {}",
+                r.key_spec.as_str(),
+                r.wrapping_algorithm.as_str(),
+                r.result,
+                r.detail.lines().next().unwrap_or("")
+            );
+        }
+    }
+    // Explicitly requested combinations must all pass.
+    let explicit = !a.key_specs.is_empty() && !a.algorithms.is_empty();
+    let failed = report.rows.iter().any(|r| r.result != "pass");
+    Ok(if explicit && failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_inspect(a: InspectArgs) -> Result<ExitCode, Error> {
+    let (params, _) = airgap::read_params(&a.params)?;
+    let s = inspect::summarize(&params);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("summary serializes")
+        );
+    } else {
+        println!("KMS key:            {}", s.key_id);
+        println!("Wrapping key:       {}", s.wrapping_key_spec);
+        println!("Wrapping key SHA-256:");
+        for line in s.wrapping_key_sha256_grouped.lines() {
+            println!("    {line}");
+        }
+        println!(
+            "Import token:       {} bytes, SHA-256 {}",
+            s.import_token_len, s.import_token_sha256
+        );
+        println!(
+            "Valid until:        {} ({} min left)",
+            s.valid_to, s.minutes_left
+        );
+        if let Some(k) = &s.key_spec {
+            println!("Key spec:           {k}");
+        }
+        if let Some(w) = &s.wrapping_algorithm {
+            println!("Wrapping algorithm: {w}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! What the air-gapped side writes for removable media.
+
+pub mod manifest;
+pub mod output;
+
+pub use manifest::Manifest;
+pub use output::{AtomicDir, OutputError};

@@ -1,0 +1,258 @@
+//! The only place this crate calls PKCS#11 directly.
+//!
+//! `cryptoki` 0.12 covers almost everything we need, but it
+//!
+//! * has no `Mechanism` for `CKM_RSA_AES_KEY_WRAP` (0x1054) or
+//!   `CKM_AES_KEY_WRAP_KWP` (0x210B), and refuses to build a vendor-defined
+//!   mechanism below `CKM_VENDOR_DEFINED`;
+//! * drops those mechanisms from `get_mechanism_list`, because it cannot name them;
+//! * passes the `pReserved` init string some modules (NSS softoken) need only
+//!   through an `unsafe` constructor.
+//!
+//! So this module opens the *same* module file a second time (the dynamic
+//! loader returns the already-loaded library, so the function list, sessions
+//! and object handles are the ones `cryptoki` uses) and makes exactly three
+//! raw calls: `C_GetMechanismList`, `C_GetMechanismInfo` and `C_WrapKey`.
+//! None of them can read key material: `C_WrapKey` returns ciphertext only.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::path::Path;
+use std::ptr::{self, NonNull};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki_sys::{
+    CKR_BUFFER_TOO_SMALL, CKR_OK, CKZ_DATA_SPECIFIED, CK_FUNCTION_LIST, CK_MECHANISM,
+    CK_MECHANISM_INFO, CK_MECHANISM_TYPE, CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS,
+    CK_RV, CK_ULONG,
+};
+
+/// `CKM_RSA_AES_KEY_WRAP`: RSA-OAEP of an ephemeral AES key, then RFC 5649.
+pub const CKM_RSA_AES_KEY_WRAP: CK_MECHANISM_TYPE = cryptoki_sys::CKM_RSA_AES_KEY_WRAP;
+/// `CKM_AES_KEY_WRAP_KWP`: AES key wrap with padding as in RFC 5649 / SP 800-38F.
+pub const CKM_AES_KEY_WRAP_KWP: CK_MECHANISM_TYPE = cryptoki_sys::CKM_AES_KEY_WRAP_KWP;
+/// `CKM_AES_KEY_WRAP_PAD`: meaning differs between tokens (RFC 5649 or PKCS#7 padding).
+pub const CKM_AES_KEY_WRAP_PAD: CK_MECHANISM_TYPE = cryptoki_sys::CKM_AES_KEY_WRAP_PAD;
+/// `CKM_RSA_PKCS_OAEP`.
+pub const CKM_RSA_PKCS_OAEP: CK_MECHANISM_TYPE = cryptoki_sys::CKM_RSA_PKCS_OAEP;
+
+/// A raw PKCS#11 return value that is not `CKR_OK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawError(pub CK_RV);
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            0x07 => "CKR_ARGUMENTS_BAD",
+            0x5 => "CKR_GENERAL_ERROR",
+            0x54 => "CKR_FUNCTION_NOT_SUPPORTED",
+            0x60 => "CKR_KEY_HANDLE_INVALID",
+            0x62 => "CKR_KEY_SIZE_RANGE",
+            0x63 => "CKR_KEY_TYPE_INCONSISTENT",
+            0x67 => "CKR_KEY_NOT_WRAPPABLE",
+            0x6A => "CKR_KEY_UNEXTRACTABLE",
+            0x68 => "CKR_KEY_FUNCTION_NOT_PERMITTED",
+            0x70 => "CKR_MECHANISM_INVALID",
+            0x71 => "CKR_MECHANISM_PARAM_INVALID",
+            0x113 => "CKR_WRAPPING_KEY_HANDLE_INVALID",
+            0x115 => "CKR_WRAPPING_KEY_TYPE_INCONSISTENT",
+            0x114 => "CKR_WRAPPING_KEY_SIZE_RANGE",
+            _ => "",
+        };
+        if name.is_empty() {
+            write!(f, "CKR {:#x}", self.0)
+        } else {
+            write!(f, "{name}")
+        }
+    }
+}
+
+/// Initialize `ctx`, passing `init_string` as `pReserved` when given.
+pub fn initialize(ctx: &Pkcs11, init_string: Option<&CString>) -> cryptoki::error::Result<()> {
+    match init_string {
+        None => ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)),
+        Some(s) => {
+            let p = NonNull::new(s.as_ptr() as *mut std::ffi::c_void)
+                .expect("CString pointers are never null");
+            // SAFETY: `s` outlives the C_Initialize call, which only reads the
+            // NUL-terminated string (modules copy what they keep).
+            let args =
+                unsafe { CInitializeArgs::new_with_reserved(CInitializeFlags::OS_LOCKING_OK, p) };
+            ctx.initialize(args)
+        }
+    }
+}
+
+/// The module's function list, reached through a second handle on the same library.
+pub struct RawModule {
+    // Keeps the library mapped while `functions` is used.
+    _library: libloading::Library,
+    functions: *const CK_FUNCTION_LIST,
+}
+
+impl RawModule {
+    /// Open the module at `path` (already loaded by `cryptoki`) and fetch its function list.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        // SAFETY: the module is already loaded and initialized by cryptoki, so
+        // loading it again runs no initializers; it is the same trusted library.
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
+        let mut functions: *mut CK_FUNCTION_LIST = ptr::null_mut();
+        // SAFETY: C_GetFunctionList has this signature in every PKCS#11 module.
+        let rv = unsafe {
+            let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
+                library
+                    .get(b"C_GetFunctionList\0")
+                    .map_err(|e| e.to_string())?;
+            get(&mut functions)
+        };
+        if rv != CKR_OK || functions.is_null() {
+            return Err(format!("C_GetFunctionList failed: {}", RawError(rv)));
+        }
+        Ok(RawModule {
+            _library: library,
+            functions,
+        })
+    }
+
+    fn list(&self) -> &CK_FUNCTION_LIST {
+        // SAFETY: checked non-null in `open`; the module keeps it alive while loaded.
+        unsafe { &*self.functions }
+    }
+
+    /// Every mechanism the slot lists, including ones `cryptoki` cannot name.
+    pub fn mechanism_list(&self, slot_id: u64) -> Result<Vec<CK_MECHANISM_TYPE>, RawError> {
+        let f = self.list().C_GetMechanismList.ok_or(RawError(0x54))?;
+        let mut count: CK_ULONG = 0;
+        // SAFETY: a null list asks for the count only.
+        let rv = unsafe { f(slot_id as CK_ULONG, ptr::null_mut(), &mut count) };
+        if rv != CKR_OK {
+            return Err(RawError(rv));
+        }
+        let mut list = vec![0 as CK_MECHANISM_TYPE; count as usize];
+        // SAFETY: `list` has room for `count` entries.
+        let rv = unsafe { f(slot_id as CK_ULONG, list.as_mut_ptr(), &mut count) };
+        if rv != CKR_OK {
+            return Err(RawError(rv));
+        }
+        list.truncate(count as usize);
+        Ok(list)
+    }
+
+    /// The `CKF_*` flags of a mechanism on the slot.
+    pub fn mechanism_flags(
+        &self,
+        slot_id: u64,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> Result<u64, RawError> {
+        let f = self.list().C_GetMechanismInfo.ok_or(RawError(0x54))?;
+        let mut info = CK_MECHANISM_INFO {
+            ulMinKeySize: 0,
+            ulMaxKeySize: 0,
+            flags: 0,
+        };
+        // SAFETY: `info` is a valid out-parameter.
+        let rv = unsafe { f(slot_id as CK_ULONG, mechanism, &mut info) };
+        if rv != CKR_OK {
+            return Err(RawError(rv));
+        }
+        Ok(info.flags as u64)
+    }
+
+    /// `C_WrapKey` with a mechanism `cryptoki` cannot express.
+    pub fn wrap_key(
+        &self,
+        session: u64,
+        mechanism: &RawMechanism,
+        wrapping_key: u64,
+        key: u64,
+    ) -> Result<Vec<u8>, RawError> {
+        let f = self.list().C_WrapKey.ok_or(RawError(0x54))?;
+        let mut oaep = mechanism.oaep_params();
+        let mut rsa_aes = CK_RSA_AES_KEY_WRAP_PARAMS {
+            ulAESKeyBits: 256,
+            pOAEPParams: &mut oaep,
+        };
+        let mut mech = CK_MECHANISM {
+            mechanism: mechanism.mechanism_type(),
+            pParameter: ptr::null_mut(),
+            ulParameterLen: 0,
+        };
+        if let RawMechanism::RsaAesKeyWrap { .. } = mechanism {
+            mech.pParameter = (&mut rsa_aes as *mut CK_RSA_AES_KEY_WRAP_PARAMS).cast();
+            mech.ulParameterLen = std::mem::size_of::<CK_RSA_AES_KEY_WRAP_PARAMS>() as CK_ULONG;
+        }
+        let mut len: CK_ULONG = 0;
+        // SAFETY: a null output buffer asks for the length; all pointers in
+        // `mech` point to locals that outlive the call.
+        let rv = unsafe {
+            f(
+                session as CK_ULONG,
+                &mut mech,
+                wrapping_key as CK_ULONG,
+                key as CK_ULONG,
+                ptr::null_mut(),
+                &mut len,
+            )
+        };
+        if rv != CKR_OK {
+            return Err(RawError(rv));
+        }
+        let mut out = vec![0u8; len as usize];
+        // SAFETY: `out` has room for `len` bytes.
+        let rv = unsafe {
+            f(
+                session as CK_ULONG,
+                &mut mech,
+                wrapping_key as CK_ULONG,
+                key as CK_ULONG,
+                out.as_mut_ptr(),
+                &mut len,
+            )
+        };
+        if rv == CKR_BUFFER_TOO_SMALL || rv != CKR_OK {
+            return Err(RawError(rv));
+        }
+        out.truncate(len as usize);
+        Ok(out)
+    }
+}
+
+/// A wrapping mechanism only reachable through [`RawModule::wrap_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawMechanism {
+    /// `CKM_RSA_AES_KEY_WRAP` with a 256-bit AES key and OAEP using `sha256` (else SHA-1).
+    RsaAesKeyWrap {
+        /// OAEP with SHA-256 and MGF1-SHA-256 rather than SHA-1.
+        sha256: bool,
+    },
+    /// `CKM_AES_KEY_WRAP_KWP` with the default IV.
+    AesKeyWrapKwp,
+}
+
+impl RawMechanism {
+    fn mechanism_type(&self) -> CK_MECHANISM_TYPE {
+        match self {
+            RawMechanism::RsaAesKeyWrap { .. } => CKM_RSA_AES_KEY_WRAP,
+            RawMechanism::AesKeyWrapKwp => CKM_AES_KEY_WRAP_KWP,
+        }
+    }
+
+    fn oaep_params(&self) -> CK_RSA_PKCS_OAEP_PARAMS {
+        let sha256 = matches!(self, RawMechanism::RsaAesKeyWrap { sha256: true });
+        CK_RSA_PKCS_OAEP_PARAMS {
+            hashAlg: if sha256 {
+                cryptoki_sys::CKM_SHA256
+            } else {
+                cryptoki_sys::CKM_SHA_1
+            },
+            mgf: if sha256 {
+                cryptoki_sys::CKG_MGF1_SHA256
+            } else {
+                cryptoki_sys::CKG_MGF1_SHA1
+            },
+            source: CKZ_DATA_SPECIFIED,
+            pSourceData: ptr::null_mut(),
+            ulSourceDataLen: 0,
+        }
+    }
+}

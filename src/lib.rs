@@ -1,0 +1,19 @@
+//! byok-ceremony: move key material from an on-premise HSM into AWS KMS
+//! without the plaintext key ever leaving the HSM.
+//!
+//! The modules follow the trust boundaries:
+//! * [`kms`]: what KMS accepts, and the import-parameters file that crosses the air gap;
+//! * [`hsm`]: the PKCS#11 driver (key generation, wrapping and self-test inside the HSM);
+//! * [`bundle`]: what the air-gapped side writes for removable media;
+//! * [`airgap`]: the `byok-airgap` commands.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod airgap;
+pub mod bundle;
+pub mod fingerprint;
+pub mod hsm;
+pub mod kms;
+
+/// This tool's version, recorded in every manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
