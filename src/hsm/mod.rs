@@ -338,20 +338,25 @@ impl Hsm {
             .ctx
             .open_rw_session(self.slot)
             .during("opening a session")?;
-        let label = self.facts.label.clone();
         match session.login(UserType::User, Some(pin)) {
-            Ok(()) => {}
-            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                return Err(HsmError::PinIncorrect(label))
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(HsmError::PinLocked(label)),
-            Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
-                return Err(HsmError::PinLength(label))
-            }
-            Err(e) => return Err(e).during("logging in"),
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(login_error(e, &self.facts.label)),
         }
         Ok(UserSession { hsm: self, session })
+    }
+}
+
+/// Turn a failed `C_Login` into a message that says what to do.
+pub fn login_error(e: CkError, token: &str) -> HsmError {
+    let token = token.to_string();
+    match e {
+        CkError::Pkcs11(RvError::PinIncorrect, _) => HsmError::PinIncorrect(token),
+        CkError::Pkcs11(RvError::PinLocked, _) => HsmError::PinLocked(token),
+        CkError::Pkcs11(RvError::PinLenRange, _) => HsmError::PinLength(token),
+        e => HsmError::Pkcs11 {
+            during: "logging in".into(),
+            source: e,
+        },
     }
 }
 
@@ -384,5 +389,29 @@ impl<'a> UserSession<'a> {
         self.session
             .generate_random_vec(len as u32)
             .during("drawing random bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoki::context::Function;
+
+    #[test]
+    fn login_failures_say_what_to_do() {
+        let m = login_error(CkError::Pkcs11(RvError::PinLocked, Function::Login), "t1").to_string();
+        assert!(
+            m.contains("locked") && m.contains("security officer"),
+            "{m}"
+        );
+        let m = login_error(
+            CkError::Pkcs11(RvError::PinIncorrect, Function::Login),
+            "t1",
+        )
+        .to_string();
+        assert!(m.contains("incorrect") && m.contains("lock"), "{m}");
+        let m =
+            login_error(CkError::Pkcs11(RvError::PinLenRange, Function::Login), "t1").to_string();
+        assert!(m.contains("length"), "{m}");
     }
 }

@@ -1,0 +1,299 @@
+//! Test fixtures: a fresh SoftHSM2 token per test, a software RSA key pair
+//! playing KMS, import-parameters files, and software unwrapping exactly as
+//! KMS does it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use rsa::pkcs8::EncodePublicKey;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+use rsa::RsaPrivateKey;
+use sha2::{Digest, Sha256};
+
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const USER_PIN: &str = "87654321";
+pub const SO_PIN: &str = "12345678";
+
+pub fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// A fresh SoftHSM2 token in its own directory.
+pub struct SoftHsm {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+    pub label: String,
+}
+
+impl SoftHsm {
+    pub fn new(label: &str) -> Self {
+        assert!(
+            Path::new(SOFTHSM_MODULE).exists(),
+            "SoftHSM2 is not installed: run scripts/install-deps.sh (apt-get install softhsm2)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "softhsm2-util failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SoftHsm {
+            dir,
+            conf,
+            label: label.to_string(),
+        }
+    }
+
+    /// `byok-airgap` with this token selected and the PIN in an environment variable.
+    pub fn airgap(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_byok-airgap"));
+        c.env("SOFTHSM2_CONF", &self.conf)
+            .env("BYOK_TEST_PIN", USER_PIN)
+            .env_remove("BYOK_PKCS11_MODULE");
+        c
+    }
+
+    pub fn hsm_args(&self) -> Vec<String> {
+        vec![
+            "--module".into(),
+            SOFTHSM_MODULE.into(),
+            "--token-label".into(),
+            self.label.clone(),
+            "--pin-env".into(),
+            "BYOK_TEST_PIN".into(),
+        ]
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A software RSA key pair playing the KMS wrapping key.
+pub struct FakeKms {
+    pub key: RsaPrivateKey,
+}
+
+impl FakeKms {
+    pub fn new(bits: usize) -> Self {
+        FakeKms {
+            key: RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).unwrap(),
+        }
+    }
+
+    pub fn public_der(&self) -> Vec<u8> {
+        self.key
+            .to_public_key()
+            .to_public_key_der()
+            .unwrap()
+            .into_vec()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(self.public_der()))
+    }
+
+    /// Write import parameters as the AWS CLI prints them, valid for `minutes`.
+    pub fn write_params(&self, path: &Path, minutes: i64) -> Vec<u8> {
+        let token: Vec<u8> = (0..1200u32).map(|i| (i * 7 % 251) as u8).collect();
+        let valid_to = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
+        let json = format!(
+            "{{\n    \"KeyId\": \"arn:aws:kms:eu-west-1:111122223333:key/0b6d3bb4-6b4f-4f3c-9a55-5b2b7c6f0e11\",\n    \"ImportToken\": \"{}\",\n    \"PublicKey\": \"{}\",\n    \"ParametersValidTo\": \"{}\"\n}}\n",
+            b64().encode(&token),
+            b64().encode(self.public_der()),
+            valid_to.format(&time::format_description::well_known::Rfc3339).unwrap()
+        );
+        std::fs::write(path, &json).unwrap();
+        token
+    }
+
+    fn oaep(&self, hash: &str, c: &[u8]) -> Vec<u8> {
+        let padding = if hash == "SHA_1" {
+            rsa::Oaep::new::<sha1::Sha1>()
+        } else {
+            rsa::Oaep::new::<sha2::Sha256>()
+        };
+        self.key.decrypt(padding, c).expect("OAEP part decrypts")
+    }
+
+    /// Unwrap as KMS does for `algorithm`.
+    pub fn unwrap(&self, algorithm: &str, blob: &[u8]) -> Vec<u8> {
+        let hash = if algorithm.ends_with("SHA_1") {
+            "SHA_1"
+        } else {
+            "SHA_256"
+        };
+        if algorithm.starts_with("RSAES_OAEP") {
+            assert_eq!(blob.len(), self.key.size());
+            return self.oaep(hash, blob);
+        }
+        let k = self.key.size();
+        let aes = self.oaep(hash, &blob[..k]);
+        assert_eq!(aes.len(), 32, "RSA_AES_KEY_WRAP carries an AES-256 key");
+        let kek = aes_kw::KekAes256::try_from(aes.as_slice()).unwrap();
+        kek.unwrap_with_padding_vec(&blob[k..])
+            .expect("RFC 5649 unwrap")
+    }
+}
+
+/// Run and return output; print it on failure for diagnosis.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("command runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The entries of `dir`, to prove a failed run left nothing behind.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn aes_kcv(key: &[u8]) -> String {
+    use cmac::Mac;
+    let mut mac = <cmac::Cmac<aes::Aes256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(&[0u8; 16]);
+    hex::encode(&mac.finalize().into_bytes()[..3])
+}
+
+pub fn hmac_hex(spec: &str, key: &[u8], msg: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    macro_rules! h {
+        ($d:ty) => {{
+            let mut m = <Hmac<$d> as Mac>::new_from_slice(key).unwrap();
+            m.update(msg);
+            hex::encode(m.finalize().into_bytes())
+        }};
+    }
+    match spec {
+        "HMAC_224" => h!(sha2::Sha224),
+        "HMAC_256" => h!(sha2::Sha256),
+        "HMAC_384" => h!(sha2::Sha384),
+        _ => h!(sha2::Sha512),
+    }
+}
+
+/// The SPKI DER of the public key of an unwrapped PKCS#8 EC or RSA key.
+pub fn public_of_pkcs8(spec: &str, pkcs8: &[u8]) -> Vec<u8> {
+    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey as _};
+    match spec {
+        "ECC_NIST_P256" => p256::SecretKey::from_pkcs8_der(pkcs8)
+            .unwrap()
+            .public_key()
+            .to_public_key_der()
+            .unwrap()
+            .into_vec(),
+        "ECC_NIST_P384" => p384::SecretKey::from_pkcs8_der(pkcs8)
+            .unwrap()
+            .public_key()
+            .to_public_key_der()
+            .unwrap()
+            .into_vec(),
+        "ECC_NIST_P521" => p521::SecretKey::from_pkcs8_der(pkcs8)
+            .unwrap()
+            .public_key()
+            .to_public_key_der()
+            .unwrap()
+            .into_vec(),
+        "ECC_SECG_P256K1" => k256::SecretKey::from_pkcs8_der(pkcs8)
+            .unwrap()
+            .public_key()
+            .to_public_key_der()
+            .unwrap()
+            .into_vec(),
+        _ => {
+            let k = <RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(pkcs8).unwrap();
+            assert_eq!(k.primes().len(), 2, "KMS needs a two-prime RSA key");
+            let bits = k.n().bits();
+            assert!([2048, 3072, 4096].contains(&bits));
+            k.to_public_key().to_public_key_der().unwrap().into_vec()
+        }
+    }
+}
+
+/// Check a wrap's output against the plaintext recovered by software unwrap.
+pub fn check_output(
+    kms: &FakeKms,
+    out: &Path,
+    spec: &str,
+    algorithm: &str,
+    token: &[u8],
+) -> serde_json::Value {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["key_spec"], spec);
+    assert_eq!(manifest["wrapping_algorithm"], algorithm);
+    assert_eq!(manifest["wrapping_key_sha256"], kms.fingerprint());
+    assert_eq!(std::fs::read(out.join("ImportToken.bin")).unwrap(), token);
+    assert_eq!(
+        manifest["import_token_sha256"],
+        hex::encode(Sha256::digest(token))
+    );
+    let blob = std::fs::read(out.join("EncryptedKeyMaterial.bin")).unwrap();
+    assert_eq!(
+        manifest["encrypted_key_material_sha256"],
+        hex::encode(Sha256::digest(&blob))
+    );
+    let p = manifest["hsm_key"]["protection"].clone();
+    assert_eq!(p["sensitive"], true, "key must be CKA_SENSITIVE");
+    assert_eq!(p["extractable"], true);
+    let plain = kms.unwrap(algorithm, &blob);
+    match spec {
+        "SYMMETRIC_DEFAULT" => {
+            assert_eq!(plain.len(), 32);
+            assert_eq!(manifest["kcv"], aes_kcv(&plain));
+        }
+        s if s.starts_with("HMAC_") => {
+            let len: usize = s[5..].parse::<usize>().unwrap() / 8;
+            assert_eq!(plain.len(), len);
+            let check = &manifest["hmac_check"];
+            let msg = hex::decode(check["message_hex"].as_str().unwrap()).unwrap();
+            assert_eq!(check["mac_hex"], hmac_hex(s, &plain, &msg));
+            assert_eq!(check["mac_algorithm"], format!("HMAC_SHA_{}", &s[5..]));
+        }
+        _ => {
+            let public = b64()
+                .decode(manifest["public_key"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(
+                public_of_pkcs8(spec, &plain),
+                public,
+                "unwrapped key's public key equals the HSM's"
+            );
+        }
+    }
+    manifest
+}
