@@ -1,7 +1,7 @@
 //! `byok-airgap wrap`: generate (or find) a key in the HSM and wrap it for
 //! KMS import, inside the HSM, after a known-answer self-test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -10,11 +10,12 @@ use super::confirm::ConfirmedWrappingKey;
 use super::Error;
 use crate::bundle::manifest::{self, HsmKeyRecord, Manifest};
 use crate::bundle::{output, AtomicDir};
-use crate::hsm::keygen::{self, KeyPolicy};
+use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
+use crate::hsm::selftest::{self, SelfTestPass};
 use crate::hsm::wrap::WrappingKey;
-use crate::hsm::{key_checks, selftest, wrap as hsm_wrap, Hsm, ModuleSpec, TokenSelector};
+use crate::hsm::{key_checks, wrap as hsm_wrap, Hsm, ModuleSpec, TokenSelector, UserSession};
 use crate::kms::{check_combination, ImportParameters, KeySpec, WrappingAlgorithm};
 
 /// Everything `wrap` needs.
@@ -87,7 +88,109 @@ pub fn preflight(
     Ok(())
 }
 
-/// Run the wrap; `progress` receives one line per step.
+/// Generate the key (refusing a taken label) or find the existing one.
+pub fn obtain_key(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    existing: bool,
+    policy: KeyPolicy,
+) -> Result<HsmKey, Error> {
+    Ok(if existing {
+        keygen::find_existing(session, spec, label)?
+    } else {
+        keygen::generate(session, spec, label, policy)?
+    })
+}
+
+/// A key wrapped for one KMS import: the blob and its manifest.
+#[derive(Clone, Debug)]
+pub struct Wrapped {
+    /// `EncryptedKeyMaterial.bin`.
+    pub blob: Vec<u8>,
+    /// `manifest.json`.
+    pub manifest: Manifest,
+}
+
+/// Wrap `key` for the KMS key of `params`, inside the HSM, after proving the
+/// method with the known-answer self-test (`pass`, from [`selftest::prove`]
+/// for this key spec, algorithm and wrapping key size).
+pub fn wrap_for_target(
+    session: &UserSession,
+    key: &HsmKey,
+    params: &ImportParameters,
+    algorithm: WrappingAlgorithm,
+    confirmed: &ConfirmedWrappingKey,
+    pass: &SelfTestPass,
+) -> Result<Wrapped, Error> {
+    if !confirmed.covers(params) {
+        return Err(Error::FingerprintNotConfirmed);
+    }
+    check_combination(key.spec, algorithm, params.wrapping_key_bits)?;
+    assert!(
+        pass.key_spec == key.spec && pass.wrapping_algorithm == algorithm,
+        "self-test result used for another key spec or algorithm"
+    );
+    let protection = keygen::protection(session, key.handle)?;
+    let checks = key_checks::compute(session, key)?;
+    let wrapping = WrappingKey::import(
+        session,
+        &params.public_key,
+        "byok-ceremony KMS wrapping key",
+    )?;
+    let blob = hsm_wrap::wrap(session, pass.method, &wrapping, key.handle)?;
+    drop(wrapping);
+    let facts = &session.hsm().facts;
+    let now = time::OffsetDateTime::now_utc();
+    let mut manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        tool_version: crate::VERSION.into(),
+        created_at: now.format(&Rfc3339).unwrap_or_default(),
+        key_id: params.key_id.clone(),
+        region: params.region.clone(),
+        key_spec: key.spec,
+        wrapping_algorithm: algorithm,
+        wrapping_key_spec: format!("RSA_{}", params.wrapping_key_bits),
+        wrapping_key_sha256: hex::encode(params.wrapping_key_sha256()),
+        import_token_sha256: hex::encode(params.import_token_sha256()),
+        import_parameters_sha256: hex::encode(params.file_sha256),
+        parameters_valid_to: crate::kms::import_params::rfc3339(params.valid_to),
+        encrypted_key_material_sha256: hex::encode(Sha256::digest(&blob)),
+        encrypted_key_material_len: blob.len(),
+        hsm_key: HsmKeyRecord {
+            label: key.label.clone(),
+            id_hex: hex::encode(&key.id),
+            generated: key.generated,
+            protection: Some(protection.into()),
+        },
+        token: facts.into(),
+        wrap_method: pass.method.describe(),
+        self_test: pass.checks.clone(),
+        kcv: None,
+        hmac_check: None,
+        public_key: None,
+    };
+    manifest.set_checks(checks);
+    Ok(Wrapped { blob, manifest })
+}
+
+/// Write a wrap's files into `out` (which must not exist), all or nothing.
+pub fn write_output(
+    out: &Path,
+    wrapped: &Wrapped,
+    params: &ImportParameters,
+    params_bytes: &[u8],
+) -> Result<PathBuf, Error> {
+    let json = serde_json::to_vec_pretty(&wrapped.manifest).expect("manifest serializes");
+    let dir = AtomicDir::create(out)?;
+    dir.write(manifest::ENCRYPTED_KEY_MATERIAL, &wrapped.blob)?;
+    dir.write(manifest::IMPORT_TOKEN, &params.import_token)?;
+    dir.write(manifest::IMPORT_PARAMETERS, params_bytes)?;
+    dir.write(manifest::MANIFEST, &[json.as_slice(), b"\n"].concat())?;
+    Ok(dir.commit()?)
+}
+
+/// Run the whole `wrap` command; `progress` receives one line per step.
 pub fn run(
     req: &WrapRequest,
     params: &ImportParameters,
@@ -131,74 +234,24 @@ pub fn run(
     )?;
     progress(&format!("self-test passed: {}", pass.method.describe()));
 
-    let key = if req.existing {
-        let k = keygen::find_existing(&session, req.key_spec, &req.label)?;
-        progress(&format!(
-            "found existing key {:?} (CKA_ID {})",
-            k.label,
-            hex::encode(&k.id)
-        ));
-        k
-    } else {
-        let k = keygen::generate(&session, req.key_spec, &req.label, req.policy)?;
-        progress(&format!(
-            "generated {} key {:?} in the HSM (CKA_ID {})",
-            req.key_spec,
-            k.label,
-            hex::encode(&k.id)
-        ));
-        k
-    };
-    let protection = keygen::protection(&session, key.handle)?;
-    let checks = key_checks::compute(&session, &key)?;
-
-    let wrapping = WrappingKey::import(
-        &session,
-        &params.public_key,
-        "byok-ceremony KMS wrapping key",
-    )?;
-    let blob = hsm_wrap::wrap(&session, pass.method, &wrapping, key.handle)?;
-    drop(wrapping);
-    progress(&format!("wrapped inside the HSM: {} bytes", blob.len()));
-
-    let now = time::OffsetDateTime::now_utc();
-    let mut m = Manifest {
-        format: manifest::FORMAT.into(),
-        tool_version: crate::VERSION.into(),
-        created_at: now.format(&Rfc3339).unwrap_or_default(),
-        key_id: params.key_id.clone(),
-        region: params.region.clone(),
-        key_spec: req.key_spec,
-        wrapping_algorithm: algorithm,
-        wrapping_key_spec: format!("RSA_{}", params.wrapping_key_bits),
-        wrapping_key_sha256: hex::encode(params.wrapping_key_sha256()),
-        import_token_sha256: hex::encode(params.import_token_sha256()),
-        import_parameters_sha256: hex::encode(params.file_sha256),
-        parameters_valid_to: crate::kms::import_params::rfc3339(params.valid_to),
-        encrypted_key_material_sha256: hex::encode(Sha256::digest(&blob)),
-        encrypted_key_material_len: blob.len(),
-        hsm_key: HsmKeyRecord {
-            label: key.label.clone(),
-            id_hex: hex::encode(&key.id),
-            generated: key.generated,
-            protection: Some(protection.into()),
+    let key = obtain_key(&session, req.key_spec, &req.label, req.existing, req.policy)?;
+    progress(&format!(
+        "{} {} key {:?} (CKA_ID {})",
+        if key.generated {
+            "generated"
+        } else {
+            "found existing"
         },
-        token: (&hsm.facts).into(),
-        wrap_method: pass.method.describe(),
-        self_test: pass.checks.clone(),
-        kcv: None,
-        hmac_check: None,
-        public_key: None,
-    };
-    m.set_checks(checks);
-    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
-
-    let dir = AtomicDir::create(&req.out)?;
-    dir.write(manifest::ENCRYPTED_KEY_MATERIAL, &blob)?;
-    dir.write(manifest::IMPORT_TOKEN, &params.import_token)?;
-    dir.write(manifest::IMPORT_PARAMETERS, params_bytes)?;
-    dir.write(manifest::MANIFEST, &[json.as_slice(), b"\n"].concat())?;
-    let out = dir.commit()?;
+        req.key_spec,
+        key.label,
+        hex::encode(&key.id)
+    ));
+    let wrapped = wrap_for_target(&session, &key, params, algorithm, confirmed, &pass)?;
+    progress(&format!(
+        "wrapped inside the HSM: {} bytes",
+        wrapped.blob.len()
+    ));
+    let out = write_output(&req.out, &wrapped, params, params_bytes)?;
     progress(&format!("wrote {}", out.display()));
-    Ok(m)
+    Ok(wrapped.manifest)
 }
