@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::Error;
 use crate::hsm::mechanisms::{self, Mechanisms, CKF_WRAP};
 use crate::hsm::pin::PinSource;
+use crate::hsm::wrap::AesWrapPreference;
 use crate::hsm::{selftest, Hsm, HsmError, ModuleSpec, TokenFacts, TokenSelector};
 use crate::kms::key_spec::{oaep_payload_limit, KeyFamily};
 use crate::kms::{check_combination, KeySpec, WrappingAlgorithm};
@@ -57,6 +58,7 @@ pub fn probe(
     pin: &PinSource,
     specs: &[KeySpec],
     algorithms: &[WrappingAlgorithm],
+    preference: AesWrapPreference,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ProbeReport, Error> {
     let hsm = Hsm::open(module, token)?;
@@ -86,7 +88,8 @@ pub fn probe(
                     result: "kms-forbids",
                     detail: e.to_string(),
                 },
-                Ok(()) => match selftest::prove(&session, &mechs, spec, alg, bits) {
+                Ok(()) => match selftest::prove_with(&session, &mechs, spec, alg, bits, preference)
+                {
                     Ok(pass) => ProbeRow {
                         key_spec: spec,
                         wrapping_algorithm: alg,

@@ -14,7 +14,7 @@ use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
 use crate::hsm::selftest::{self, SelfTestPass};
-use crate::hsm::wrap::WrappingKey;
+use crate::hsm::wrap::{AesWrapPreference, WrappingKey};
 use crate::hsm::{key_checks, wrap as hsm_wrap, Hsm, ModuleSpec, TokenSelector, UserSession};
 use crate::kms::{check_combination, ImportParameters, KeySpec, WrappingAlgorithm};
 
@@ -37,6 +37,8 @@ pub struct WrapRequest {
     pub policy: KeyPolicy,
     /// Output directory (must not exist).
     pub out: PathBuf,
+    /// Which RSA_AES_KEY_WRAP methods may be tried.
+    pub aes_wrap: AesWrapPreference,
 }
 
 /// Resolve the wrapping algorithm from the command line and the file.
@@ -225,12 +227,13 @@ pub fn run(
         keygen::ensure_label_free(&session, &req.label)?;
     }
     let mechanisms = Mechanisms::probe(&hsm)?;
-    let pass = selftest::prove(
+    let pass = selftest::prove_with(
         &session,
         &mechanisms,
         req.key_spec,
         algorithm,
         params.wrapping_key_bits,
+        req.aes_wrap,
     )?;
     progress(&format!("self-test passed: {}", pass.method.describe()));
 

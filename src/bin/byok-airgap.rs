@@ -10,6 +10,7 @@ use byok_ceremony::airgap::{self, confirm, inspect, probe, wrap, Error};
 use byok_ceremony::fingerprint::Fingerprint;
 use byok_ceremony::hsm::keygen::KeyPolicy;
 use byok_ceremony::hsm::pin::PinSource;
+use byok_ceremony::hsm::wrap::AesWrapPreference;
 use byok_ceremony::hsm::{ModuleSpec, TokenSelector};
 use byok_ceremony::kms::{KeySpec, WrappingAlgorithm};
 use clap::{Args, Parser, Subcommand};
@@ -111,6 +112,9 @@ struct WrapArgs {
     /// Output directory to create (must not exist).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// RSA_AES_KEY_WRAP_* methods to try: auto (native, then KWP, then PAD), kwp or pad.
+    #[arg(long, value_name = "auto|kwp|pad", default_value = "auto")]
+    aes_key_wrap: AesWrapPreference,
     /// Print the manifest as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -126,6 +130,9 @@ struct ProbeArgs {
     /// Only this wrapping algorithm (repeatable).
     #[arg(long = "wrapping-algorithm", value_name = "ALG")]
     algorithms: Vec<WrappingAlgorithm>,
+    /// RSA_AES_KEY_WRAP_* methods to try: auto (native, then KWP, then PAD), kwp or pad.
+    #[arg(long, value_name = "auto|kwp|pad", default_value = "auto")]
+    aes_key_wrap: AesWrapPreference,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -176,6 +183,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
             wrap_with_trusted: a.wrap_with_trusted,
         },
         out: a.out.clone(),
+        aes_wrap: a.aes_key_wrap,
     };
     wrap::preflight(&req, &params, algorithm)?;
     let fp = Fingerprint(params.wrapping_key_sha256());
@@ -261,6 +269,7 @@ fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
         &a.hsm.pin(),
         &specs,
         &algs,
+        a.aes_key_wrap,
         &mut |l| {
             if !quiet {
                 note(l)

@@ -15,6 +15,8 @@
 //! raw calls: `C_GetMechanismList`, `C_GetMechanismInfo` and `C_WrapKey`.
 //! None of them can read key material: `C_WrapKey` returns ciphertext only.
 #![allow(unsafe_code)]
+// CK_ULONG is `unsigned long`: u64 here, u32 on Windows; the casts keep that portable.
+#![allow(clippy::unnecessary_cast)]
 
 use std::ffi::CString;
 use std::path::Path;
@@ -57,6 +59,9 @@ impl std::fmt::Display for RawError {
             0x113 => "CKR_WRAPPING_KEY_HANDLE_INVALID",
             0x115 => "CKR_WRAPPING_KEY_TYPE_INCONSISTENT",
             0x114 => "CKR_WRAPPING_KEY_SIZE_RANGE",
+            0x130 => "CKR_DOMAIN_PARAMS_INVALID",
+            0x150 => "CKR_BUFFER_TOO_SMALL",
+            0x91 => "CKR_OPERATION_NOT_INITIALIZED",
             _ => "",
         };
         if name.is_empty() {
@@ -197,23 +202,35 @@ impl RawModule {
         if rv != CKR_OK {
             return Err(RawError(rv));
         }
+        // Some modules (NSS with CKM_AES_KEY_WRAP_KWP) under-estimate the length
+        // and then answer CKR_BUFFER_TOO_SMALL: grow and try again.
         let mut out = vec![0u8; len as usize];
-        // SAFETY: `out` has room for `len` bytes.
-        let rv = unsafe {
-            f(
-                session as CK_ULONG,
-                &mut mech,
-                wrapping_key as CK_ULONG,
-                key as CK_ULONG,
-                out.as_mut_ptr(),
-                &mut len,
-            )
-        };
-        if rv == CKR_BUFFER_TOO_SMALL || rv != CKR_OK {
-            return Err(RawError(rv));
+        for _ in 0..4 {
+            let mut got: CK_ULONG = out.len() as CK_ULONG;
+            // SAFETY: `out` has room for `got` bytes.
+            let rv = unsafe {
+                f(
+                    session as CK_ULONG,
+                    &mut mech,
+                    wrapping_key as CK_ULONG,
+                    key as CK_ULONG,
+                    out.as_mut_ptr(),
+                    &mut got,
+                )
+            };
+            match rv {
+                CKR_OK => {
+                    out.truncate(got as usize);
+                    return Ok(out);
+                }
+                CKR_BUFFER_TOO_SMALL => {
+                    let bigger = (got as usize).max(out.len() + 16);
+                    out.resize(bigger, 0);
+                }
+                rv => return Err(RawError(rv)),
+            }
         }
-        out.truncate(len as usize);
-        Ok(out)
+        Err(RawError(CKR_BUFFER_TOO_SMALL))
     }
 }
 

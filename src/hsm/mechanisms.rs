@@ -1,6 +1,9 @@
 //! What the token says it can do, read from its raw mechanism list (so that
 //! mechanisms `cryptoki` cannot name, like `CKM_RSA_AES_KEY_WRAP`, are seen).
 
+// CK_FLAGS is `unsigned long`: u64 here, u32 on Windows; the casts keep that portable.
+#![allow(clippy::unnecessary_cast)]
+
 use std::collections::BTreeMap;
 
 use super::{Hsm, HsmError};

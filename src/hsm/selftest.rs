@@ -22,7 +22,7 @@ use sha2::{Digest, Sha512};
 
 use super::key_checks;
 use super::mechanisms::Mechanisms;
-use super::wrap::{self, WrapMethod, WrappingKey};
+use super::wrap::{self, AesWrapPreference, WrapMethod, WrappingKey};
 use super::{During, HsmError, UserSession};
 use crate::kms::key_spec::{Curve, HmacHash, KeyFamily, KeySpec, OaepHash, WrappingAlgorithm};
 
@@ -339,7 +339,15 @@ fn try_method(
         &kms.to_public_key(),
         "byok-ceremony self-test KMS key (throwaway)",
     )?;
-    let (handle, known) = create_known(session, spec)?;
+    let (handle, known) = match create_known(session, spec) {
+        Ok(k) => k,
+        Err(HsmError::Pkcs11 { source, .. }) => {
+            return Ok(Err(format!(
+                "the token cannot hold a {spec} key ({source})"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     let outcome = (|| {
         let blob = match wrap::wrap(session, method, &wrapping, handle) {
             Ok(b) => b,
@@ -440,13 +448,34 @@ pub fn prove(
     algorithm: WrappingAlgorithm,
     wrapping_key_bits: usize,
 ) -> Result<SelfTestPass, HsmError> {
+    prove_with(
+        session,
+        mechanisms,
+        spec,
+        algorithm,
+        wrapping_key_bits,
+        AesWrapPreference::Auto,
+    )
+}
+
+/// [`prove`], trying only the RSA_AES_KEY_WRAP methods `preference` allows.
+pub fn prove_with(
+    session: &UserSession,
+    mechanisms: &Mechanisms,
+    spec: KeySpec,
+    algorithm: WrappingAlgorithm,
+    wrapping_key_bits: usize,
+    preference: AesWrapPreference,
+) -> Result<SelfTestPass, HsmError> {
     let token = session.hsm().facts.label.clone();
     let what = format!("{spec} with {algorithm}");
     let candidates =
-        WrapMethod::candidates(algorithm, mechanisms).map_err(|detail| HsmError::Unsupported {
-            token: token.clone(),
-            what: format!("wrap {what}"),
-            detail: format!("{detail}. {}", advice(spec, algorithm)),
+        WrapMethod::candidates(algorithm, mechanisms, preference).map_err(|detail| {
+            HsmError::Unsupported {
+                token: token.clone(),
+                what: format!("wrap {what}"),
+                detail: format!("{detail}. {}", advice(spec, algorithm)),
+            }
         })?;
     let kms = test_rsa_key(wrapping_key_bits);
     let mut refused = Vec::new();

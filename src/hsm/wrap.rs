@@ -40,6 +40,33 @@ impl PaddedAesWrap {
     }
 }
 
+/// Which way of doing RSA_AES_KEY_WRAP_* the operator allows; the self-test
+/// still has to prove it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AesWrapPreference {
+    /// The token's `CKM_RSA_AES_KEY_WRAP` if listed, then `CKM_AES_KEY_WRAP_KWP`,
+    /// then `CKM_AES_KEY_WRAP_PAD`: the first that passes the self-test.
+    #[default]
+    Auto,
+    /// Only ephemeral AES key + `CKM_AES_KEY_WRAP_KWP` + OAEP.
+    Kwp,
+    /// Only ephemeral AES key + `CKM_AES_KEY_WRAP_PAD` + OAEP.
+    Pad,
+}
+
+impl std::str::FromStr for AesWrapPreference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(AesWrapPreference::Auto),
+            "kwp" => Ok(AesWrapPreference::Kwp),
+            "pad" => Ok(AesWrapPreference::Pad),
+            _ => Err(format!("{s:?} is not one of auto, kwp, pad")),
+        }
+    }
+}
+
 /// How a KMS wrapping algorithm is carried out on this token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
@@ -98,6 +125,7 @@ impl WrapMethod {
     pub fn candidates(
         algorithm: WrappingAlgorithm,
         mechanisms: &Mechanisms,
+        preference: AesWrapPreference,
     ) -> Result<Vec<WrapMethod>, String> {
         let hash = algorithm.oaep_hash();
         let oaep = mechanisms.supports(ffi::CKM_RSA_PKCS_OAEP, CKF_WRAP);
@@ -109,12 +137,19 @@ impl WrapMethod {
             };
         }
         let mut out = Vec::new();
-        if mechanisms.supports(ffi::CKM_RSA_AES_KEY_WRAP, CKF_WRAP) {
+        if preference == AesWrapPreference::Auto
+            && mechanisms.supports(ffi::CKM_RSA_AES_KEY_WRAP, CKF_WRAP)
+        {
             out.push(WrapMethod::NativeRsaAes { hash });
         }
         let aes_gen = mechanisms.supports(cryptoki_sys::CKM_AES_KEY_GEN, CKF_GENERATE);
+        let allowed: &[PaddedAesWrap] = match preference {
+            AesWrapPreference::Auto => &[PaddedAesWrap::Kwp, PaddedAesWrap::Pad],
+            AesWrapPreference::Kwp => &[PaddedAesWrap::Kwp],
+            AesWrapPreference::Pad => &[PaddedAesWrap::Pad],
+        };
         if oaep && aes_gen {
-            for aes_wrap in [PaddedAesWrap::Kwp, PaddedAesWrap::Pad] {
+            for &aes_wrap in allowed {
                 if mechanisms.supports(aes_wrap.mechanism_type(), CKF_WRAP) {
                     out.push(WrapMethod::TwoStepRsaAes { hash, aes_wrap });
                 }

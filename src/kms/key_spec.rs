@@ -275,7 +275,7 @@ pub enum OaepHash {
 
 impl OaepHash {
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             OaepHash::Sha1 => 20,
             OaepHash::Sha256 => 32,
@@ -414,7 +414,7 @@ pub enum CombinationError {
 /// The largest message RSA-OAEP can carry under a `bits`-bit key with `hash`:
 /// k − 2·hLen − 2 bytes.
 pub fn oaep_payload_limit(bits: usize, hash: OaepHash) -> usize {
-    (bits / 8).saturating_sub(2 * hash.len() + 2)
+    (bits / 8).saturating_sub(2 * hash.digest_len() + 2)
 }
 
 /// Check KMS's rule for wrapping `spec` with `algorithm` under a wrapping key of

@@ -297,3 +297,75 @@ pub fn check_output(
     }
     manifest
 }
+
+/// A fresh NSS softoken database: a second, independent PKCS#11 implementation
+/// that does RSA-OAEP with SHA-256 and RFC 5649 as `CKM_AES_KEY_WRAP_KWP`.
+pub struct NssDb {
+    pub dir: tempfile::TempDir,
+    pub module: PathBuf,
+}
+
+pub const NSS_PIN: &str = "nss-test-pin-1";
+pub const NSS_TOKEN: &str = "NSS Certificate DB";
+
+impl NssDb {
+    pub fn new() -> Self {
+        let module = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
+            .iter()
+            .map(|d| Path::new(d).join("libsoftokn3.so"))
+            .find(|p| p.exists())
+            .expect("NSS softoken is not installed: run scripts/install-deps.sh (apt-get install libnss3 libnss3-tools)");
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir(&db).unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, format!("{NSS_PIN}\n")).unwrap();
+        let out = Command::new("certutil")
+            .args([
+                "-N",
+                "-d",
+                &format!("sql:{}", db.display()),
+                "-f",
+                pw.to_str().unwrap(),
+            ])
+            .output()
+            .expect("certutil runs (apt-get install libnss3-tools)");
+        assert!(
+            out.status.success(),
+            "certutil -N failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        NssDb { dir, module }
+    }
+
+    pub fn init_string(&self) -> String {
+        format!(
+            "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+            self.dir.path().join("db").display()
+        )
+    }
+
+    pub fn airgap(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_byok-airgap"));
+        c.env("BYOK_TEST_PIN", NSS_PIN)
+            .env_remove("BYOK_PKCS11_MODULE");
+        c
+    }
+
+    pub fn hsm_args(&self) -> Vec<String> {
+        vec![
+            "--module".into(),
+            self.module.to_string_lossy().into_owned(),
+            "--module-init-string".into(),
+            self.init_string(),
+            "--token-label".into(),
+            NSS_TOKEN.into(),
+            "--pin-env".into(),
+            "BYOK_TEST_PIN".into(),
+        ]
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
