@@ -101,7 +101,7 @@ pub fn probe(
                         key_spec: spec,
                         wrapping_algorithm: alg,
                         result: "unsupported",
-                        detail,
+                        detail: one_line(&detail),
                     },
                     Err(e) => return Err(e.into()),
                 },
@@ -129,4 +129,14 @@ pub fn proven(report: &ProbeReport, spec: KeySpec, alg: WrappingAlgorithm) -> Op
         .iter()
         .find(|r| r.key_spec == spec && r.wrapping_algorithm == alg && r.result == "pass")
         .map(|r| r.detail.as_str())
+}
+
+/// Fold a multi-line refusal into one line for the table.
+fn one_line(detail: &str) -> String {
+    detail
+        .lines()
+        .map(|l| l.trim().trim_start_matches("- "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

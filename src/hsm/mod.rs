@@ -179,6 +179,15 @@ pub enum HsmError {
     },
 }
 
+/// A short name for a `cryptoki` error, e.g. `C_WrapKey: CKR ArgumentsBad`,
+/// for one-line messages (the crate's own text is a paragraph).
+pub fn short(e: &CkError) -> String {
+    match e {
+        CkError::Pkcs11(rv, f) => format!("{f:?} returned {rv:?}"),
+        other => other.to_string(),
+    }
+}
+
 /// Attach what we were doing to a `cryptoki` error.
 pub(crate) trait During<T> {
     fn during(self, what: &str) -> Result<T, HsmError>;

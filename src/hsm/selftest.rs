@@ -343,7 +343,8 @@ fn try_method(
         Ok(k) => k,
         Err(HsmError::Pkcs11 { source, .. }) => {
             return Ok(Err(format!(
-                "the token cannot hold a {spec} key ({source})"
+                "the token cannot hold a {spec} key ({})",
+                super::short(&source)
             )))
         }
         Err(e) => return Err(e),
@@ -352,7 +353,10 @@ fn try_method(
         let blob = match wrap::wrap(session, method, &wrapping, handle) {
             Ok(b) => b,
             Err(HsmError::Pkcs11 { source, .. }) => {
-                return Ok(Err(format!("the token refused it ({source})")))
+                return Ok(Err(format!(
+                    "the token refused it ({})",
+                    super::short(&source)
+                )))
             }
             Err(HsmError::Raw { rv, .. }) => {
                 return Ok(Err(format!("the token refused it ({rv})")))

@@ -224,7 +224,9 @@ fn unsupported_hash(session: &UserSession, hash: OaepHash, e: &cryptoki::error::
         token: session.hsm().facts.label.clone(),
         what: format!("wrap with RSA-OAEP {}", hash.name()),
         detail: format!(
-            "C_WrapKey refused the OAEP parameters ({e}). SoftHSM2 does RSA-OAEP with SHA-1 only: request import parameters for the *_SHA_1 algorithm, or use a token that does OAEP with SHA-256. Nothing is ever wrapped in software."
+            "C_WrapKey refused the OAEP parameters ({}): this token does not do RSA-OAEP with {} (SoftHSM2 does SHA-1 only). Nothing is ever wrapped in software.",
+            hash.name(),
+            super::short(e)
         ),
     }
 }

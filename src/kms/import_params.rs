@@ -66,14 +66,6 @@ pub enum ParamsError {
         /// This machine's time.
         now: String,
     },
-    /// ValidTo is further ahead than KMS ever issues.
-    #[error("these import parameters claim to be valid until {valid_to}, more than 24 hours from now ({now}); KMS never issues that, so either this machine's clock is wrong (check it) or the file is not from KMS")]
-    TooFarAhead {
-        /// The claimed end.
-        valid_to: String,
-        /// This machine's time.
-        now: String,
-    },
 }
 
 #[derive(Deserialize)]
@@ -203,12 +195,6 @@ impl ImportParameters {
                 now: rfc3339(now),
             });
         }
-        if valid_to > now + Duration::hours(24) + CLOCK_SKEW {
-            return Err(ParamsError::TooFarAhead {
-                valid_to: rfc3339(valid_to),
-                now: rfc3339(now),
-            });
-        }
         Ok(ImportParameters {
             key_id: raw.key_id,
             import_token,
@@ -231,6 +217,19 @@ impl ImportParameters {
     /// SHA-256 of the import token.
     pub fn import_token_sha256(&self) -> [u8; 32] {
         Sha256::digest(&self.import_token).into()
+    }
+
+    /// A warning when the validity window is longer than the 24 hours real KMS
+    /// issues: either this machine's clock is behind, or the parameters come
+    /// from an emulator (LocalStack issues 100 days).
+    pub fn validity_warning(&self, now: OffsetDateTime) -> Option<String> {
+        (self.valid_to > now + Duration::hours(24) + CLOCK_SKEW).then(|| {
+            format!(
+                "these import parameters are valid until {}, more than the 24 hours AWS KMS issues; check this machine's clock ({} now) if they came from AWS",
+                rfc3339(self.valid_to),
+                rfc3339(now)
+            )
+        })
     }
 
     /// Time left before the parameters expire.
@@ -282,13 +281,18 @@ mod tests {
     }
 
     #[test]
-    fn refuses_expired_and_far_future() {
+    fn refuses_expired_and_warns_on_long_validity() {
         let e = ImportParameters::parse(&json(&key(2048), &[7; 10], "2026-11-22T11:00:00Z"), now())
             .unwrap_err();
         assert!(matches!(e, ParamsError::Expired { .. }), "{e}");
-        let e = ImportParameters::parse(&json(&key(2048), &[7; 10], "2026-11-25T11:00:00Z"), now())
-            .unwrap_err();
-        assert!(matches!(e, ParamsError::TooFarAhead { .. }), "{e}");
+        let far =
+            ImportParameters::parse(&json(&key(2048), &[7; 10], "2026-11-25T11:00:00Z"), now())
+                .unwrap();
+        assert!(far.validity_warning(now()).unwrap().contains("clock"));
+        let near =
+            ImportParameters::parse(&json(&key(2048), &[7; 10], "2026-11-23T11:00:00Z"), now())
+                .unwrap();
+        assert!(near.validity_warning(now()).is_none());
     }
 
     #[test]
