@@ -39,6 +39,8 @@ pub struct WrapRequest {
     pub out: PathBuf,
     /// Which RSA_AES_KEY_WRAP methods may be tried.
     pub aes_wrap: AesWrapPreference,
+    /// Where the security officer's PIN comes from (with `policy.wrap_with_trusted`).
+    pub so_pin: PinSource,
 }
 
 /// Resolve the wrapping algorithm from the command line and the file.
@@ -125,6 +127,27 @@ pub fn wrap_for_target(
     confirmed: &ConfirmedWrappingKey,
     pass: &SelfTestPass,
 ) -> Result<Wrapped, Error> {
+    wrap_for_target_with(session, key, params, algorithm, confirmed, pass, None)
+}
+
+/// [`wrap_for_target`] under `trusted`, the security officer's trusted copy of
+/// `params`' wrapping key (see [`crate::hsm::Hsm::login_trusting`]), when given.
+pub fn wrap_for_target_with(
+    session: &UserSession,
+    key: &HsmKey,
+    params: &ImportParameters,
+    algorithm: WrappingAlgorithm,
+    confirmed: &ConfirmedWrappingKey,
+    pass: &SelfTestPass,
+    trusted: Option<&WrappingKey>,
+) -> Result<Wrapped, Error> {
+    if key.wrap_with_trusted && trusted.is_none() {
+        return Err(crate::hsm::HsmError::KeyUnsuitable {
+            label: key.label.clone(),
+            reason: "it has CKA_WRAP_WITH_TRUSTED, so only a wrapping key the security officer marked trusted can wrap it: run with --wrap-with-trusted and the SO PIN".into(),
+        }
+        .into());
+    }
     if !confirmed.covers(params) {
         return Err(Error::FingerprintNotConfirmed);
     }
@@ -135,13 +158,19 @@ pub fn wrap_for_target(
     );
     let protection = keygen::protection(session, key.handle)?;
     let checks = key_checks::compute(session, key)?;
-    let wrapping = WrappingKey::import(
-        session,
-        &params.public_key,
-        "byok-ceremony KMS wrapping key",
-    )?;
-    let blob = hsm_wrap::wrap(session, pass.method, &wrapping, key.handle)?;
-    drop(wrapping);
+    let imported;
+    let wrapping = match trusted {
+        Some(w) => w,
+        None => {
+            imported = WrappingKey::import(
+                session,
+                &params.public_key,
+                "byok-ceremony KMS wrapping key",
+            )?;
+            &imported
+        }
+    };
+    let blob = hsm_wrap::wrap(session, pass.method, wrapping, key.handle)?;
     let facts = &session.hsm().facts;
     let now = time::OffsetDateTime::now_utc();
     let mut manifest = Manifest {
@@ -163,6 +192,7 @@ pub fn wrap_for_target(
             label: key.label.clone(),
             id_hex: hex::encode(&key.id),
             generated: key.generated,
+            wrap_with_trusted: key.wrap_with_trusted,
             protection: Some(protection.into()),
         },
         token: facts.into(),
@@ -219,22 +249,68 @@ pub fn run(
         .pin
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(crate::hsm::HsmError::from)?;
-    let session = hsm.login(&pin)?;
+    let trusting = req.policy.wrap_with_trusted;
+    let test_public = selftest::test_rsa_key(params.wrapping_key_bits).to_public_key();
+    let (session, trusted_handles) = if trusting {
+        let so_pin = req
+            .so_pin
+            .read(&format!(
+                "the security officer of token {:?}",
+                hsm.facts.label
+            ))
+            .map_err(crate::hsm::HsmError::from)?;
+        progress(
+            "security officer: marking the confirmed KMS wrapping key trusted for this session",
+        );
+        hsm.login_trusting(
+            &pin,
+            &so_pin,
+            &[
+                (
+                    &params.public_key,
+                    "byok-ceremony KMS wrapping key (trusted)",
+                ),
+                (
+                    &test_public,
+                    "byok-ceremony self-test KMS key (trusted, throwaway)",
+                ),
+            ],
+        )?
+    } else {
+        (hsm.login(&pin)?, Vec::new())
+    };
     drop(pin);
+    let trusted_kms = trusted_handles
+        .first()
+        .map(|h| WrappingKey::adopt(&session, *h, &params.public_key));
+    let trusted_test = trusted_handles
+        .get(1)
+        .map(|h| WrappingKey::adopt(&session, *h, &test_public));
 
     // Refuse a taken label before the self-test, so the custodian learns it first.
     if !req.existing {
         keygen::ensure_label_free(&session, &req.label)?;
     }
     let mechanisms = Mechanisms::probe(&hsm)?;
-    let pass = selftest::prove_with(
-        &session,
-        &mechanisms,
-        req.key_spec,
-        algorithm,
-        params.wrapping_key_bits,
-        req.aes_wrap,
-    )?;
+    let pass = match &trusted_test {
+        Some(test_key) => selftest::prove_trusted(
+            &session,
+            &mechanisms,
+            req.key_spec,
+            algorithm,
+            params.wrapping_key_bits,
+            req.aes_wrap,
+            test_key,
+        )?,
+        None => selftest::prove_with(
+            &session,
+            &mechanisms,
+            req.key_spec,
+            algorithm,
+            params.wrapping_key_bits,
+            req.aes_wrap,
+        )?,
+    };
     progress(&format!("self-test passed: {}", pass.method.describe()));
 
     let key = obtain_key(&session, req.key_spec, &req.label, req.existing, req.policy)?;
@@ -249,7 +325,15 @@ pub fn run(
         key.label,
         hex::encode(&key.id)
     ));
-    let wrapped = wrap_for_target(&session, &key, params, algorithm, confirmed, &pass)?;
+    let wrapped = wrap_for_target_with(
+        &session,
+        &key,
+        params,
+        algorithm,
+        confirmed,
+        &pass,
+        trusted_kms.as_ref(),
+    )?;
     progress(&format!(
         "wrapped inside the HSM: {} bytes",
         wrapped.blob.len()

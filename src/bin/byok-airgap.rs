@@ -106,9 +106,21 @@ struct WrapArgs {
     /// Confirm the wrapping key non-interactively with the fingerprint the bastion printed.
     #[arg(long, value_name = "HEX")]
     expect_wrapping_key_sha256: Option<String>,
-    /// Generate the key with CKA_WRAP_WITH_TRUSTED (the wrapping key must then be marked trusted by the SO).
+    /// Generate the key with CKA_WRAP_WITH_TRUSTED, and have the security officer mark the
+    /// confirmed KMS wrapping key trusted for this session (needed to wrap such keys).
     #[arg(long)]
     wrap_with_trusted: bool,
+    /// Read the security officer PIN from this environment variable (default: prompt without echo).
+    #[arg(
+        long,
+        value_name = "VAR",
+        conflicts_with = "so_pin_file",
+        requires = "wrap_with_trusted"
+    )]
+    so_pin_env: Option<String>,
+    /// Read the security officer PIN from the first line of this file.
+    #[arg(long, value_name = "PATH", requires = "wrap_with_trusted")]
+    so_pin_file: Option<PathBuf>,
     /// Output directory to create (must not exist).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -184,6 +196,11 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         },
         out: a.out.clone(),
         aes_wrap: a.aes_key_wrap,
+        so_pin: match (&a.so_pin_env, &a.so_pin_file) {
+            (Some(v), _) => PinSource::Env(v.clone()),
+            (None, Some(f)) => PinSource::File(f.clone()),
+            (None, None) => PinSource::Prompt,
+        },
     };
     wrap::preflight(&req, &params, algorithm)?;
     let fp = Fingerprint(params.wrapping_key_sha256());

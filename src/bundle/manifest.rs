@@ -28,6 +28,10 @@ pub struct HsmKeyRecord {
     pub id_hex: String,
     /// Whether this run generated it (false with `--existing`).
     pub generated: bool,
+    /// `CKA_WRAP_WITH_TRUSTED`: the key can only be wrapped under a key the
+    /// security officer marked trusted.
+    #[serde(default)]
+    pub wrap_with_trusted: bool,
     /// The protection attributes the token reports for it.
     pub protection: Option<KeyProtectionRecord>,
 }

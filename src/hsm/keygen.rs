@@ -29,6 +29,8 @@ pub struct HsmKey {
     pub public: Option<ObjectHandle>,
     /// Whether this run generated it.
     pub generated: bool,
+    /// `CKA_WRAP_WITH_TRUSTED`: only a key the SO marked trusted may wrap it.
+    pub wrap_with_trusted: bool,
 }
 
 /// Options for key generation.
@@ -150,6 +152,7 @@ pub fn generate(
         handle,
         public,
         generated: true,
+        wrap_with_trusted: policy.wrap_with_trusted,
     })
 }
 
@@ -198,9 +201,11 @@ pub fn find_existing(
                 AttributeType::ValueLen,
                 AttributeType::Modulus,
                 AttributeType::EcParams,
+                AttributeType::WrapWithTrusted,
             ],
         )
         .during("reading the key's attributes")?;
+    let mut wrap_with_trusted = false;
     let (mut key_type, mut sensitive, mut extractable, mut id) = (None, None, None, Vec::new());
     let (mut value_len, mut modulus, mut params) = (None, None, None);
     for a in attrs {
@@ -212,6 +217,7 @@ pub fn find_existing(
             Attribute::ValueLen(l) => value_len = Some(u64::from(l) as usize),
             Attribute::Modulus(m) => modulus = Some(m),
             Attribute::EcParams(p) => params = Some(p),
+            Attribute::WrapWithTrusted(b) => wrap_with_trusted = b,
             _ => {}
         }
     }
@@ -281,6 +287,7 @@ pub fn find_existing(
         handle,
         public,
         generated: false,
+        wrap_with_trusted,
     })
 }
 

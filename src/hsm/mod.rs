@@ -104,6 +104,9 @@ pub enum HsmError {
     /// The PIN has the wrong length.
     #[error("the PIN for token {0:?} has a length the token does not accept; check you are using the user PIN")]
     PinLength(String),
+    /// The security officer could not log in.
+    #[error("the security officer PIN for token {0:?} was refused ({1}); marking the KMS wrapping key trusted needs the SO. Check the SO PIN envelope; nothing was done")]
+    SoLogin(String, String),
     /// A PIN could not be read.
     #[error(transparent)]
     Pin(#[from] pin::PinError),
@@ -366,6 +369,65 @@ pub fn login_error(e: CkError, token: &str) -> HsmError {
             during: "logging in".into(),
             source: e,
         },
+    }
+}
+
+impl Hsm {
+    /// Log in for wrapping keys that carry `CKA_WRAP_WITH_TRUSTED`.
+    ///
+    /// Only the security officer may set `CKA_TRUSTED`. So, in one session:
+    /// the SO logs in, each of `trusted` (RSA public keys whose fingerprints
+    /// the custodians confirmed) is created as a public session object with
+    /// `CKA_TRUSTED` and `CKA_WRAP`, the SO logs out, and the user logs in.
+    /// Public session objects survive the change of login; they vanish when
+    /// the session closes. Returns the session and the trusted keys' handles.
+    pub fn login_trusting(
+        &self,
+        user_pin: &SecretString,
+        so_pin: &SecretString,
+        trusted: &[(&rsa::RsaPublicKey, &str)],
+    ) -> Result<(UserSession<'_>, Vec<cryptoki::object::ObjectHandle>), HsmError> {
+        use cryptoki::object::{Attribute, KeyType, ObjectClass};
+        use rsa::traits::PublicKeyParts;
+        let session = self
+            .ctx
+            .open_rw_session(self.slot)
+            .during("opening a session")?;
+        session
+            .login(UserType::So, Some(so_pin))
+            .map_err(|e| HsmError::SoLogin(self.facts.label.clone(), short(&e)))?;
+        let mut handles = Vec::new();
+        for (key, label) in trusted {
+            let template = [
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Token(false),
+                Attribute::Private(false),
+                Attribute::Trusted(true),
+                Attribute::Wrap(true),
+                Attribute::Encrypt(false),
+                Attribute::Verify(false),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Modulus(key.n().to_bytes_be()),
+                Attribute::PublicExponent(key.e().to_bytes_be()),
+            ];
+            match session.create_object(&template) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    let _ = session.logout();
+                    return Err(e)
+                        .during("creating the trusted KMS wrapping key as security officer");
+                }
+            }
+        }
+        session
+            .logout()
+            .during("logging the security officer out")?;
+        match session.login(UserType::User, Some(user_pin)) {
+            Ok(()) => {}
+            Err(e) => return Err(login_error(e, &self.facts.label)),
+        }
+        Ok((UserSession { hsm: self, session }, handles))
     }
 }
 

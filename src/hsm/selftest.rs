@@ -90,13 +90,20 @@ enum Known {
     Rsa(Box<RsaPrivateKey>),
 }
 
-fn create_known(session: &UserSession, spec: KeySpec) -> Result<(ObjectHandle, Known), HsmError> {
+fn create_known(
+    session: &UserSession,
+    spec: KeySpec,
+    wrap_with_trusted: bool,
+) -> Result<(ObjectHandle, Known), HsmError> {
     let mut attrs = vec![
         Attribute::Token(false),
         Attribute::Sensitive(false),
         Attribute::Extractable(true),
         Attribute::Label(b"byok-ceremony self-test (throwaway)".to_vec()),
     ];
+    if wrap_with_trusted {
+        attrs.push(Attribute::WrapWithTrusted(true));
+    }
     let known = match spec.family() {
         KeyFamily::Aes | KeyFamily::Hmac => {
             let value = known_bytes(spec.as_str(), spec.secret_len().expect("secret"));
@@ -333,13 +340,10 @@ fn try_method(
     spec: KeySpec,
     method: WrapMethod,
     kms: &RsaPrivateKey,
+    wrapping: &WrappingKey,
+    trusted: bool,
 ) -> Result<Result<Vec<String>, String>, HsmError> {
-    let wrapping = WrappingKey::import(
-        session,
-        &kms.to_public_key(),
-        "byok-ceremony self-test KMS key (throwaway)",
-    )?;
-    let (handle, known) = match create_known(session, spec) {
+    let (handle, known) = match create_known(session, spec, trusted) {
         Ok(k) => k,
         Err(HsmError::Pkcs11 { source, .. }) => {
             return Ok(Err(format!(
@@ -350,7 +354,7 @@ fn try_method(
         Err(e) => return Err(e),
     };
     let outcome = (|| {
-        let blob = match wrap::wrap(session, method, &wrapping, handle) {
+        let blob = match wrap::wrap(session, method, wrapping, handle) {
             Ok(b) => b,
             Err(HsmError::Pkcs11 { source, .. }) => {
                 return Ok(Err(format!(
@@ -380,8 +384,21 @@ fn try_method(
         if let Some(line) = check_values(session, spec, handle, &known)? {
             checks.push(line);
         }
+        if trusted {
+            // The protection is real only if the token refuses an untrusted wrapping key.
+            let untrusted = WrappingKey::import(
+                session,
+                &kms.to_public_key(),
+                "byok-ceremony self-test untrusted key (throwaway)",
+            )?;
+            if wrap::wrap(session, method, &untrusted, handle).is_ok() {
+                return Ok(Err("the token wrapped a CKA_WRAP_WITH_TRUSTED key under an untrusted key: it does not enforce CKA_WRAP_WITH_TRUSTED, so --wrap-with-trusted would protect nothing".into()));
+            }
+            checks
+                .push("a CKA_WRAP_WITH_TRUSTED key is refused to an untrusted wrapping key".into());
+        }
         if spec.family() == KeyFamily::Rsa {
-            match length_fidelity(session, method, &wrapping, kms)? {
+            match length_fidelity(session, method, wrapping, kms)? {
                 Ok(line) => checks.push(line),
                 Err(e) => return Ok(Err(e)),
             }
@@ -471,6 +488,54 @@ pub fn prove_with(
     wrapping_key_bits: usize,
     preference: AesWrapPreference,
 ) -> Result<SelfTestPass, HsmError> {
+    let kms = test_rsa_key(wrapping_key_bits);
+    let wrapping = WrappingKey::import(
+        session,
+        &kms.to_public_key(),
+        "byok-ceremony self-test KMS key (throwaway)",
+    )?;
+    prove_inner(
+        session, mechanisms, spec, algorithm, preference, &kms, &wrapping, false,
+    )
+}
+
+/// [`prove_with`] for keys protected by `CKA_WRAP_WITH_TRUSTED`: the known key
+/// carries the attribute, `trusted_test_key` must be the security officer's
+/// trusted copy of [`test_rsa_key`]`(wrapping_key_bits)`, and the token must
+/// also refuse to wrap the known key under an untrusted key.
+pub fn prove_trusted(
+    session: &UserSession,
+    mechanisms: &Mechanisms,
+    spec: KeySpec,
+    algorithm: WrappingAlgorithm,
+    wrapping_key_bits: usize,
+    preference: AesWrapPreference,
+    trusted_test_key: &WrappingKey,
+) -> Result<SelfTestPass, HsmError> {
+    let kms = test_rsa_key(wrapping_key_bits);
+    prove_inner(
+        session,
+        mechanisms,
+        spec,
+        algorithm,
+        preference,
+        &kms,
+        trusted_test_key,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prove_inner(
+    session: &UserSession,
+    mechanisms: &Mechanisms,
+    spec: KeySpec,
+    algorithm: WrappingAlgorithm,
+    preference: AesWrapPreference,
+    kms: &RsaPrivateKey,
+    wrapping: &WrappingKey,
+    trusted: bool,
+) -> Result<SelfTestPass, HsmError> {
     let token = session.hsm().facts.label.clone();
     let what = format!("{spec} with {algorithm}");
     let candidates =
@@ -481,10 +546,9 @@ pub fn prove_with(
                 detail: format!("{detail}. {}", advice(spec, algorithm)),
             }
         })?;
-    let kms = test_rsa_key(wrapping_key_bits);
     let mut refused = Vec::new();
     for method in candidates {
-        match try_method(session, spec, method, &kms)? {
+        match try_method(session, spec, method, kms, wrapping, trusted)? {
             Ok(checks) => {
                 return Ok(SelfTestPass {
                     key_spec: spec,

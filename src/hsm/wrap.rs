@@ -205,6 +205,22 @@ impl<'s, 'h> WrappingKey<'s, 'h> {
     }
 }
 
+impl<'s, 'h> WrappingKey<'s, 'h> {
+    /// Take ownership of a wrapping key already created in `session` (by
+    /// [`super::Hsm::login_trusting`]); it is destroyed when dropped.
+    pub fn adopt(
+        session: &'s UserSession<'h>,
+        handle: ObjectHandle,
+        public_key: &RsaPublicKey,
+    ) -> Self {
+        WrappingKey {
+            session,
+            handle,
+            modulus_len: public_key.size(),
+        }
+    }
+}
+
 impl Drop for WrappingKey<'_, '_> {
     fn drop(&mut self) {
         let _ = self.session.raw_session().destroy_object(self.handle);
