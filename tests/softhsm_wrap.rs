@@ -588,3 +588,32 @@ fn refused_cmd(t: &SoftHsm, mut cmd: std::process::Command, args: Vec<String>, n
     );
     assert_eq!(entries(t.dir.path()), before);
 }
+
+#[test]
+fn keys_lists_generated_keys_with_their_spec() {
+    let t = SoftHsm::new("listing");
+    let kms = FakeKms::new(2048);
+    wrap_ok(&t, &kms, "HMAC_384", "RSAES_OAEP_SHA_1", "b-hmac");
+    wrap_ok(
+        &t,
+        &kms,
+        "ECC_SECG_P256K1",
+        "RSA_AES_KEY_WRAP_SHA_1",
+        "a-k1",
+    );
+    let mut args = vec!["keys".to_string()];
+    args.extend(t.hsm_args());
+    args.push("--json".into());
+    let o = run(t.airgap().args(args));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let keys: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0]["label"], "a-k1");
+    assert_eq!(keys[0]["key_spec"], "ECC_SECG_P256K1");
+    assert_eq!(keys[1]["label"], "b-hmac");
+    assert_eq!(keys[1]["key_spec"], "HMAC_384");
+    assert!(keys
+        .iter()
+        .all(|k| k["sensitive"] == true && k["extractable"] == true));
+}

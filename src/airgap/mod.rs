@@ -4,6 +4,7 @@
 pub mod confirm;
 pub mod error;
 pub mod inspect;
+pub mod keys;
 pub mod probe;
 pub mod wrap;
 

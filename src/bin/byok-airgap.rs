@@ -33,6 +33,17 @@ enum Command {
     Mechanisms(ProbeArgs),
     /// Show an import-parameters file: fingerprint, size, expiry.
     Inspect(InspectArgs),
+    /// List the secret and private keys on the token (never their values).
+    Keys(KeysArgs),
+}
+
+#[derive(Args)]
+struct KeysArgs {
+    #[command(flatten)]
+    hsm: HsmArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -167,6 +178,7 @@ fn main() -> ExitCode {
         Command::Selftest(a) => cmd_probe(a, false),
         Command::Mechanisms(a) => cmd_probe(a, true),
         Command::Inspect(a) => cmd_inspect(a),
+        Command::Keys(a) => cmd_keys(a),
     };
     match result {
         Ok(code) => code,
@@ -329,6 +341,43 @@ fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn cmd_keys(a: KeysArgs) -> Result<ExitCode, Error> {
+    let (token, keys) = airgap::keys::list(&a.hsm.module(), &a.hsm.token(), &a.hsm.pin())?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&keys).expect("listing serializes")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Token {:?} serial {}: {} keys",
+        token.label,
+        token.serial,
+        keys.len()
+    );
+    for k in &keys {
+        let mut flags = Vec::new();
+        if !k.sensitive {
+            flags.push("NOT SENSITIVE");
+        }
+        if !k.extractable {
+            flags.push("not extractable");
+        }
+        if k.wrap_with_trusted {
+            flags.push("wrap-with-trusted");
+        }
+        println!(
+            "  {:<32} {:<17} CKA_ID {}  {}",
+            k.label,
+            k.key_spec.map(|s| s.as_str()).unwrap_or("(not a KMS spec)"),
+            k.id_hex,
+            flags.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_inspect(a: InspectArgs) -> Result<ExitCode, Error> {

@@ -345,3 +345,82 @@ pub fn protection(session: &UserSession, handle: ObjectHandle) -> Result<KeyProt
     }
     Ok(p)
 }
+
+/// One secret or private key on the token, as `byok-airgap keys` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyListing {
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID`, lowercase hex.
+    pub id_hex: String,
+    /// The KMS key spec it matches, if any.
+    pub key_spec: Option<KeySpec>,
+    /// `CKA_SENSITIVE`.
+    pub sensitive: bool,
+    /// `CKA_EXTRACTABLE`.
+    pub extractable: bool,
+    /// `CKA_WRAP_WITH_TRUSTED`.
+    pub wrap_with_trusted: bool,
+}
+
+/// Every secret and private key on the token, sorted by label.
+pub fn list(session: &UserSession) -> Result<Vec<KeyListing>, HsmError> {
+    let mut out = Vec::new();
+    for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+        for handle in find(session, &[Attribute::Class(class), Attribute::Token(true)])? {
+            let attrs = session
+                .raw_session()
+                .get_attributes(
+                    handle,
+                    &[
+                        AttributeType::Label,
+                        AttributeType::Id,
+                        AttributeType::KeyType,
+                        AttributeType::ValueLen,
+                        AttributeType::Modulus,
+                        AttributeType::EcParams,
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                        AttributeType::WrapWithTrusted,
+                    ],
+                )
+                .during("reading key attributes")?;
+            let mut l = KeyListing {
+                label: String::new(),
+                id_hex: String::new(),
+                key_spec: None,
+                sensitive: false,
+                extractable: false,
+                wrap_with_trusted: false,
+            };
+            let (mut key_type, mut len, mut bits, mut params) = (None, None, None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Label(v) => l.label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::Id(v) => l.id_hex = hex::encode(v),
+                    Attribute::KeyType(k) => key_type = Some(k),
+                    Attribute::ValueLen(v) => len = Some(u64::from(v) as usize),
+                    Attribute::Modulus(m) => bits = Some(rsa::BigUint::from_bytes_be(&m).bits()),
+                    Attribute::EcParams(p) => params = Some(p),
+                    Attribute::Sensitive(b) => l.sensitive = b,
+                    Attribute::Extractable(b) => l.extractable = b,
+                    Attribute::WrapWithTrusted(b) => l.wrap_with_trusted = b,
+                    _ => {}
+                }
+            }
+            l.key_spec = KeySpec::ALL.into_iter().find(|s| match s.family() {
+                KeyFamily::Aes => key_type == Some(KeyType::AES) && len == s.secret_len(),
+                KeyFamily::Hmac => {
+                    key_type == Some(KeyType::GENERIC_SECRET) && len == s.secret_len()
+                }
+                KeyFamily::Rsa => key_type == Some(KeyType::RSA) && bits == s.rsa_bits(),
+                KeyFamily::Ec => {
+                    key_type == Some(KeyType::EC) && params.as_deref() == Some(&ec_params(*s)[..])
+                }
+            });
+            out.push(l);
+        }
+    }
+    out.sort_by(|a, b| a.label.cmp(&b.label));
+    Ok(out)
+}

@@ -119,7 +119,7 @@ pub enum HsmError {
         token: String,
     },
     /// No key with this label.
-    #[error("no key labelled {label:?} on token {token:?}; check the label (byok-airgap keys lists them) or drop --existing to generate one")]
+    #[error("no key labelled {label:?} on token {token:?}; check the label (`byok-airgap keys` lists them) or drop --existing to generate one")]
     KeyNotFound {
         /// The label.
         label: String,
