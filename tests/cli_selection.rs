@@ -113,9 +113,12 @@ fn pin_file_and_missing_terminal() {
         .args(probe_args(&["--pin-file", pin_file.to_str().unwrap()])));
     assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
 
-    // No PIN option and no terminal: a clear error, not a hang.
-    let o = run(t
-        .airgap()
+    // No PIN option and no terminal: a clear error, not a hang. `setsid` takes
+    // away the controlling terminal even when the tests run in one.
+    let o = run(std::process::Command::new("setsid")
+        .arg("-w")
+        .arg(env!("CARGO_BIN_EXE_byok-airgap"))
+        .env("SOFTHSM2_CONF", &t.conf)
         .stdin(std::process::Stdio::null())
         .args(probe_args(&[])));
     assert!(!o.status.success());
