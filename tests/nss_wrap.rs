@@ -6,54 +6,6 @@ mod common;
 
 use common::*;
 
-fn wrap_args(
-    t: &NssDb,
-    params: &std::path::Path,
-    spec: &str,
-    alg: &str,
-    label: &str,
-    fp: &str,
-    out: &std::path::Path,
-) -> Vec<String> {
-    let mut a = vec!["wrap".to_string()];
-    a.extend(t.hsm_args());
-    a.extend(
-        [
-            "--params",
-            params.to_str().unwrap(),
-            "--wrapping-algorithm",
-            alg,
-            "--key-spec",
-            spec,
-            "--label",
-            label,
-            "--expect-wrapping-key-sha256",
-            fp,
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    a
-}
-
-fn wrap_ok(t: &NssDb, kms: &FakeKms, spec: &str, alg: &str, label: &str) -> serde_json::Value {
-    let params = t.path(&format!("{label}.params.json"));
-    let token = kms.write_params(&params, 60 * 23);
-    let out = t.path(&format!("{label}.out"));
-    let o = run(t.airgap().args(wrap_args(
-        t,
-        &params,
-        spec,
-        alg,
-        label,
-        &kms.fingerprint(),
-        &out,
-    )));
-    assert!(o.status.success(), "{spec} {alg}: {}", stderr(&o));
-    check_output(kms, &out, spec, alg, &token)
-}
-
 #[test]
 fn sha256_oaep_for_secret_and_ec_keys() {
     let t = NssDb::new();

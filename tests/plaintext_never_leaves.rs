@@ -86,27 +86,9 @@ fn generated_keys_refuse_to_reveal_their_value() {
         ("ECC_NIST_P384", "RSA_AES_KEY_WRAP_SHA_1"),
     ];
     for (spec, alg) in specs {
-        let mut args = vec!["wrap".to_string()];
-        args.extend(t.hsm_args());
         let label = format!("k-{spec}");
         let out = t.path(&format!("out-{spec}"));
-        args.extend(
-            [
-                "--params",
-                params.to_str().unwrap(),
-                "--wrapping-algorithm",
-                alg,
-                "--key-spec",
-                spec,
-                "--label",
-                &label,
-                "--expect-wrapping-key-sha256",
-                &kms.fingerprint(),
-                "--out",
-                out.to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
+        let args = wrap_args(&t, &params, spec, alg, &label, &kms.fingerprint(), &out);
         let o = run(t.airgap().args(args));
         assert!(o.status.success(), "{}", stderr(&o));
     }

@@ -13,24 +13,14 @@ fn args(
     out: &std::path::Path,
     extra: &[&str],
 ) -> Vec<String> {
-    let mut a = vec!["wrap".to_string()];
-    a.extend(t.hsm_args());
-    a.extend(
-        [
-            "--params",
-            params.to_str().unwrap(),
-            "--wrapping-algorithm",
-            "RSAES_OAEP_SHA_1",
-            "--key-spec",
-            "SYMMETRIC_DEFAULT",
-            "--label",
-            label,
-            "--expect-wrapping-key-sha256",
-            &kms.fingerprint(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from),
+    let mut a = wrap_args(
+        t,
+        params,
+        "SYMMETRIC_DEFAULT",
+        "RSAES_OAEP_SHA_1",
+        label,
+        &kms.fingerprint(),
+        out,
     );
     a.extend(extra.iter().map(|s| s.to_string()));
     a

@@ -247,6 +247,30 @@ fn unsupported_hash(session: &UserSession, hash: OaepHash, e: &cryptoki::error::
     }
 }
 
+/// `CKM_RSA_PKCS_OAEP` of `target` under `wrapping_key`; a refusal of the
+/// OAEP parameters says which hash this token lacks.
+fn oaep_wrap(
+    session: &UserSession,
+    hash: OaepHash,
+    wrapping_key: &WrappingKey,
+    target: ObjectHandle,
+    during: &str,
+) -> Result<Vec<u8>, HsmError> {
+    use cryptoki::error::{Error, RvError};
+    session
+        .raw_session()
+        .wrap_key(&oaep_mechanism(hash), wrapping_key.handle, target)
+        .map_err(|e| match e {
+            Error::Pkcs11(RvError::ArgumentsBad | RvError::MechanismParamInvalid, _) => {
+                unsupported_hash(session, hash, &e)
+            }
+            e => HsmError::Pkcs11 {
+                during: during.to_string(),
+                source: e,
+            },
+        })
+}
+
 /// Wrap `target` with `method` under `wrapping_key`, entirely inside the token.
 pub fn wrap(
     session: &UserSession,
@@ -257,19 +281,13 @@ pub fn wrap(
     let s = session.raw_session();
     let raw = &session.hsm().raw;
     let out = match method {
-        WrapMethod::Oaep { hash } => s
-            .wrap_key(&oaep_mechanism(hash), wrapping_key.handle, target)
-            .map_err(|e| match e {
-                cryptoki::error::Error::Pkcs11(
-                    cryptoki::error::RvError::ArgumentsBad
-                    | cryptoki::error::RvError::MechanismParamInvalid,
-                    _,
-                ) => unsupported_hash(session, hash, &e),
-                e => HsmError::Pkcs11 {
-                    during: format!("wrapping with {}", method.describe()),
-                    source: e,
-                },
-            })?,
+        WrapMethod::Oaep { hash } => oaep_wrap(
+            session,
+            hash,
+            wrapping_key,
+            target,
+            &format!("wrapping with {}", method.describe()),
+        )?,
         WrapMethod::NativeRsaAes { hash } => raw
             .wrap_key(
                 s.handle(),
@@ -319,19 +337,13 @@ pub fn wrap(
                             rv,
                         })?,
                 };
-                let outer = s
-                    .wrap_key(&oaep_mechanism(hash), wrapping_key.handle, ephemeral)
-                    .map_err(|e| match e {
-                        cryptoki::error::Error::Pkcs11(
-                            cryptoki::error::RvError::ArgumentsBad
-                            | cryptoki::error::RvError::MechanismParamInvalid,
-                            _,
-                        ) => unsupported_hash(session, hash, &e),
-                        e => HsmError::Pkcs11 {
-                            during: "wrapping the ephemeral AES key with RSA-OAEP".into(),
-                            source: e,
-                        },
-                    })?;
+                let outer = oaep_wrap(
+                    session,
+                    hash,
+                    wrapping_key,
+                    ephemeral,
+                    "wrapping the ephemeral AES key with RSA-OAEP",
+                )?;
                 Ok::<_, HsmError>([outer, inner].concat())
             })();
             let destroyed = s

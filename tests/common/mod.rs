@@ -369,3 +369,93 @@ impl NssDb {
         self.dir.path().join(name)
     }
 }
+
+/// What the CLI tests need of a token fixture.
+pub trait TestToken {
+    /// `byok-airgap` with the fixture's environment.
+    fn command(&self) -> Command;
+    /// `--module … --token-label … --pin-env …` for the fixture.
+    fn selection(&self) -> Vec<String>;
+    /// A path in the fixture's temporary directory.
+    fn file(&self, name: &str) -> PathBuf;
+}
+
+impl TestToken for SoftHsm {
+    fn command(&self) -> Command {
+        self.airgap()
+    }
+    fn selection(&self) -> Vec<String> {
+        self.hsm_args()
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.path(name)
+    }
+}
+
+impl TestToken for NssDb {
+    fn command(&self) -> Command {
+        self.airgap()
+    }
+    fn selection(&self) -> Vec<String> {
+        self.hsm_args()
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.path(name)
+    }
+}
+
+/// Arguments of `byok-airgap wrap` for one key, confirmed with `fp`.
+pub fn wrap_args(
+    t: &impl TestToken,
+    params: &Path,
+    spec: &str,
+    alg: &str,
+    label: &str,
+    fp: &str,
+    out: &Path,
+) -> Vec<String> {
+    let mut a = vec!["wrap".to_string()];
+    a.extend(t.selection());
+    a.extend(
+        [
+            "--params",
+            params.to_str().unwrap(),
+            "--wrapping-algorithm",
+            alg,
+            "--key-spec",
+            spec,
+            "--label",
+            label,
+            "--expect-wrapping-key-sha256",
+            fp,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    a
+}
+
+/// Wrap a new key for fresh parameters and check the output by unwrapping it.
+pub fn wrap_ok(
+    t: &impl TestToken,
+    kms: &FakeKms,
+    spec: &str,
+    alg: &str,
+    label: &str,
+) -> serde_json::Value {
+    let params = t.file(&format!("{label}.params.json"));
+    let token = kms.write_params(&params, 60 * 23);
+    let out = t.file(&format!("{label}.out"));
+    let o = run(t.command().args(wrap_args(
+        t,
+        &params,
+        spec,
+        alg,
+        label,
+        &kms.fingerprint(),
+        &out,
+    )));
+    assert!(o.status.success(), "{spec} {alg}: {}", stderr(&o));
+    check_output(kms, &out, spec, alg, &token)
+}
