@@ -11,4 +11,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy (all targets, all features)" >&2
 cargo clippy --locked --all-targets --all-features -- -D warnings
 echo "== cargo test (all features)" >&2
-cargo test --locked --all-features
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --all-features 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
