@@ -35,7 +35,8 @@ hsm=(--token-label demo-ceremony --pin-file "$work/user.pin")
 
 say "Starting LocalStack KMS on loopback"
 export BYOK_LOCALSTACK_STATE="$work/localstack"
-eval "$(scripts/localstack/start.sh)"
+exports="$(scripts/localstack/start.sh)"
+eval "$exports"
 trap 'scripts/localstack/stop.sh >/dev/null 2>&1 || true' EXIT
 peer=("${BYOK_LOCALSTACK_PYTHON:-python3}" scripts/localstack/kms_peer.py)
 

@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import os
 import sys
+import urllib.parse
 
 LS_VERSION = "4.13.1"
 
@@ -45,7 +46,9 @@ def _reexec_with_venv_python() -> None:
         if (
             os.path.isfile(py)
             and os.access(py, os.X_OK)
-            and os.path.realpath(py) != os.path.realpath(sys.executable)
+            # compare directories: a venv's bin/python is a symlink to the base python
+            and os.path.realpath(os.path.dirname(py))
+            != os.path.realpath(os.path.dirname(sys.executable))
             and not os.environ.get("_BYOK_KMS_PEER_REEXEC")
         ):
             os.environ["_BYOK_KMS_PEER_REEXEC"] = "1"
@@ -92,6 +95,13 @@ def kms_client(args):
             "NoEndpoint",
             'AWS_ENDPOINT_URL_KMS is not set (eval "$(scripts/localstack/start.sh)" first)',
         )
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        # never send the loopback peer's traffic through an http(s)_proxy from the env
+        for var in ("NO_PROXY", "no_proxy"):
+            os.environ[var] = ",".join(
+                filter(None, [os.environ.get(var), "127.0.0.1,localhost,::1"])
+            )
     region = (
         args.region
         or os.environ.get("AWS_REGION")

@@ -7,7 +7,14 @@
 #
 # stdout carries only `export ...` lines (AWS_ENDPOINT_URL_KMS, dummy credentials,
 # region, BYOK_LOCALSTACK_PYTHON); all progress goes to stderr. Running it again
-# while the instance is healthy reuses it and prints the same lines.
+# while the instance is healthy reuses it and prints the same lines. Exit status is
+# non-zero on failure, but `eval "$(...)"` hides it: where that matters use
+#   ls_env="$(scripts/localstack/start.sh)" && eval "$ls_env"
+#
+# Files: venv in $BYOK_CACHE_DIR/localstack-4.13.1 (re-created when the sha256 of
+# requirements.lock changes; stamp .byok-lock-sha256), and in the state dir
+# localstack.pid, localstack.port, localstack.log plus LocalStack's own fs/, tmp/.
+# Needs: python3.11 with venv (Debian: python3-venv), PyPI via pip, flock, setsid.
 #
 # Environment (all optional):
 #   BYOK_CACHE_DIR          cache root (default: $HOME/.cache/byok-ceremony)
@@ -49,7 +56,9 @@ is_our_process() {
     local pid="$1"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'launch\.py'
+    local cmd
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    [[ "$cmd" == *launch.py* ]]
 }
 
 # Healthy = /_localstack/health answers and reports kms as available/running, and
@@ -65,6 +74,7 @@ port = int(sys.argv[1])
 pid = int(sys.argv[2])
 deadline = time.monotonic() + (float(sys.argv[3]) if len(sys.argv) > 3 else 0)
 url = f"http://127.0.0.1:{port}/_localstack/health"
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore http_proxy
 
 
 def owns_listener() -> bool:
@@ -96,7 +106,7 @@ def owns_listener() -> bool:
 last = "no answer"
 while True:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with opener.open(url, timeout=2) as resp:
             state = json.load(resp).get("services", {}).get("kms")
             if state not in ("available", "running"):
                 last = f"kms is {state!r}"
@@ -155,16 +165,25 @@ install_venv() {
     else
         log "creating venv $venv"
     fi
+    local f cmd
+    for f in /proc/[0-9]*/cmdline; do
+        cmd="$(tr '\0' ' ' <"$f" 2>/dev/null || true)"
+        if [[ "$cmd" == *"$venv/bin/python"* ]]; then
+            die "a process still runs from $venv (${f%/cmdline}); run stop.sh first"
+        fi
+    done
+    local t0=$SECONDS
     rm -rf "$venv"
     "$base_python" -m venv "$venv" >&2 ||
         die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
     log "installing localstack-core $LS_VERSION from requirements.lock (about a minute)"
-    local t0=$SECONDS
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    # --no-compile: ~10 s faster; the few modules LocalStack imports get their .pyc
+    # on first start instead (~3 s once).
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-compile \
         --no-deps --require-hashes -r "$lock_file" >&2 ||
         die "pip install from $lock_file failed"
     printf '%s\n' "$want" >"$stamp_file"
-    log "installed in $((SECONDS - t0)) s"
+    log "venv ready in $((SECONDS - t0)) s"
 }
 
 # Serialise installs (and starts) of concurrent callers sharing the cache/state.

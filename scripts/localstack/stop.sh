@@ -27,8 +27,11 @@ fi
 pid="$(cat "$pid_file" 2>/dev/null || true)"
 
 # Only signal the process if it is still the LocalStack we started (pid reuse).
-if [[ ! "$pid" =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null ||
-    ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'launch\.py'; then
+cmd=""
+if [[ "$pid" =~ ^[0-9]+$ ]]; then
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+fi
+if [[ "$cmd" != *launch.py* ]] || ! alive "$pid"; then
     log "not running (stale pid file); cleaning up"
     rm -f "$pid_file" "$port_file"
     exit 0
