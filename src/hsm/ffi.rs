@@ -13,6 +13,9 @@
 //! loader returns the already-loaded library, so the function list, sessions
 //! and object handles are the ones `cryptoki` uses) and makes exactly three
 //! raw calls: `C_GetMechanismList`, `C_GetMechanismInfo` and `C_WrapKey`.
+//! (`cryptoki`'s own `wrap_key` also keeps the length a module first estimated
+//! rather than the one it finally reports, which adds zero bytes on NSS for the
+//! AES key wraps; our `C_WrapKey` trims.)
 //! None of them can read key material: `C_WrapKey` returns ciphertext only.
 #![allow(unsafe_code)]
 // CK_ULONG is `unsigned long`: u64 here, u32 on Windows; the casts keep that portable.
@@ -244,6 +247,11 @@ pub enum RawMechanism {
     },
     /// `CKM_AES_KEY_WRAP_KWP` with the default IV.
     AesKeyWrapKwp,
+    /// `CKM_AES_KEY_WRAP_PAD` with the default IV. `cryptoki` could express it,
+    /// but its `wrap_key` keeps the length a module first *estimated*, and NSS
+    /// over-estimates for this mechanism (trailing zero bytes); this call trims
+    /// to the length the module finally reports.
+    AesKeyWrapPad,
 }
 
 impl RawMechanism {
@@ -251,6 +259,7 @@ impl RawMechanism {
         match self {
             RawMechanism::RsaAesKeyWrap { .. } => CKM_RSA_AES_KEY_WRAP,
             RawMechanism::AesKeyWrapKwp => CKM_AES_KEY_WRAP_KWP,
+            RawMechanism::AesKeyWrapPad => CKM_AES_KEY_WRAP_PAD,
         }
     }
 

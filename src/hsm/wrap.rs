@@ -322,9 +322,17 @@ pub fn wrap(
                 .during("generating the ephemeral AES-256 key")?;
             let result = (|| {
                 let inner = match aes_wrap {
-                    PaddedAesWrap::Pad => s
-                        .wrap_key(&Mechanism::AesKeyWrapPad, ephemeral, target)
-                        .during("wrapping with CKM_AES_KEY_WRAP_PAD")?,
+                    PaddedAesWrap::Pad => raw
+                        .wrap_key(
+                            s.handle(),
+                            &RawMechanism::AesKeyWrapPad,
+                            ephemeral.handle(),
+                            target.handle(),
+                        )
+                        .map_err(|rv| HsmError::Raw {
+                            during: "wrapping with CKM_AES_KEY_WRAP_PAD".into(),
+                            rv,
+                        })?,
                     PaddedAesWrap::Kwp => raw
                         .wrap_key(
                             s.handle(),
