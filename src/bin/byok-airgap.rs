@@ -235,16 +235,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     }
     let confirmed = match &a.expect_wrapping_key_sha256 {
         Some(expected) => confirm::with_expected(&params, expected)?,
-        None if std::io::stdin().is_terminal() => {
-            eprint!("Type the fingerprint shown on the bastion to confirm: ");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|_| Error::FingerprintNotConfirmed)?;
-            confirm::with_typed(&params, &line)?
-        }
+        None if std::io::stdin().is_terminal() => confirm_interactively(&params)?,
         None => return Err(Error::FingerprintNotConfirmed),
     };
     eprintln!("Fingerprint confirmed.");
@@ -281,6 +272,29 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ask the custodian to type the fingerprint back. A typing slip (not 64 hex
+/// digits) may be retried; a different fingerprint stops everything.
+fn confirm_interactively(
+    params: &byok_ceremony::kms::ImportParameters,
+) -> Result<confirm::ConfirmedWrappingKey, Error> {
+    for attempt in 1..=3 {
+        eprint!("Type the fingerprint shown on the bastion to confirm: ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|_| Error::FingerprintNotConfirmed)?;
+        match confirm::with_typed(params, &line) {
+            Err(Error::FingerprintFormat(_)) if attempt < 3 => {
+                eprintln!("That is not 64 hex digits (spaces are fine). Try again.");
+            }
+            other => return other,
+        }
+    }
+    Err(Error::FingerprintNotConfirmed)
 }
 
 fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {

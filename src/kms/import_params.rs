@@ -355,6 +355,36 @@ mod tests {
         assert!(e.to_string().contains("RSA_2048"));
     }
 
+    /// Hostile input never panics: truncations and bit flips of a valid file
+    /// are refused, or parse to something that still meets every rule.
+    #[test]
+    fn mutated_files_never_panic() {
+        let good = json(&key(2048), &[9; 300], "2026-11-23T11:00:00Z");
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for cut in 0..good.len() {
+            assert!(ImportParameters::parse(&good[..cut], now()).is_err());
+        }
+        for _ in 0..3000 {
+            let mut m = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % m.len() as u64) as usize;
+                m[i] ^= 1 << (next() % 8);
+            }
+            if let Ok(p) = ImportParameters::parse(&m, now()) {
+                assert!([2048, 3072, 4096].contains(&p.wrapping_key_bits));
+                assert!((1..=MAX_IMPORT_TOKEN_LEN).contains(&p.import_token.len()));
+                assert!(valid_key_id(&p.key_id));
+                assert!(p.valid_to > now());
+            }
+        }
+    }
+
     fn rand_core_os() -> rsa::rand_core::OsRng {
         rsa::rand_core::OsRng
     }
