@@ -5,12 +5,14 @@
 //! * [`kms`]: what KMS accepts, and the import-parameters file that crosses the air gap;
 //! * [`hsm`]: the PKCS#11 driver (key generation, wrapping and self-test inside the HSM);
 //! * [`bundle`]: what the air-gapped side writes for removable media;
+//! * [`ceremony`]: the hash-chained transcript, custodian attestations and their verification;
 //! * [`airgap`]: the `byok-airgap` commands.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod airgap;
 pub mod bundle;
+pub mod ceremony;
 pub mod fingerprint;
 pub mod hsm;
 pub mod kms;

@@ -30,6 +30,15 @@ pub enum Error {
     /// The output could not be written.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// A ceremony directory or attestation did not verify.
+    #[error(transparent)]
+    Verify(#[from] crate::ceremony::VerifyError),
+    /// The custodian policy was refused.
+    #[error(transparent)]
+    Policy(#[from] crate::ceremony::policy::PolicyError),
+    /// The custodian did not confirm.
+    #[error("the custodian did not confirm; nothing was signed")]
+    NotConfirmed,
     /// No wrapping algorithm given.
     #[error("the import-parameters file does not say which wrapping algorithm was requested (KMS does not echo it); pass --wrapping-algorithm with the one given to get-parameters-for-import")]
     AlgorithmMissing,

@@ -2,6 +2,7 @@
 //! arguments and prints.
 
 pub mod confirm;
+pub mod custodian;
 pub mod error;
 pub mod inspect;
 pub mod keys;

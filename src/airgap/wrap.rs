@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
-use super::confirm::ConfirmedWrappingKey;
+use serde_json::json;
+
+use super::confirm::{ConfirmedBy, ConfirmedWrappingKey};
 use super::Error;
 use crate::bundle::manifest::{self, HsmKeyRecord, Manifest};
 use crate::bundle::{output, AtomicDir};
+use crate::ceremony::transcript::{TranscriptWriter, FILE_NAME as TRANSCRIPT};
 use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
@@ -206,19 +209,91 @@ pub fn wrap_for_target_with(
     Ok(Wrapped { blob, manifest })
 }
 
-/// Write a wrap's files into `out` (which must not exist), all or nothing.
+/// Write a wrap's files into `out` (which must not exist), all or nothing:
+/// the four files of `docs/formats.md` and a `transcript.jsonl` recording the
+/// wrap, so that custodians can sign the directory (`ceremony sign`) and the
+/// bastion can verify it.
 pub fn write_output(
     out: &Path,
     wrapped: &Wrapped,
     params: &ImportParameters,
     params_bytes: &[u8],
+    confirmed_by: ConfirmedBy,
 ) -> Result<PathBuf, Error> {
-    let json = serde_json::to_vec_pretty(&wrapped.manifest).expect("manifest serializes");
+    let m = &wrapped.manifest;
+    let json = [
+        serde_json::to_vec_pretty(m)
+            .expect("manifest serializes")
+            .as_slice(),
+        b"\n",
+    ]
+    .concat();
+    let files: [(&str, &[u8]); 4] = [
+        (manifest::ENCRYPTED_KEY_MATERIAL, &wrapped.blob),
+        (manifest::IMPORT_TOKEN, &params.import_token),
+        (manifest::IMPORT_PARAMETERS, params_bytes),
+        (manifest::MANIFEST, &json),
+    ];
     let dir = AtomicDir::create(out)?;
-    dir.write(manifest::ENCRYPTED_KEY_MATERIAL, &wrapped.blob)?;
-    dir.write(manifest::IMPORT_TOKEN, &params.import_token)?;
-    dir.write(manifest::IMPORT_PARAMETERS, params_bytes)?;
-    dir.write(manifest::MANIFEST, &[json.as_slice(), b"\n"].concat())?;
+    for (name, bytes) in files {
+        dir.write(name, bytes)?;
+    }
+    let stamp = m.created_at.replace([':', '-'], "");
+    let io = |e: std::io::Error| crate::bundle::OutputError::Io {
+        path: out.join(TRANSCRIPT),
+        source: e,
+    };
+    let mut t = TranscriptWriter::create(
+        &dir.staged_path(TRANSCRIPT),
+        "wrap-start",
+        json!({
+            "ceremony_id": format!("wrap-{}-{}", m.hsm_key.label, stamp),
+            "purpose": "byok-airgap wrap: one key for one KMS key",
+            "key_id": m.key_id,
+            "key_spec": m.key_spec,
+            "wrapping_algorithm": m.wrapping_algorithm,
+            "wrapping_key_spec": m.wrapping_key_spec,
+            "wrapping_key_sha256": m.wrapping_key_sha256,
+            "wrapping_key_confirmed_by": confirmed_by,
+            "import_parameters_sha256": m.import_parameters_sha256,
+            "import_token_sha256": m.import_token_sha256,
+            "parameters_valid_to": m.parameters_valid_to,
+        }),
+    )
+    .map_err(io)?;
+    t.append("hsm", json!({ "token": m.token })).map_err(io)?;
+    t.append(
+        "self-test",
+        json!({ "result": "pass", "method": m.wrap_method, "checks": m.self_test }),
+    )
+    .map_err(io)?;
+    t.append(
+        if m.hsm_key.generated {
+            "key-generated"
+        } else {
+            "key-found"
+        },
+        json!({ "key_spec": m.key_spec, "hsm_key": m.hsm_key }),
+    )
+    .map_err(io)?;
+    t.append(
+        "wrapped",
+        json!({
+            "mechanism": m.wrap_method,
+            "encrypted_key_material_sha256": m.encrypted_key_material_sha256,
+            "encrypted_key_material_len": m.encrypted_key_material_len,
+            "kcv": m.kcv,
+            "hmac_check": m.hmac_check,
+            "public_key": m.public_key,
+        }),
+    )
+    .map_err(io)?;
+    let outputs: Vec<_> = files
+        .iter()
+        .map(|(name, bytes)| json!({ "path": name, "sha256": hex::encode(Sha256::digest(bytes)) }))
+        .collect();
+    t.append("outputs", json!({ "outputs": outputs }))
+        .map_err(io)?;
     Ok(dir.commit()?)
 }
 
@@ -338,7 +413,7 @@ pub fn run(
         "wrapped inside the HSM: {} bytes",
         wrapped.blob.len()
     ));
-    let out = write_output(&req.out, &wrapped, params, params_bytes)?;
+    let out = write_output(&req.out, &wrapped, params, params_bytes, confirmed.by)?;
     progress(&format!("wrote {}", out.display()));
     Ok(wrapped.manifest)
 }

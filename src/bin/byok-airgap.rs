@@ -6,10 +6,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use byok_ceremony::airgap::{self, confirm, inspect, probe, wrap, Error};
+use byok_ceremony::airgap::{self, confirm, custodian, inspect, probe, wrap, Error};
+use byok_ceremony::ceremony::Policy;
 use byok_ceremony::fingerprint::Fingerprint;
 use byok_ceremony::hsm::keygen::KeyPolicy;
 use byok_ceremony::hsm::pin::PinSource;
+use byok_ceremony::hsm::sign::CustodianKeyType;
 use byok_ceremony::hsm::wrap::AesWrapPreference;
 use byok_ceremony::hsm::{ModuleSpec, TokenSelector};
 use byok_ceremony::kms::{KeySpec, WrappingAlgorithm};
@@ -35,6 +37,73 @@ enum Command {
     Inspect(InspectArgs),
     /// List the secret and private keys on the token (never their values).
     Keys(KeysArgs),
+    /// Custodian signing keys.
+    #[command(subcommand)]
+    Custodian(CustodianCommand),
+    /// Sign and verify ceremony directories.
+    #[command(subcommand)]
+    Ceremony(CeremonyCommand),
+}
+
+#[derive(Subcommand)]
+enum CustodianCommand {
+    /// Generate a custodian's signing key on their own token and print their policy entry.
+    Init(CustodianInitArgs),
+}
+
+#[derive(Args)]
+struct CustodianInitArgs {
+    #[command(flatten)]
+    hsm: HsmArgs,
+    /// The custodian's name, as it will appear in the policy.
+    #[arg(long)]
+    name: String,
+    /// CKA_LABEL of the signing key on the token.
+    #[arg(long)]
+    key_label: String,
+    /// ec-p256, ec-p384 or rsa-3072.
+    #[arg(long, default_value = "ec-p256")]
+    key_type: CustodianKeyType,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CeremonyCommand {
+    /// Sign a ceremony directory as one custodian, with the key on their token.
+    Sign(SignArgs),
+    /// Verify a ceremony directory against a custodian policy (no HSM needed).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The ceremony (or wrap) output directory.
+    dir: PathBuf,
+    #[command(flatten)]
+    hsm: HsmArgs,
+    /// Your name in the custodian policy.
+    #[arg(long)]
+    custodian: String,
+    /// CKA_LABEL of your signing key on your token.
+    #[arg(long)]
+    key_label: String,
+    /// Sign without the interactive confirmation; recorded in the attestation.
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The ceremony (or wrap) output directory.
+    dir: PathBuf,
+    /// The custodian policy (your own copy, never one from the bundle).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -179,6 +248,9 @@ fn main() -> ExitCode {
         Command::Mechanisms(a) => cmd_probe(a, true),
         Command::Inspect(a) => cmd_inspect(a),
         Command::Keys(a) => cmd_keys(a),
+        Command::Custodian(CustodianCommand::Init(a)) => cmd_custodian_init(a),
+        Command::Ceremony(CeremonyCommand::Sign(a)) => cmd_sign(a),
+        Command::Ceremony(CeremonyCommand::Verify(a)) => cmd_verify(a),
     };
     match result {
         Ok(code) => code,
@@ -355,6 +427,133 @@ fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn cmd_custodian_init(a: CustodianInitArgs) -> Result<ExitCode, Error> {
+    let c = custodian::init(
+        &a.hsm.module(),
+        &a.hsm.token(),
+        &a.hsm.pin(),
+        &a.name,
+        &a.key_label,
+        a.key_type,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c).expect("serializes"));
+    } else {
+        println!(
+            "Custodian signing key {:?} created on the token for {}.",
+            a.key_label, a.name
+        );
+        println!("Key ID (SHA-256 of the public key), to read aloud when the policy is assembled:");
+        for line in Fingerprint(hex_array(&c.keyid)).grouped().lines() {
+            println!("    {line}");
+        }
+        println!("Add this entry to the custodian policy's \"custodians\" list:");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&c.entry).expect("serializes")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_sign(a: SignArgs) -> Result<ExitCode, Error> {
+    let interactive = !a.yes;
+    if interactive && !std::io::stdin().is_terminal() {
+        eprintln!("error: no terminal to confirm on; pass --yes to sign non-interactively (it is recorded in the attestation)");
+        return Ok(ExitCode::FAILURE);
+    }
+    let payload = custodian::prepare(&a.dir, &a.custodian, if a.yes { "--yes" } else { "typed" })?;
+    eprintln!("Ceremony:          {}", payload.ceremony_id);
+    eprintln!("Custodian:         {}", payload.custodian);
+    eprintln!(
+        "Transcript:        {} entries, digest",
+        payload.transcript_entries
+    );
+    for line in Fingerprint(hex_array(&payload.transcript_sha256))
+        .grouped()
+        .lines()
+    {
+        eprintln!("    {line}");
+    }
+    eprintln!("Outputs:");
+    for o in &payload.outputs {
+        eprintln!("    {}  {}", &o.sha256[..16], o.path);
+    }
+    if interactive {
+        eprint!(
+            "Type 'sign' to sign this ceremony as {}: ",
+            payload.custodian
+        );
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|_| Error::NotConfirmed)?;
+        if line.trim() != "sign" {
+            return Err(Error::NotConfirmed);
+        }
+    }
+    let path = custodian::sign(
+        &a.hsm.module(),
+        &a.hsm.token(),
+        &a.hsm.pin(),
+        &a.dir,
+        &payload,
+        &a.key_label,
+    )?;
+    println!("Signed: {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_array(h: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Ok(v) = hex::decode(h) {
+        if v.len() == 32 {
+            out.copy_from_slice(&v);
+        }
+    }
+    out
+}
+
+fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
+    let policy = Policy::read(&a.policy)?;
+    let v = byok_ceremony::ceremony::verify(&a.dir, &policy)?;
+    if a.json {
+        let out = serde_json::json!({
+            "verified": true,
+            "ceremony_id": v.ceremony_id(),
+            "transcript_sha256": v.transcript_digest(),
+            "transcript_entries": v.entries().len(),
+            "signers": v.signers(),
+            "threshold": policy.threshold,
+            "outputs": v.outputs(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializes")
+        );
+    } else {
+        println!("VERIFIED: ceremony {}", v.ceremony_id());
+        println!(
+            "  transcript: {} entries, chain intact, digest {}",
+            v.entries().len(),
+            v.transcript_digest()
+        );
+        println!(
+            "  outputs:    {} files, every hash matches the transcript",
+            v.outputs().len()
+        );
+        println!(
+            "  signed by:  {} ({} of {} required)",
+            v.signers().join(", "),
+            v.signers().len(),
+            policy.threshold
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_keys(a: KeysArgs) -> Result<ExitCode, Error> {

@@ -92,6 +92,12 @@ impl AtomicDir {
         f.sync_all().map_err(io(&path))
     }
 
+    /// Where `name` is being written (inside the staging directory), for
+    /// writers that need a path, such as the transcript.
+    pub fn staged_path(&self, name: &str) -> PathBuf {
+        self.staging.join(name)
+    }
+
     /// Move the finished directory into place.
     pub fn commit(mut self) -> Result<PathBuf, OutputError> {
         File::open(&self.staging)

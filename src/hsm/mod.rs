@@ -8,6 +8,7 @@ pub mod keygen;
 pub mod mechanisms;
 pub mod pin;
 pub mod selftest;
+pub mod sign;
 pub mod wrap;
 
 use std::ffi::CString;

@@ -1,0 +1,452 @@
+//! Custodian attestations over a ceremony directory, and their verification.
+//!
+//! A ceremony directory holds `transcript.jsonl`, the output files, and
+//! `attestations/NAME.dsse.json`, one DSSE envelope per custodian. Each
+//! envelope's payload ([`Payload`]) names the ceremony, the transcript digest
+//! and every output file with its SHA-256. [`verify`] checks all of it against
+//! a policy the verifier holds and returns a [`VerifiedCeremony`], the proof
+//! the upload path requires.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::dsse::{self, Envelope, PAYLOAD_TYPE};
+use super::policy::Policy;
+use super::transcript::{self, ChainError, VerifiedTranscript};
+
+/// Directory of attestations inside a ceremony directory.
+pub const ATTESTATIONS: &str = "attestations";
+/// The payload format tag.
+pub const PAYLOAD_FORMAT: &str = "byok-ceremony/attestation/v1";
+/// Largest envelope we read.
+const MAX_ENVELOPE: u64 = 1024 * 1024;
+
+/// An output file and its SHA-256, path relative to the ceremony directory with `/`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFile {
+    /// Relative path, `/`-separated.
+    pub path: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+/// What a custodian signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// Always [`PAYLOAD_FORMAT`].
+    pub format: String,
+    /// The ceremony's ID, from the transcript's first entry.
+    pub ceremony_id: String,
+    /// The signing custodian's name.
+    pub custodian: String,
+    /// The transcript digest (SHA-256 of its last line).
+    pub transcript_sha256: String,
+    /// Number of transcript entries.
+    pub transcript_entries: usize,
+    /// Every output file.
+    pub outputs: Vec<OutputFile>,
+    /// How the custodian confirmed: `typed` or `--yes`.
+    pub confirmation: String,
+    /// UTC time of signing, RFC 3339.
+    pub signed_at: String,
+}
+
+/// Why a ceremony directory does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The transcript chain is broken.
+    #[error("transcript: {0}")]
+    Chain(#[from] ChainError),
+    /// An I/O error.
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, String),
+    /// A symlink or special file in the directory.
+    #[error("{0} is not a regular file; ceremony directories hold only regular files")]
+    NotRegular(String),
+    /// The transcript records no ceremony ID.
+    #[error("the transcript's first entry has no ceremony_id")]
+    NoCeremonyId,
+    /// A file differs from what the transcript records.
+    #[error("output {path}: {problem}")]
+    Output {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An attestation is malformed.
+    #[error("attestation {file}: {problem}")]
+    Attestation {
+        /// The envelope file.
+        file: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Not enough custodians signed.
+    #[error("only {signed} of the {threshold} custodians the policy requires signed this ceremony (valid signatures from: {names}); collect the missing signatures with `byok-airgap ceremony sign`")]
+    Threshold {
+        /// Distinct valid signers.
+        signed: usize,
+        /// Required.
+        threshold: usize,
+        /// Who signed.
+        names: String,
+    },
+}
+
+/// Proof that a ceremony directory verified against a policy. Only [`verify`] makes one.
+#[derive(Clone, Debug)]
+pub struct VerifiedCeremony {
+    dir: PathBuf,
+    ceremony_id: String,
+    transcript: VerifiedTranscript,
+    outputs: Vec<OutputFile>,
+    signers: Vec<String>,
+}
+
+impl VerifiedCeremony {
+    /// The verified directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The ceremony ID.
+    pub fn ceremony_id(&self) -> &str {
+        &self.ceremony_id
+    }
+    /// The transcript digest that was signed.
+    pub fn transcript_digest(&self) -> &str {
+        &self.transcript.digest
+    }
+    /// The transcript entries.
+    pub fn entries(&self) -> &[transcript::Entry] {
+        &self.transcript.entries
+    }
+    /// The output files and their verified hashes.
+    pub fn outputs(&self) -> &[OutputFile] {
+        &self.outputs
+    }
+    /// Whether `path` (relative) is a verified output with this content.
+    pub fn covers(&self, path: &str, bytes: &[u8]) -> bool {
+        let h = hex::encode(Sha256::digest(bytes));
+        self.outputs.iter().any(|o| o.path == path && o.sha256 == h)
+    }
+    /// The custodians whose signatures verified, sorted.
+    pub fn signers(&self) -> &[String] {
+        &self.signers
+    }
+}
+
+fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> VerifyError + '_ {
+    move |e| VerifyError::Io(p.to_path_buf(), e.to_string())
+}
+
+fn walk(root: &Path, rel: &str, out: &mut Vec<OutputFile>) -> Result<(), VerifyError> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&dir))?;
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if rel.is_empty() && (name == transcript::FILE_NAME || name == ATTESTATIONS) {
+            continue;
+        }
+        let full = root.join(&path);
+        let meta = std::fs::symlink_metadata(&full).map_err(io_err(&full))?;
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&full).map_err(io_err(&full))?;
+            out.push(OutputFile {
+                path,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            });
+        } else {
+            return Err(VerifyError::NotRegular(path));
+        }
+    }
+    Ok(())
+}
+
+/// Every output file in `dir` (all regular files but the transcript and attestations), sorted.
+pub fn list_outputs(dir: &Path) -> Result<Vec<OutputFile>, VerifyError> {
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// The outputs the transcript records: every `data.outputs` array of `{path, sha256}`.
+fn recorded_outputs(t: &VerifiedTranscript) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for e in &t.entries {
+        if let Some(list) = e.data.get("outputs").and_then(|o| o.as_array()) {
+            for o in list {
+                if let (Some(p), Some(h)) = (o["path"].as_str(), o["sha256"].as_str()) {
+                    m.insert(p.to_string(), h.to_string());
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Check the transcript and that the files on disk are exactly the ones it records.
+pub fn check_directory(
+    dir: &Path,
+) -> Result<(String, VerifiedTranscript, Vec<OutputFile>), VerifyError> {
+    let t = transcript::verify_file(&dir.join(transcript::FILE_NAME))?;
+    let ceremony_id = t.entries[0].data["ceremony_id"]
+        .as_str()
+        .ok_or(VerifyError::NoCeremonyId)?
+        .to_string();
+    let on_disk = list_outputs(dir)?;
+    let recorded = recorded_outputs(&t);
+    for f in &on_disk {
+        match recorded.get(&f.path) {
+            None => {
+                return Err(VerifyError::Output {
+                    path: f.path.clone(),
+                    problem: "is not recorded in the transcript (added after the ceremony?)".into(),
+                })
+            }
+            Some(h) if h != &f.sha256 => {
+                return Err(VerifyError::Output {
+                    path: f.path.clone(),
+                    problem: format!(
+                        "SHA-256 is {}, the transcript records {h}: the file was changed",
+                        f.sha256
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let present: BTreeSet<&str> = on_disk.iter().map(|f| f.path.as_str()).collect();
+    if let Some(missing) = recorded.keys().find(|p| !present.contains(p.as_str())) {
+        return Err(VerifyError::Output {
+            path: missing.clone(),
+            problem: "is recorded in the transcript but missing".into(),
+        });
+    }
+    Ok((ceremony_id, t, on_disk))
+}
+
+/// Build the payload a custodian signs for `dir`.
+pub fn payload_for(
+    dir: &Path,
+    custodian: &str,
+    confirmation: &str,
+) -> Result<Payload, VerifyError> {
+    let (ceremony_id, t, outputs) = check_directory(dir)?;
+    Ok(Payload {
+        format: PAYLOAD_FORMAT.into(),
+        ceremony_id,
+        custodian: custodian.to_string(),
+        transcript_sha256: t.digest.clone(),
+        transcript_entries: t.entries.len(),
+        outputs,
+        confirmation: confirmation.to_string(),
+        signed_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
+}
+
+/// Path of a custodian's envelope in `dir`.
+pub fn envelope_path(dir: &Path, custodian: &str) -> PathBuf {
+    dir.join(ATTESTATIONS)
+        .join(format!("{custodian}.dsse.json"))
+}
+
+/// Verify `dir` against `policy`: chain, every file, and at least
+/// `policy.threshold` distinct custodians' valid attestations over exactly this
+/// transcript and these files. Any attestation that does not verify fails the
+/// whole directory: a bundle carries only good signatures.
+pub fn verify(dir: &Path, policy: &Policy) -> Result<VerifiedCeremony, VerifyError> {
+    let (ceremony_id, t, outputs) = check_directory(dir)?;
+    let att_dir = dir.join(ATTESTATIONS);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&att_dir) {
+        Ok(rd) => rd
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err(&att_dir))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(VerifyError::Io(att_dir, e.to_string())),
+    };
+    files.sort();
+    let mut signers: BTreeMap<String, String> = BTreeMap::new();
+    for path in files {
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bad = |problem: String| VerifyError::Attestation {
+            file: file.clone(),
+            problem,
+        };
+        let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        if !meta.is_file() || meta.len() > MAX_ENVELOPE || !file.ends_with(".dsse.json") {
+            return Err(bad(
+                "is not an attestation envelope (NAME.dsse.json, a regular file under 1 MiB)"
+                    .into(),
+            ));
+        }
+        let env: Envelope = serde_json::from_slice(&std::fs::read(&path).map_err(io_err(&path))?)
+            .map_err(|e| bad(format!("is not a DSSE envelope ({e})")))?;
+        if env.payload_type != PAYLOAD_TYPE {
+            return Err(bad(format!(
+                "has payload type {:?}, expected {PAYLOAD_TYPE:?}",
+                env.payload_type
+            )));
+        }
+        let payload_bytes =
+            dsse::payload_bytes(&env).map_err(|e| bad(format!("payload is not base64 ({e})")))?;
+        let payload: Payload = serde_json::from_slice(&payload_bytes)
+            .map_err(|e| bad(format!("payload is not an attestation ({e})")))?;
+        if payload.format != PAYLOAD_FORMAT {
+            return Err(bad(format!("payload format is {:?}", payload.format)));
+        }
+        if file != format!("{}.dsse.json", payload.custodian) {
+            return Err(bad(format!(
+                "is named for another custodian than the one it names ({:?})",
+                payload.custodian
+            )));
+        }
+        if payload.ceremony_id != ceremony_id {
+            return Err(bad(format!(
+                "attests ceremony {:?}, not {ceremony_id:?}",
+                payload.ceremony_id
+            )));
+        }
+        if payload.transcript_sha256 != t.digest || payload.transcript_entries != t.entries.len() {
+            return Err(bad(format!(
+                "signs transcript digest {} ({} entries) but the transcript is {} ({} entries): the transcript changed after signing",
+                payload.transcript_sha256, payload.transcript_entries, t.digest, t.entries.len()
+            )));
+        }
+        if payload.outputs != outputs {
+            let signed: BTreeSet<_> = payload.outputs.iter().collect();
+            let now: BTreeSet<_> = outputs.iter().collect();
+            let diff = now
+                .symmetric_difference(&signed)
+                .next()
+                .map(|o| o.path.clone())
+                .unwrap_or_default();
+            return Err(bad(format!(
+                "signs a different set of output files (first difference: {diff})"
+            )));
+        }
+        let message = dsse::pae(&env.payload_type, &payload_bytes);
+        if env.signatures.is_empty() {
+            return Err(bad("has no signature".into()));
+        }
+        let mut in_envelope = BTreeSet::new();
+        for s in &env.signatures {
+            let Some(custodian) = policy.by_keyid(&s.keyid) else {
+                return Err(bad(format!(
+                    "is signed by key {} which is not in the policy",
+                    s.keyid
+                )));
+            };
+            if custodian.name != payload.custodian {
+                return Err(bad(format!(
+                    "claims custodian {:?} but is signed by {:?}'s key",
+                    payload.custodian, custodian.name
+                )));
+            }
+            let sig = base64::engine::general_purpose::STANDARD
+                .decode(&s.sig)
+                .map_err(|e| bad(format!("signature is not base64 ({e})")))?;
+            if !custodian.key.verify(&message, &sig) {
+                return Err(bad(format!(
+                    "signature by {:?} does not verify",
+                    custodian.name
+                )));
+            }
+            if !in_envelope.insert(custodian.name.clone()) {
+                return Err(bad(format!(
+                    "carries {:?}'s signature twice; each custodian counts once and signs once",
+                    custodian.name
+                )));
+            }
+            if let Some(first) = signers.insert(custodian.name.clone(), file.clone()) {
+                if first != file {
+                    return Err(bad(format!("is a second attestation by {:?} (first: {first}); each custodian signs once", custodian.name)));
+                }
+            }
+        }
+    }
+    if signers.len() < policy.threshold {
+        return Err(VerifyError::Threshold {
+            signed: signers.len(),
+            threshold: policy.threshold,
+            names: if signers.is_empty() {
+                "nobody".into()
+            } else {
+                signers.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
+        });
+    }
+    Ok(VerifiedCeremony {
+        dir: dir.to_path_buf(),
+        ceremony_id,
+        transcript: t,
+        outputs,
+        signers: signers.into_keys().collect(),
+    })
+}
+
+/// Write `env` as `custodian`'s attestation in `dir`, refusing to overwrite.
+pub fn write_envelope(dir: &Path, custodian: &str, env: &Envelope) -> Result<PathBuf, VerifyError> {
+    let att_dir = dir.join(ATTESTATIONS);
+    std::fs::create_dir_all(&att_dir).map_err(io_err(&att_dir))?;
+    let path = envelope_path(dir, custodian);
+    let tmp = att_dir.join(format!(
+        ".{custodian}.dsse.json.partial-{}",
+        std::process::id()
+    ));
+    let json = serde_json::to_vec_pretty(env).expect("envelopes serialize");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(&json)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        // hard_link fails if the target exists: never overwrite a signature.
+        std::fs::hard_link(&tmp, &path)?;
+        std::fs::remove_file(&tmp)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            VerifyError::Attestation {
+                file: format!("{custodian}.dsse.json"),
+                problem: "already exists: this custodian has signed; remove it only if that signature is void".into(),
+            }
+        } else {
+            VerifyError::Io(path.clone(), e.to_string())
+        }
+    })?;
+    Ok(path)
+}

@@ -1,0 +1,10 @@
+//! Ceremonies: the hash-chained transcript, custodian attestations (DSSE),
+//! the custodian policy, and verification of a ceremony directory.
+
+pub mod attest;
+pub mod dsse;
+pub mod policy;
+pub mod transcript;
+
+pub use attest::{verify, VerifiedCeremony, VerifyError};
+pub use policy::Policy;

@@ -1,0 +1,331 @@
+//! The ceremony transcript: an append-only JSON Lines file in which every
+//! entry carries the SHA-256 of the previous entry's exact bytes.
+//!
+//! Each line is one compact JSON object
+//! `{"seq":N,"time":"…","step":"…","prev_sha256":"…","data":{…}}`. The first
+//! entry's `prev_sha256` is 64 zeros. The transcript's digest is the SHA-256
+//! of its last line: it commits to every earlier line through the chain, and
+//! is what custodians sign. Entries are fsynced as they are written, so a
+//! crash leaves a verifiable prefix (at worst with an incomplete last line,
+//! which the verifier names).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+
+/// The file name of the transcript in a ceremony directory.
+pub const FILE_NAME: &str = "transcript.jsonl";
+/// Largest transcript we read (a thousand-key ceremony stays far below).
+pub const MAX_LEN: u64 = 64 * 1024 * 1024;
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One transcript entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// 0, 1, 2, … in file order.
+    pub seq: u64,
+    /// UTC time of writing, RFC 3339.
+    pub time: String,
+    /// What happened, e.g. `ceremony-start`, `key-generated`, `wrapped`.
+    pub step: String,
+    /// SHA-256 (hex) of the previous line's bytes; 64 zeros for the first.
+    pub prev_sha256: String,
+    /// Step details: inputs and outputs by SHA-256, HSM facts, check values.
+    pub data: serde_json::Value,
+}
+
+/// Why a transcript does not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    /// The file could not be read.
+    #[error("cannot read the transcript {0}: {1}")]
+    Read(PathBuf, String),
+    /// Larger than any real transcript.
+    #[error("the transcript is larger than {MAX_LEN} bytes")]
+    TooLarge,
+    /// No entries.
+    #[error("the transcript is empty")]
+    Empty,
+    /// The last line has no newline: the writer stopped in the middle of it.
+    #[error("entry {line} is incomplete (no line end): the run stopped while writing it")]
+    Incomplete {
+        /// 0-based line number.
+        line: usize,
+    },
+    /// A line is not a transcript entry.
+    #[error("entry {line} is not a valid transcript entry ({reason}): the transcript was edited or damaged")]
+    Malformed {
+        /// 0-based line number.
+        line: usize,
+        /// Parser message.
+        reason: String,
+    },
+    /// Sequence numbers are not 0, 1, 2, …
+    #[error("entry {line} has sequence number {found}, expected {line}: an entry was removed, inserted or moved")]
+    Sequence {
+        /// 0-based line number.
+        line: usize,
+        /// The `seq` found.
+        found: u64,
+    },
+    /// `prev_sha256` does not match the previous line.
+    #[error("entry {line} does not chain to entry {prev}: entry {prev} was changed, or entries were removed or reordered")]
+    Broken {
+        /// 0-based line number.
+        line: usize,
+        /// The previous line.
+        prev: usize,
+    },
+}
+
+/// A transcript that verified: its entries and digest.
+#[derive(Clone, Debug)]
+pub struct VerifiedTranscript {
+    /// The entries in order.
+    pub entries: Vec<Entry>,
+    /// SHA-256 (hex) of the last line: the transcript digest.
+    pub digest: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Verify the chain of a transcript's bytes.
+pub fn verify_bytes(bytes: &[u8]) -> Result<VerifiedTranscript, ChainError> {
+    if bytes.is_empty() {
+        return Err(ChainError::Empty);
+    }
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // A complete file ends with '\n', which leaves one empty piece at the end.
+    match lines.pop() {
+        Some([]) => {}
+        _ => return Err(ChainError::Incomplete { line: lines.len() }),
+    }
+    let mut entries = Vec::with_capacity(lines.len());
+    let mut prev = GENESIS.to_string();
+    for (i, line) in lines.iter().enumerate() {
+        let entry: Entry = serde_json::from_slice(line).map_err(|e| ChainError::Malformed {
+            line: i,
+            reason: e.to_string(),
+        })?;
+        if entry.seq != i as u64 {
+            return Err(ChainError::Sequence {
+                line: i,
+                found: entry.seq,
+            });
+        }
+        if entry.prev_sha256 != prev {
+            return Err(ChainError::Broken {
+                line: i,
+                prev: i.saturating_sub(1),
+            });
+        }
+        prev = sha256_hex(line);
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        return Err(ChainError::Empty);
+    }
+    Ok(VerifiedTranscript {
+        entries,
+        digest: prev,
+    })
+}
+
+/// Read and verify the transcript at `path`.
+pub fn verify_file(path: &Path) -> Result<VerifiedTranscript, ChainError> {
+    let read_err = |e: std::io::Error| ChainError::Read(path.to_path_buf(), e.to_string());
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    if len > MAX_LEN {
+        return Err(ChainError::TooLarge);
+    }
+    verify_bytes(&std::fs::read(path).map_err(read_err)?)
+}
+
+/// Appends entries to a transcript file, fsyncing each.
+#[derive(Debug)]
+pub struct TranscriptWriter {
+    file: File,
+    next_seq: u64,
+    last_sha256: String,
+}
+
+impl TranscriptWriter {
+    /// Create a new transcript at `path` (which must not exist) whose first
+    /// entry records the tool's version and the SHA-256 of the running binary.
+    pub fn create(path: &Path, step: &str, mut data: serde_json::Value) -> std::io::Result<Self> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("tool_version".into(), crate::VERSION.into());
+            obj.insert(
+                "tool_binary_sha256".into(),
+                running_binary_sha256()
+                    .unwrap_or_else(|e| format!("unavailable: {e}"))
+                    .into(),
+            );
+        }
+        let mut w = TranscriptWriter {
+            file,
+            next_seq: 0,
+            last_sha256: GENESIS.to_string(),
+        };
+        w.append(step, data)?;
+        Ok(w)
+    }
+
+    /// Continue a transcript that verifies (resume after an interruption).
+    pub fn resume(path: &Path) -> Result<(Self, VerifiedTranscript), ChainError> {
+        let verified = verify_file(path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| ChainError::Read(path.to_path_buf(), e.to_string()))?;
+        Ok((
+            TranscriptWriter {
+                file,
+                next_seq: verified.entries.len() as u64,
+                last_sha256: verified.digest.clone(),
+            },
+            verified,
+        ))
+    }
+
+    /// Append one entry and fsync; returns the entry's SHA-256 (the new digest).
+    pub fn append(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
+        let entry = Entry {
+            seq: self.next_seq,
+            time: now(),
+            step: step.to_string(),
+            prev_sha256: self.last_sha256.clone(),
+            data,
+        };
+        let line = serde_json::to_vec(&entry).expect("entries serialize");
+        self.file.write_all(&[line.as_slice(), b"\n"].concat())?;
+        self.file.sync_all()?;
+        self.next_seq += 1;
+        self.last_sha256 = sha256_hex(&line);
+        Ok(self.last_sha256.clone())
+    }
+
+    /// The current digest (SHA-256 of the last line).
+    pub fn digest(&self) -> &str {
+        &self.last_sha256
+    }
+}
+
+/// SHA-256 (hex) of the executable that is running, so auditors can tie a
+/// ceremony to a reviewed build.
+pub fn running_binary_sha256() -> std::io::Result<String> {
+    let exe = std::env::current_exe()?;
+    Ok(sha256_hex(&std::fs::read(exe)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut w =
+            TranscriptWriter::create(&path, "ceremony-start", json!({"ceremony_id": "t"})).unwrap();
+        for i in 0..4 {
+            w.append("step", json!({ "i": i })).unwrap();
+        }
+        (dir, path)
+    }
+
+    #[test]
+    fn chain_verifies_and_resumes() {
+        let (_d, path) = sample();
+        let v = verify_file(&path).unwrap();
+        assert_eq!(v.entries.len(), 5);
+        assert_eq!(v.entries[0].data["tool_version"], crate::VERSION);
+        assert_eq!(
+            v.entries[0].data["tool_binary_sha256"]
+                .as_str()
+                .unwrap()
+                .len(),
+            64
+        );
+        let (mut w, before) = TranscriptWriter::resume(&path).unwrap();
+        assert_eq!(w.digest(), before.digest);
+        w.append("resumed", json!({})).unwrap();
+        let after = verify_file(&path).unwrap();
+        assert_eq!(after.entries.len(), 6);
+        assert_ne!(after.digest, before.digest);
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn join(lines: &[String]) -> Vec<u8> {
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn tampering_is_named_precisely() {
+        let (_d, path) = sample();
+        let l = lines(&path);
+        // A changed byte inside an entry breaks the next entry's link.
+        let mut changed = l.clone();
+        changed[2] = changed[2].replace("\"i\":1", "\"i\":7");
+        assert_eq!(
+            verify_bytes(&join(&changed)).unwrap_err(),
+            ChainError::Broken { line: 3, prev: 2 }
+        );
+        // Removing an entry.
+        let mut removed = l.clone();
+        removed.remove(2);
+        assert_eq!(
+            verify_bytes(&join(&removed)).unwrap_err(),
+            ChainError::Sequence { line: 2, found: 3 }
+        );
+        // Reordering.
+        let mut swapped = l.clone();
+        swapped.swap(1, 2);
+        assert_eq!(
+            verify_bytes(&join(&swapped)).unwrap_err(),
+            ChainError::Sequence { line: 1, found: 2 }
+        );
+        // Truncation in the middle of the last line.
+        let bytes = join(&l);
+        assert_eq!(
+            verify_bytes(&bytes[..bytes.len() - 5]).unwrap_err(),
+            ChainError::Incomplete { line: 4 }
+        );
+        // Not JSON.
+        let mut garbage = l.clone();
+        garbage[1] = "{not json".into();
+        assert!(matches!(
+            verify_bytes(&join(&garbage)),
+            Err(ChainError::Malformed { line: 1, .. })
+        ));
+        // Dropping the last entry still verifies as a prefix, but with another digest:
+        // signatures over the full digest catch it.
+        let prefix = verify_bytes(&join(&l[..4])).unwrap();
+        assert_ne!(prefix.digest, verify_bytes(&join(&l)).unwrap().digest);
+        assert_eq!(verify_bytes(b"").unwrap_err(), ChainError::Empty);
+    }
+}
