@@ -6,11 +6,14 @@
 //! * [`hsm`]: the PKCS#11 driver (key generation, wrapping and self-test inside the HSM);
 //! * [`bundle`]: what the air-gapped side writes for removable media;
 //! * [`ceremony`]: the hash-chained transcript, custodian attestations and their verification;
-//! * [`airgap`]: the `byok-airgap` commands.
+//! * [`airgap`]: the `byok-airgap` commands;
+//! * `bastion` (feature `bastion`): the online half, the only code that talks to AWS.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod airgap;
+#[cfg(feature = "bastion")]
+pub mod bastion;
 pub mod bundle;
 pub mod ceremony;
 pub mod fingerprint;

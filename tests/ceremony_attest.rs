@@ -69,19 +69,6 @@ fn verify(dir: &Path, policy: &Path) -> std::process::Output {
     ]))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 fn fails_with(dir: &Path, policy: &Path, needle: &str) {
     let o = verify(dir, policy);
     assert!(

@@ -459,3 +459,17 @@ pub fn wrap_ok(
     assert!(o.status.success(), "{spec} {alg}: {}", stderr(&o));
     check_output(kms, &out, spec, alg, &token)
 }
+
+/// Copy a directory tree (to tamper with a copy).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}

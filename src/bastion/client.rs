@@ -1,0 +1,128 @@
+//! The KMS client: the standard AWS credential and endpoint chain, and the
+//! endpoint check (HTTPS, or HTTP only on loopback).
+
+use aws_config::BehaviorVersion;
+
+use super::errors::BastionError;
+
+/// Where requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL.
+    pub url: String,
+    /// Whether it came from `AWS_ENDPOINT_URL_KMS` / `AWS_ENDPOINT_URL`.
+    pub overridden: bool,
+}
+
+/// Check an endpoint URL: HTTPS anywhere, HTTP only to a loopback host.
+pub fn check_endpoint(url: &str) -> Result<(), BastionError> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(());
+    }
+    if let Some(rest) = lower.strip_prefix("http://") {
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = if let Some(v6) = authority.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            authority.split(':').next().unwrap_or("")
+        };
+        let loopback = host == "localhost"
+            || host == "::1"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .map(|a| a.is_loopback())
+                .unwrap_or(false);
+        if loopback {
+            return Ok(());
+        }
+    }
+    Err(BastionError::Endpoint(url.to_string()))
+}
+
+/// A configured KMS client.
+pub struct Bastion {
+    /// The SDK client.
+    pub kms: aws_sdk_kms::Client,
+    /// The Region in use.
+    pub region: String,
+    /// The endpoint in use.
+    pub endpoint: Endpoint,
+}
+
+impl Bastion {
+    /// Load configuration the standard way (environment, profiles, SSO,
+    /// instance role), with optional Region and profile overrides.
+    pub async fn connect(
+        region: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Self, BastionError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = region {
+            loader = loader.region(aws_config::Region::new(r.to_string()));
+        }
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
+        let conf = loader.load().await;
+        let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
+            BastionError::Local("no AWS Region configured: pass --region or set AWS_REGION".into())
+        })?;
+        let overridden = std::env::var("AWS_ENDPOINT_URL_KMS")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .ok()
+            .filter(|s| !s.is_empty());
+        let endpoint = match overridden {
+            Some(url) => Endpoint {
+                url,
+                overridden: true,
+            },
+            None => Endpoint {
+                url: format!("https://kms.{region}.amazonaws.com"),
+                overridden: false,
+            },
+        };
+        check_endpoint(&endpoint.url)?;
+        Ok(Bastion {
+            kms: aws_sdk_kms::Client::new(&conf),
+            region,
+            endpoint,
+        })
+    }
+}
+
+/// The account of a key ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`).
+pub fn account_of(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        for ok in [
+            "https://kms.eu-west-1.amazonaws.com",
+            "http://127.0.0.1:4566",
+            "http://localhost:1",
+            "http://[::1]:80/",
+            "http://127.9.9.9",
+        ] {
+            assert!(check_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://kms.eu-west-1.amazonaws.com",
+            "http://10.0.0.1:4566",
+            "http://localhost.evil.example",
+            "ftp://x",
+            "http://128.0.0.1",
+        ] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            account_of("arn:aws:kms:us-east-1:111122223333:key/abc"),
+            Some("111122223333")
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The online half (`byok-bastion`, cargo feature `bastion`): talks to KMS,
+//! and uploads only what custodians signed.
+
+pub mod client;
+pub mod errors;
+pub mod import;
+pub mod prepare;
+pub mod prove;
+
+pub use client::{Bastion, Endpoint};
+pub use errors::BastionError;

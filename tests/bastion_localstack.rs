@@ -1,0 +1,414 @@
+//! byok-bastion against LocalStack KMS (a real unwrapping peer on loopback):
+//! prepare → byok-airgap wrap on SoftHSM2 → two custodians sign → import →
+//! verify proves KMS holds the HSM's key; and every refusal sends nothing.
+#![cfg(feature = "bastion")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+/// LocalStack for this test binary, stopped when dropped (also on panic).
+struct LocalStack {
+    state: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl LocalStack {
+    fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let state = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(root.join("scripts/localstack/start.sh"))
+            .env("BYOK_LOCALSTACK_STATE", state.path())
+            .output()
+            .expect("start.sh runs");
+        assert!(
+            out.status.success(),
+            "LocalStack did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['\'', '"']).to_string()))
+            .collect::<Vec<_>>();
+        assert!(
+            env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL_KMS"),
+            "{env:?}"
+        );
+        LocalStack { state, env }
+    }
+
+    fn bastion(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_byok-bastion"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.env_remove("AWS_PROFILE");
+        c
+    }
+
+    #[allow(dead_code)]
+    fn peer(&self) -> Command {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "BYOK_LOCALSTACK_PYTHON")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "python3".into());
+        let mut c = Command::new(python);
+        c.arg(root.join("scripts/localstack/kms_peer.py"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new("bash")
+            .arg(root.join("scripts/localstack/stop.sh"))
+            .env("BYOK_LOCALSTACK_STATE", self.state.path())
+            .output();
+    }
+}
+
+fn ok(o: Output, what: &str) -> Output {
+    assert!(o.status.success(), "{what} failed:\n{}", stderr(&o));
+    o
+}
+
+fn custodian(name: &str) -> (SoftHsm, serde_json::Value) {
+    let t = SoftHsm::new(&format!("{name}-card"));
+    let mut a = vec!["custodian".to_string(), "init".into()];
+    a.extend(t.hsm_args());
+    a.extend(["--name", name, "--key-label", "sig", "--json"].map(String::from));
+    let o = ok(run(t.airgap().args(a)), "custodian init");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (t, v["entry"].clone())
+}
+
+fn sign(t: &SoftHsm, name: &str, dir: &Path) {
+    let mut a = vec![
+        "ceremony".to_string(),
+        "sign".into(),
+        dir.to_str().unwrap().into(),
+    ];
+    a.extend(t.hsm_args());
+    a.extend(["--custodian", name, "--key-label", "sig", "--yes"].map(String::from));
+    ok(run(t.airgap().args(a)), "ceremony sign");
+}
+
+/// prepare with the bastion; returns (params file, key ARN, fingerprint).
+fn prepare(ls: &LocalStack, dir: &Path, spec: &str, alg: &str) -> (PathBuf, String, String) {
+    let out_dir = dir.join(format!("params-{}", spec.to_lowercase()));
+    let o = ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--create",
+            spec,
+            "--wrapping-algorithm",
+            alg,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ])),
+        "prepare",
+    );
+    assert!(
+        stderr(&o).contains("KMS endpoint: http://127.0.0.1:"),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &v[0];
+    (
+        PathBuf::from(p["params_file"].as_str().unwrap()),
+        p["key_arn"].as_str().unwrap().to_string(),
+        p["wrapping_key_sha256"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn prepare_wrap_sign_import_verify_against_localstack() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("bastion-e2e");
+    let (alice_t, alice) = custodian("alice");
+    let (bob_t, bob) = custodian("bob");
+    let (_carol_t, carol) = custodian("carol");
+    let policy = hsm.path("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 2, "custodians": [alice, bob, carol]}).to_string(),
+    )
+    .unwrap();
+
+    for (spec, label) in [
+        ("SYMMETRIC_DEFAULT", "s3-prod"),
+        ("HMAC_256", "webhooks-prod"),
+    ] {
+        let (params, arn, fp) = prepare(&ls, hsm.dir.path(), spec, "RSAES_OAEP_SHA_1");
+        // The bastion's file is one byok-airgap reads, and names its algorithm.
+        let out = hsm.path(label);
+        let mut a = vec!["wrap".to_string()];
+        a.extend(hsm.hsm_args());
+        a.extend(
+            [
+                "--params",
+                params.to_str().unwrap(),
+                "--key-spec",
+                spec,
+                "--label",
+                label,
+                "--expect-wrapping-key-sha256",
+                &fp,
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        ok(run(hsm.airgap().args(a)), "wrap");
+
+        let import = |extra: &[&str]| {
+            let mut a = vec![
+                "import".to_string(),
+                out.to_str().unwrap().into(),
+                "--policy".into(),
+                policy.to_str().unwrap().into(),
+                "--params".into(),
+                params.to_str().unwrap().into(),
+                "--no-expiry".into(),
+            ];
+            a.extend(extra.iter().map(|s| s.to_string()));
+            run(ls.bastion().args(a))
+        };
+        // Unsigned, then M-1 signatures: refused before anything is sent.
+        let o = import(&[]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("only 0 of the 2 custodians"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(
+            !stderr(&o).contains("KMS endpoint"),
+            "nothing may reach KMS: {}",
+            stderr(&o)
+        );
+        sign(&alice_t, "alice", &out);
+        let o = import(&[]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("only 1 of the 2"),
+            "{}",
+            stderr(&o)
+        );
+        sign(&bob_t, "bob", &out);
+
+        let o = ok(import(&["--json"]), "import");
+        let receipt: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(receipt["key_arn"], arn);
+        assert_eq!(receipt["signers"], serde_json::json!(["alice", "bob"]));
+        // Safe to re-run: reported, not repeated.
+        let o = ok(import(&[]), "second import");
+        assert!(stderr(&o).contains("already imported"), "{}", stderr(&o));
+
+        let o = ok(
+            run(ls.bastion().args([
+                "verify",
+                out.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--json",
+            ])),
+            "verify",
+        );
+        let proof: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let method = proof["method"].as_str().unwrap();
+        if spec == "HMAC_256" {
+            assert!(
+                method.starts_with("GenerateMac(HMAC_SHA_256) equals the HSM's HMAC"),
+                "{method}"
+            );
+        } else {
+            assert!(
+                method.starts_with("Encrypt/Decrypt round trip works"),
+                "{method}"
+            );
+        }
+    }
+}
+
+#[test]
+fn refusals_send_nothing_and_mismatches_are_caught() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("bastion-refusals");
+    let (alice_t, alice) = custodian("alice");
+    let (bob_t, bob) = custodian("bob");
+    let (mallory_t, _) = custodian("mallory");
+    let policy = hsm.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 2, "custodians": [alice, bob]}).to_string()).unwrap();
+
+    let (params, _arn, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
+    let out = hsm.path("k");
+    let mut a = vec!["wrap".to_string()];
+    a.extend(hsm.hsm_args());
+    a.extend(
+        [
+            "--params",
+            params.to_str().unwrap(),
+            "--key-spec",
+            "HMAC_256",
+            "--label",
+            "k",
+            "--expect-wrapping-key-sha256",
+            &fp,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    ok(run(hsm.airgap().args(a)), "wrap");
+    sign(&alice_t, "alice", &out);
+    sign(&bob_t, "bob", &out);
+
+    let import = |dir: &Path, params: &Path| {
+        run(ls.bastion().args([
+            "import",
+            dir.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--params",
+            params.to_str().unwrap(),
+            "--no-expiry",
+        ]))
+    };
+    let refused = |o: Output, needle: &str| {
+        assert!(!o.status.success(), "expected refusal {needle:?}");
+        assert!(
+            stderr(&o).contains(needle),
+            "expected {needle:?} in:\n{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("imported into"), "{}", stderr(&o));
+    };
+
+    // A signer outside the policy.
+    let d = hsm.path("k-outsider");
+    copy_dir(&out, &d);
+    sign(&mallory_t, "mallory", &d);
+    refused(import(&d, &params), "not in the policy");
+
+    // A flipped byte in the blob.
+    let d = hsm.path("k-flipped");
+    copy_dir(&out, &d);
+    let mut blob = std::fs::read(d.join("EncryptedKeyMaterial.bin")).unwrap();
+    blob[0] ^= 0x80;
+    std::fs::write(d.join("EncryptedKeyMaterial.bin"), blob).unwrap();
+    refused(import(&d, &params), "output EncryptedKeyMaterial.bin");
+
+    // Expired parameters.
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&params).unwrap()).unwrap();
+    p["ParametersValidTo"] = "2020-01-01T00:00:00Z".into();
+    let expired = hsm.path("expired.json");
+    std::fs::write(&expired, p.to_string()).unwrap();
+    refused(import(&out, &expired), "expired");
+
+    // A non-HTTPS, non-loopback endpoint is refused.
+    let arn = p["KeyId"].as_str().unwrap().to_string();
+    let o = run(ls
+        .bastion()
+        .env("AWS_ENDPOINT_URL_KMS", "http://kms.example.com")
+        .args([
+            "prepare",
+            "--key",
+            &arn,
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_1",
+            "--out-dir",
+            hsm.path("x").to_str().unwrap(),
+        ]));
+    refused(o, "only HTTPS, or plain HTTP on loopback");
+
+    // The good bundle imports.
+    ok(import(&out, &params), "import");
+
+    // A token from a different prepare for the same key is refused.
+    let other_dir = hsm.path("other-params");
+    ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--key",
+            &arn,
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_1",
+            "--out-dir",
+            other_dir.to_str().unwrap(),
+        ])),
+        "second prepare",
+    );
+    let other = std::fs::read_dir(&other_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    refused(import(&out, &other), "wrapped for another prepare");
+
+    // A different HSM key wrapped for the same KMS key, signed but not imported:
+    // verify proves KMS does not hold it.
+    let other_params: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&other).unwrap()).unwrap();
+    let other_fp = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(
+            b64()
+                .decode(other_params["PublicKey"].as_str().unwrap())
+                .unwrap(),
+        ))
+    };
+    let k2 = hsm.path("k2");
+    let mut a = vec!["wrap".to_string()];
+    a.extend(hsm.hsm_args());
+    a.extend(
+        [
+            "--params",
+            other.to_str().unwrap(),
+            "--key-spec",
+            "HMAC_256",
+            "--label",
+            "k2",
+            "--expect-wrapping-key-sha256",
+            &other_fp,
+            "--out",
+            k2.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    ok(run(hsm.airgap().args(a)), "wrap k2");
+    sign(&alice_t, "alice", &k2);
+    sign(&bob_t, "bob", &k2);
+    let o = run(ls.bastion().args([
+        "verify",
+        k2.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]));
+    refused(o, "does NOT hold the HSM's key");
+    ok(
+        run(ls.bastion().args([
+            "verify",
+            out.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ])),
+        "verify of the imported key",
+    );
+}
