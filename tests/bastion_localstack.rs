@@ -52,7 +52,6 @@ impl LocalStack {
         c
     }
 
-    #[allow(dead_code)]
     fn peer(&self) -> Command {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = self
@@ -411,4 +410,185 @@ fn refusals_send_nothing_and_mismatches_are_caught() {
         ])),
         "verify of the imported key",
     );
+}
+
+#[test]
+fn rotation_with_new_key_material() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("bastion-rotation");
+    let (alice_t, alice) = custodian("alice");
+    let policy = hsm.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+
+    let wrap_sign = |params: &Path, fp: &str, label: &str| -> PathBuf {
+        let out = hsm.path(label);
+        let mut a = vec!["wrap".to_string()];
+        a.extend(hsm.hsm_args());
+        a.extend(
+            [
+                "--params",
+                params.to_str().unwrap(),
+                "--key-spec",
+                "SYMMETRIC_DEFAULT",
+                "--label",
+                label,
+                "--expect-wrapping-key-sha256",
+                fp,
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        ok(run(hsm.airgap().args(a)), "wrap");
+        sign(&alice_t, "alice", &out);
+        out
+    };
+    let import = |dir: &Path, params: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "import".to_string(),
+            dir.to_str().unwrap().into(),
+            "--policy".into(),
+            policy.to_str().unwrap().into(),
+            "--params".into(),
+            params.to_str().unwrap().into(),
+            "--no-expiry".into(),
+            "--json".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        ok(run(ls.bastion().args(a)), "import")
+    };
+
+    // First material.
+    let (params, arn, fp) = prepare(
+        &ls,
+        hsm.dir.path(),
+        "SYMMETRIC_DEFAULT",
+        "RSAES_OAEP_SHA_256",
+    );
+    // SoftHSM2 cannot do OAEP SHA-256: the air gap refuses cleanly, nothing is written.
+    let mut a = vec!["wrap".to_string()];
+    a.extend(hsm.hsm_args());
+    a.extend(
+        [
+            "--params",
+            params.to_str().unwrap(),
+            "--key-spec",
+            "SYMMETRIC_DEFAULT",
+            "--label",
+            "refused",
+            "--expect-wrapping-key-sha256",
+            &fp,
+            "--out",
+            hsm.path("refused").to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let o = run(hsm.airgap().args(a));
+    assert!(
+        !o.status.success() && stderr(&o).contains("SHA-1"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!hsm.path("refused").exists());
+
+    let params_dir = hsm.path("p1");
+    let o = ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--key",
+            &arn,
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_1",
+            "--out-dir",
+            params_dir.to_str().unwrap(),
+            "--json",
+        ])),
+        "prepare",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p1 = PathBuf::from(v[0]["params_file"].as_str().unwrap());
+    let v1 = wrap_sign(&p1, v[0]["wrapping_key_sha256"].as_str().unwrap(), "s3-v1");
+    import(&v1, &p1, &[]);
+
+    // Data encrypted under the first material.
+    let ct = hsm.path("old.ct");
+    ok(
+        run(ls.peer().args([
+            "encrypt-decrypt",
+            "--key-id",
+            &arn,
+            "--plaintext-hex",
+            "00112233",
+            "--ciphertext-out",
+            ct.to_str().unwrap(),
+        ])),
+        "encrypt",
+    );
+
+    // Second ceremony: new material for the same KMS key, imported as NEW_KEY_MATERIAL, then rotated.
+    let params_dir = hsm.path("p2");
+    let o = ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--key",
+            &arn,
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_1",
+            "--out-dir",
+            params_dir.to_str().unwrap(),
+            "--json",
+        ])),
+        "prepare 2",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p2 = PathBuf::from(v[0]["params_file"].as_str().unwrap());
+    let v2 = wrap_sign(&p2, v[0]["wrapping_key_sha256"].as_str().unwrap(), "s3-v2");
+    let o = import(&v2, &p2, &["--new-key-material"]);
+    let receipt: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(receipt["import_type"], "NEW_KEY_MATERIAL");
+    let o = ok(
+        run(ls
+            .bastion()
+            .args(["rotate", v2.to_str().unwrap(), "--json"])),
+        "rotate",
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(r["after"], r["before"], "current key material changed: {r}");
+    if !receipt["key_material_id"].is_null() {
+        assert_eq!(r["after"], receipt["key_material_id"]);
+    }
+    // Old ciphertext still decrypts; the new material works.
+    let o = ok(
+        run(ls.peer().args([
+            "decrypt",
+            "--key-id",
+            &arn,
+            "--ciphertext",
+            ct.to_str().unwrap(),
+        ])),
+        "decrypt old",
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("00112233"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    ok(
+        run(ls.bastion().args([
+            "verify",
+            v2.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ])),
+        "verify v2",
+    );
+    // Rotating again is a no-op report, not a second rotation.
+    let o = ok(
+        run(ls
+            .bastion()
+            .args(["rotate", v2.to_str().unwrap(), "--json"])),
+        "rotate again",
+    );
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["after"], r["after"]);
 }

@@ -6,6 +6,7 @@ pub mod errors;
 pub mod import;
 pub mod prepare;
 pub mod prove;
+pub mod rotate;
 
 pub use client::{Bastion, Endpoint};
 pub use errors::BastionError;

@@ -42,6 +42,14 @@ enum Command {
     Import(ImportArgs),
     /// Prove KMS holds the HSM's key (GenerateMac, GetPublicKey, or a round trip).
     Verify(VerifyArgs),
+    /// Make NEW_KEY_MATERIAL imported from this bundle current (RotateKeyOnDemand) and confirm it.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    /// The bundle directory imported with --new-key-material.
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -243,6 +251,19 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
             if cli.json {
                 print_json(&receipt);
+            }
+        }
+        Command::Rotate(a) => {
+            let b = connect(&cli).await?;
+            let r = byok_ceremony::bastion::rotate::rotate(&b, &a.dir).await?;
+            eprintln!(
+                "rotated {}: current key material {} (was {})",
+                r.key_arn,
+                r.after.as_deref().unwrap_or("?"),
+                r.before.as_deref().unwrap_or("none")
+            );
+            if cli.json {
+                print_json(&r);
             }
         }
         Command::Verify(a) => {
