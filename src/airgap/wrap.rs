@@ -238,7 +238,15 @@ pub fn write_output(
     for (name, bytes) in files {
         dir.write(name, bytes)?;
     }
-    let stamp = m.created_at.replace([':', '-'], "");
+    let stamp = format!(
+        "{}Z",
+        m.created_at
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('Z')
+            .replace([':', '-'], "")
+    );
     let io = |e: std::io::Error| crate::bundle::OutputError::Io {
         path: out.join(TRANSCRIPT),
         source: e,

@@ -547,10 +547,10 @@ fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
             v.outputs().len()
         );
         println!(
-            "  signed by:  {} ({} of {} required)",
+            "  signed by:  {} (policy: {} of {} custodians)",
             v.signers().join(", "),
-            v.signers().len(),
-            policy.threshold
+            policy.threshold,
+            policy.custodians.len()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -222,11 +222,11 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             let policy = Policy::read(&a.policy)?;
             let verified = ceremony::verify(&a.dir, &policy)?;
             eprintln!(
-                "verified ceremony {} signed by {} ({} of {} required)",
+                "verified ceremony {} signed by {} (policy: {} of {} custodians)",
                 verified.ceremony_id(),
                 verified.signers().join(", "),
-                verified.signers().len(),
-                policy.threshold
+                policy.threshold,
+                policy.custodians.len()
             );
             import::check_bundle(&verified, &a.params)?;
             let b = connect(&cli).await?;
