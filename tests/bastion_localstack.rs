@@ -592,3 +592,101 @@ fn rotation_with_new_key_material() {
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(again["after"], r["after"]);
 }
+
+#[test]
+fn status_flags_old_material_and_pending_import() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("bastion-status");
+    let (alice_t, alice) = custodian("alice");
+    let policy = hsm.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+    let (params, imported, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
+    let out = hsm.path("k");
+    let mut a = vec!["wrap".to_string()];
+    a.extend(hsm.hsm_args());
+    a.extend(
+        [
+            "--params",
+            params.to_str().unwrap(),
+            "--key-spec",
+            "HMAC_256",
+            "--label",
+            "k",
+            "--expect-wrapping-key-sha256",
+            &fp,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    ok(run(hsm.airgap().args(a)), "wrap");
+    sign(&alice_t, "alice", &out);
+    ok(
+        run(ls.bastion().args([
+            "import",
+            out.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--params",
+            params.to_str().unwrap(),
+            "--no-expiry",
+        ])),
+        "import",
+    );
+    let (_, pending, _) = prepare(&ls, hsm.dir.path(), "SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1");
+
+    let status = |max_age: &str| {
+        run(ls.bastion().args([
+            "status",
+            "--key",
+            &imported,
+            "--key",
+            &pending,
+            "--max-age-days",
+            max_age,
+            "--json",
+        ]))
+    };
+    let verdicts = |o: &Output| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["key_arn"].as_str().unwrap().to_string(),
+                    k["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Material older than the maximum age (0 days: anything is too old), and a key never imported.
+    let o = status("0");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        verdicts(&o),
+        vec![
+            (imported.clone(), "OUT_OF_POLICY".into()),
+            (pending.clone(), "PENDING_IMPORT".into())
+        ]
+    );
+    // Within a year's policy the imported key is fine; the pending one still needs action.
+    let o = run(ls.bastion().args([
+        "status",
+        "--key",
+        &imported,
+        "--max-age-days",
+        "365",
+        "--json",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(verdicts(&o), vec![(imported.clone(), "OK".into())]);
+    // Without --key: every EXTERNAL key of the account and Region, as a table.
+    let o = run(ls.bastion().args(["status", "--max-age-days", "365"]));
+    assert_eq!(o.status.code(), Some(3));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("PENDING_IMPORT") && table.contains(&pending) && table.contains(&imported),
+        "{table}"
+    );
+}

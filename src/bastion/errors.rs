@@ -19,6 +19,9 @@ pub enum BastionError {
     /// The bundle did not verify or does not match.
     #[error("refusing to import: {0}")]
     Refused(String),
+    /// `status` found keys that need action (exit code 3).
+    #[error("{0} key(s) need action: out of rotation policy, pending import, or not enabled")]
+    OutOfPolicy(usize),
     /// A local file problem.
     #[error("{0}")]
     Local(String),

@@ -7,6 +7,7 @@ pub mod import;
 pub mod prepare;
 pub mod prove;
 pub mod rotate;
+pub mod status;
 
 pub use client::{Bastion, Endpoint};
 pub use errors::BastionError;

@@ -44,6 +44,18 @@ enum Command {
     Verify(VerifyArgs),
     /// Make NEW_KEY_MATERIAL imported from this bundle current (RotateKeyOnDemand) and confirm it.
     Rotate(RotateArgs),
+    /// Which imported keys are out of rotation policy (exit code 3 if any needs action).
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Keys to report (default: every EXTERNAL key in the account and Region).
+    #[arg(long = "key")]
+    keys: Vec<String>,
+    /// Maximum age of key material in days before rotation is due.
+    #[arg(long, default_value_t = 365)]
+    max_age_days: i64,
 }
 
 #[derive(Args)]
@@ -118,6 +130,10 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ BastionError::OutOfPolicy(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -251,6 +267,46 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
             if cli.json {
                 print_json(&receipt);
+            }
+        }
+        Command::Status(a) => {
+            let b = connect(&cli).await?;
+            let report =
+                byok_ceremony::bastion::status::status(&b, &a.keys, a.max_age_days).await?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "{:<14} {:<18} {:<14} {:>8} {:>8}  {}",
+                    "VERDICT", "KEY SPEC", "STATE", "AGE(d)", "DUE(d)", "KEY / DETAIL"
+                );
+                for k in &report {
+                    let verdict = serde_json::to_value(k.verdict)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<14} {:<18} {:<14} {:>8} {:>8}  {} {}\n{:>67}{}",
+                        verdict,
+                        k.key_spec,
+                        k.key_state,
+                        k.material_age_days
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        k.days_until_due
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        k.key_arn,
+                        k.aliases.join(","),
+                        "",
+                        k.detail
+                    );
+                }
+            }
+            if report.iter().any(|k| k.verdict.needs_action()) {
+                return Err(BastionError::OutOfPolicy(
+                    report.iter().filter(|k| k.verdict.needs_action()).count(),
+                ));
             }
         }
         Command::Rotate(a) => {
