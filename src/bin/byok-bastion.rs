@@ -277,8 +277,8 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 print_json(&report);
             } else {
                 println!(
-                    "{:<14} {:<18} {:<14} {:>8} {:>8}  {}",
-                    "VERDICT", "KEY SPEC", "STATE", "AGE(d)", "DUE(d)", "KEY / DETAIL"
+                    "{:<14} {:<18} {:<14} {:>8} {:>8}  KEY / DETAIL",
+                    "VERDICT", "KEY SPEC", "STATE", "AGE(d)", "DUE(d)"
                 );
                 for k in &report {
                     let verdict = serde_json::to_value(k.verdict)
