@@ -71,10 +71,50 @@ struct CustodianInitArgs {
 
 #[derive(Subcommand)]
 enum CeremonyCommand {
+    /// Check a ceremony file completely (no HSM) and print the plan and the custodian runbook.
+    Plan(PlanArgs),
+    /// Run a ceremony file on the HSM (resumes an interrupted run in the same --out).
+    Run(RunArgs),
     /// Sign a ceremony directory as one custodian, with the key on their token.
     Sign(SignArgs),
     /// Verify a ceremony directory against a custodian policy (no HSM needed).
     Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The ceremony file.
+    file: PathBuf,
+    /// Also write the Markdown runbook here (refuses to overwrite).
+    #[arg(long)]
+    runbook: Option<PathBuf>,
+    /// Parameters must stay valid at least this many minutes.
+    #[arg(long, default_value_t = 60)]
+    min_remaining_minutes: i64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The ceremony file.
+    file: PathBuf,
+    /// The output directory (created; an existing one from the same ceremony is resumed).
+    #[arg(long)]
+    out: PathBuf,
+    /// Read the user PIN from this environment variable (default: prompt without echo).
+    #[arg(long, value_name = "VAR", conflicts_with = "pin_file")]
+    pin_env: Option<String>,
+    /// Read the user PIN from the first line of this file.
+    #[arg(long, value_name = "PATH")]
+    pin_file: Option<PathBuf>,
+    /// Skip the typed confirmation (recorded in the transcript).
+    #[arg(long)]
+    non_interactive: bool,
+    /// Parameters must stay valid at least this many minutes.
+    #[arg(long, default_value_t = 60)]
+    min_remaining_minutes: i64,
+    /// Testing only: fail after this many wraps.
+    #[arg(long, hide = true)]
+    fail_after_wraps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -249,6 +289,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd_inspect(a),
         Command::Keys(a) => cmd_keys(a),
         Command::Custodian(CustodianCommand::Init(a)) => cmd_custodian_init(a),
+        Command::Ceremony(CeremonyCommand::Plan(a)) => cmd_plan(a),
+        Command::Ceremony(CeremonyCommand::Run(a)) => cmd_run(a),
         Command::Ceremony(CeremonyCommand::Sign(a)) => cmd_sign(a),
         Command::Ceremony(CeremonyCommand::Verify(a)) => cmd_verify(a),
     };
@@ -455,6 +497,103 @@ fn cmd_custodian_init(a: CustodianInitArgs) -> Result<ExitCode, Error> {
             serde_json::to_string_pretty(&c.entry).expect("serializes")
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_ceremony(
+    file: &std::path::Path,
+    minutes: i64,
+) -> Result<byok_ceremony::ceremony::file::CheckedCeremony, ExitCode> {
+    byok_ceremony::ceremony::file::check(
+        file,
+        time::OffsetDateTime::now_utc(),
+        time::Duration::minutes(minutes),
+    )
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!("nothing was done: no HSM session was opened");
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_plan(a: PlanArgs) -> Result<ExitCode, Error> {
+    let c = match check_ceremony(&a.file, a.min_remaining_minutes) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let book = byok_ceremony::ceremony::file::runbook(&c);
+    if let Some(path) = &a.runbook {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| {
+                Error::Output(byok_ceremony::bundle::OutputError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+        f.write_all(book.as_bytes()).map_err(|source| {
+            Error::Output(byok_ceremony::bundle::OutputError::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        eprintln!("runbook written to {}", path.display());
+    }
+    println!("{book}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
+    let c = match check_ceremony(&a.file, a.min_remaining_minutes) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let pin = match (&a.pin_env, &a.pin_file) {
+        (Some(v), _) => PinSource::Env(v.clone()),
+        (None, Some(f)) => PinSource::File(f.clone()),
+        (None, None) => PinSource::Prompt,
+    };
+    if !a.non_interactive && !std::io::stdin().is_terminal() {
+        eprintln!("error: no terminal to confirm on; pass --non-interactive (it is recorded in the transcript)");
+        return Ok(ExitCode::FAILURE);
+    }
+    let opts = byok_ceremony::ceremony::run::RunOptions {
+        pin,
+        non_interactive: a.non_interactive,
+        fail_after_wraps: a.fail_after_wraps,
+    };
+    let id = c.file.ceremony_id.clone();
+    let summary = byok_ceremony::ceremony::run::run(
+        &c,
+        &a.out,
+        &opts,
+        &mut |plan| {
+            eprintln!("About to run {plan}.");
+            eprint!("Type the ceremony ID ({id}) to begin: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == id
+        },
+        &mut |l| note(l),
+    )?;
+    println!(
+        "Ceremony {} {}: {} wrapped, {} already done; transcript digest {}",
+        id,
+        if summary.resumed {
+            "resumed and finished"
+        } else {
+            "finished"
+        },
+        summary.wrapped.len(),
+        summary.skipped.len(),
+        summary.transcript_sha256
+    );
+    println!(
+        "Next: each custodian signs with `byok-airgap ceremony sign {}`.",
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,9 @@
 
 pub mod attest;
 pub mod dsse;
+pub mod file;
 pub mod policy;
+pub mod run;
 pub mod transcript;
 
 pub use attest::{verify, VerifiedCeremony, VerifyError};
