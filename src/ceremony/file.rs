@@ -308,8 +308,7 @@ pub fn runbook(c: &CheckedCeremony) -> String {
         c.policy.custodians.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", "),
         f.hsm.token_label,
     );
-    let mut step = 1;
-    for (key, targets) in f.keys.iter().zip(&c.targets) {
+    for (step, (key, targets)) in (1..).zip(f.keys.iter().zip(&c.targets)) {
         s += &format!(
             "### {step}. `{}` ({}, {})\n\n",
             key.label,
@@ -333,7 +332,6 @@ pub fn runbook(c: &CheckedCeremony) -> String {
             );
         }
         s += "- [ ] Check value written down (KCV, HMAC check or public key SHA-256): ____________________\n\n";
-        step += 1;
     }
     s += "## Sign-off\n\nEach custodian signs with `byok-airgap ceremony sign OUT --custodian NAME --key-label …` after reading the transcript digest aloud.\n\n| custodian | signature | time |\n|---|---|---|\n";
     for cu in &c.policy.custodians {
