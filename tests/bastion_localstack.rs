@@ -690,3 +690,94 @@ fn status_flags_old_material_and_pending_import() {
         "{table}"
     );
 }
+
+#[test]
+fn ceremony_directory_imports_per_target() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("ceremony-bastion");
+    let (alice_t, alice) = custodian("alice");
+    let policy = hsm.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+    // One HMAC key imported into two KMS keys ("two Regions").
+    let (p1, arn1, fp1) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
+    let (p2, arn2, fp2) = prepare(&ls, &hsm.path("second"), "HMAC_256", "RSAES_OAEP_SHA_1");
+    let file = hsm.path("ceremony.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "format": "byok-ceremony/ceremony/v1", "ceremony_id": "webhooks-2026-11", "purpose": "two Regions",
+            "hsm": {"module": SOFTHSM_MODULE, "token_label": "ceremony-bastion"}, "policy": "policy.json",
+            "keys": [{"label": "webhooks", "key_spec": "HMAC_256", "source": "generate", "targets": [
+                {"name": "region-a", "params": p1, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": fp1},
+                {"name": "region-b", "params": p2, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": fp2}]}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = hsm.path("out");
+    ok(
+        run(hsm.airgap().args([
+            "ceremony",
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--pin-env",
+            "BYOK_TEST_PIN",
+            "--non-interactive",
+        ])),
+        "ceremony run",
+    );
+    sign(&alice_t, "alice", &out);
+    for (target, params, arn) in [
+        ("webhooks/region-a", &p1, &arn1),
+        ("webhooks/region-b", &p2, &arn2),
+    ] {
+        let o = ok(
+            run(ls.bastion().args([
+                "import",
+                out.to_str().unwrap(),
+                "--target",
+                target,
+                "--policy",
+                policy.to_str().unwrap(),
+                "--params",
+                params.to_str().unwrap(),
+                "--no-expiry",
+                "--json",
+            ])),
+            "import",
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(&r["key_arn"], arn);
+        let o = ok(
+            run(ls.bastion().args([
+                "verify",
+                out.to_str().unwrap(),
+                "--target",
+                target,
+                "--policy",
+                policy.to_str().unwrap(),
+            ])),
+            "verify",
+        );
+        assert!(
+            stderr(&o).contains("GenerateMac(HMAC_SHA_256) equals the HSM's HMAC"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // A target's parameters are not interchangeable with another's.
+    let o = run(ls.bastion().args([
+        "import",
+        out.to_str().unwrap(),
+        "--target",
+        "webhooks/region-a",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--params",
+        p2.to_str().unwrap(),
+        "--no-expiry",
+    ]));
+    assert!(!o.status.success());
+}

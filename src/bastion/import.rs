@@ -60,14 +60,29 @@ pub struct Receipt {
     pub encrypted_key_material_sha256: String,
 }
 
-/// Where the receipt of importing `dir` goes: next to it, not inside (the
-/// directory is exactly what the custodians signed).
-pub fn receipt_path(dir: &Path) -> PathBuf {
+/// Where the receipt of importing `target` (`""` for a single wrap, else
+/// `LABEL/TARGET` of a ceremony) of `dir` goes: next to the directory, not
+/// inside (the directory is exactly what the custodians signed).
+pub fn receipt_path(dir: &Path, target: &str) -> PathBuf {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
-    dir.with_file_name(format!("{name}.import-receipt.json"))
+    let suffix = if target.is_empty() {
+        String::new()
+    } else {
+        format!(".{}", target.replace('/', "."))
+    };
+    dir.with_file_name(format!("{name}{suffix}.import-receipt.json"))
+}
+
+/// The path of `name` inside bundle `target` of a verified directory.
+pub fn in_bundle(target: &str, name: &str) -> String {
+    if target.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", target.trim_end_matches('/'))
+    }
 }
 
 /// Read a file of the verified directory, refusing it unless its bytes are the signed ones.
@@ -100,14 +115,15 @@ pub fn material_description(ceremony_id: &str) -> String {
 /// The checks before anything is sent, shared by import and its tests.
 pub fn check_bundle(
     v: &VerifiedCeremony,
+    target: &str,
     params_file: &Path,
 ) -> Result<(Manifest, Vec<u8>, ImportParameters), BastionError> {
     let manifest: Manifest =
-        serde_json::from_slice(&signed_file(v, manifest::MANIFEST)?).map_err(|e| {
-            BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})"))
-        })?;
-    let blob = signed_file(v, manifest::ENCRYPTED_KEY_MATERIAL)?;
-    let token = signed_file(v, manifest::IMPORT_TOKEN)?;
+        serde_json::from_slice(&signed_file(v, &in_bundle(target, manifest::MANIFEST))?).map_err(
+            |e| BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})")),
+        )?;
+    let blob = signed_file(v, &in_bundle(target, manifest::ENCRYPTED_KEY_MATERIAL))?;
+    let token = signed_file(v, &in_bundle(target, manifest::IMPORT_TOKEN))?;
     if hex::encode(Sha256::digest(&blob)) != manifest.encrypted_key_material_sha256 {
         return Err(BastionError::Refused(
             "EncryptedKeyMaterial.bin differs from the manifest".into(),
@@ -145,16 +161,17 @@ pub fn check_bundle(
 pub async fn import(
     b: &Bastion,
     v: &VerifiedCeremony,
+    target: &str,
     opts: &ImportOptions,
 ) -> Result<(Receipt, bool), BastionError> {
-    let receipt_file = receipt_path(v.dir());
+    let receipt_file = receipt_path(v.dir(), target);
     if let Ok(bytes) = std::fs::read(&receipt_file) {
         let r: Receipt = serde_json::from_slice(&bytes).map_err(|e| {
             BastionError::Local(format!("{} is not a receipt ({e})", receipt_file.display()))
         })?;
         return Ok((r, false));
     }
-    let (manifest, blob, params) = check_bundle(v, &opts.params_file)?;
+    let (manifest, blob, params) = check_bundle(v, target, &opts.params_file)?;
     let mut req = b
         .kms
         .import_key_material()

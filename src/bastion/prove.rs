@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::client::Bastion;
 use super::errors::{kms, BastionError};
-use super::import::{receipt_path, Receipt};
+use super::import::{in_bundle, receipt_path, Receipt};
 use crate::bundle::manifest::{self, Manifest};
 use crate::ceremony::VerifiedCeremony;
 use crate::kms::KeyFamily;
@@ -25,10 +25,11 @@ pub struct Proof {
 }
 
 /// Prove that the KMS key of the verified bundle holds the HSM's key.
-pub async fn prove(b: &Bastion, v: &VerifiedCeremony) -> Result<Proof, BastionError> {
-    let bytes = std::fs::read(v.dir().join(manifest::MANIFEST))
-        .map_err(|e| BastionError::Local(format!("cannot read manifest.json: {e}")))?;
-    if !v.covers(manifest::MANIFEST, &bytes) {
+pub async fn prove(b: &Bastion, v: &VerifiedCeremony, target: &str) -> Result<Proof, BastionError> {
+    let name = in_bundle(target, manifest::MANIFEST);
+    let bytes = std::fs::read(v.dir().join(&name))
+        .map_err(|e| BastionError::Local(format!("cannot read {name}: {e}")))?;
+    if !v.covers(&name, &bytes) {
         return Err(BastionError::Refused(
             "manifest.json is not the file the custodians signed".into(),
         ));
@@ -118,7 +119,7 @@ pub async fn prove(b: &Bastion, v: &VerifiedCeremony) -> Result<Proof, BastionEr
             if dec.plaintext().map(|p| p.as_ref().to_vec()) != Some(probe) {
                 return Err(mismatch("Encrypt/Decrypt round trip failed"));
             }
-            let receipt: Option<Receipt> = std::fs::read(receipt_path(v.dir()))
+            let receipt: Option<Receipt> = std::fs::read(receipt_path(v.dir(), target))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             match receipt.and_then(|r| r.key_material_id) {

@@ -33,8 +33,12 @@ async fn current(b: &Bastion, key: &str) -> Result<Option<String>, BastionError>
 }
 
 /// Rotate the KMS key that `bundle_dir` was imported into as NEW_KEY_MATERIAL.
-pub async fn rotate(b: &Bastion, bundle_dir: &Path) -> Result<Rotation, BastionError> {
-    let path = receipt_path(bundle_dir);
+pub async fn rotate(
+    b: &Bastion,
+    bundle_dir: &Path,
+    target: &str,
+) -> Result<Rotation, BastionError> {
+    let path = receipt_path(bundle_dir, target);
     let receipt: Receipt = serde_json::from_slice(&std::fs::read(&path).map_err(|e| {
         BastionError::Local(format!(
             "no import receipt {} ({e}): import the bundle first",

@@ -62,6 +62,9 @@ struct StatusArgs {
 struct RotateArgs {
     /// The bundle directory imported with --new-key-material.
     dir: PathBuf,
+    /// In a ceremony directory, the bundle LABEL/TARGET.
+    #[arg(long, default_value = "")]
+    target: String,
 }
 
 #[derive(Args)]
@@ -105,6 +108,9 @@ struct ImportArgs {
     /// Import as NEW_KEY_MATERIAL (on-demand rotation of a symmetric key).
     #[arg(long)]
     new_key_material: bool,
+    /// In a ceremony directory, the bundle LABEL/TARGET to import.
+    #[arg(long, default_value = "")]
+    target: String,
 }
 
 #[derive(Args)]
@@ -114,6 +120,9 @@ struct VerifyArgs {
     /// The bastion's own custodian policy.
     #[arg(long)]
     policy: PathBuf,
+    /// In a ceremony directory, the bundle LABEL/TARGET to check.
+    #[arg(long, default_value = "")]
+    target: String,
 }
 
 fn main() -> ExitCode {
@@ -244,14 +253,14 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 policy.threshold,
                 policy.custodians.len()
             );
-            import::check_bundle(&verified, &a.params)?;
+            import::check_bundle(&verified, &a.target, &a.params)?;
             let b = connect(&cli).await?;
             let opts = ImportOptions {
                 params_file: a.params.clone(),
                 expiration,
                 new_key_material: a.new_key_material,
             };
-            let (receipt, sent) = import::import(&b, &verified, &opts).await?;
+            let (receipt, sent) = import::import(&b, &verified, &a.target, &opts).await?;
             if sent {
                 eprintln!(
                     "imported into {} (KeyMaterialId {})",
@@ -262,7 +271,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 eprintln!(
                     "already imported on {} (receipt {}); nothing sent",
                     receipt.imported_at,
-                    import::receipt_path(&a.dir).display()
+                    import::receipt_path(&a.dir, &a.target).display()
                 );
             }
             if cli.json {
@@ -311,7 +320,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
         }
         Command::Rotate(a) => {
             let b = connect(&cli).await?;
-            let r = byok_ceremony::bastion::rotate::rotate(&b, &a.dir).await?;
+            let r = byok_ceremony::bastion::rotate::rotate(&b, &a.dir, &a.target).await?;
             eprintln!(
                 "rotated {}: current key material {} (was {})",
                 r.key_arn,
@@ -326,7 +335,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             let policy = Policy::read(&a.policy)?;
             let verified = ceremony::verify(&a.dir, &policy)?;
             let b = connect(&cli).await?;
-            let proof = prove::prove(&b, &verified).await?;
+            let proof = prove::prove(&b, &verified, &a.target).await?;
             eprintln!("PROVEN: {}: {}", proof.key_arn, proof.method);
             if cli.json {
                 print_json(&proof);
