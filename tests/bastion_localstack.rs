@@ -781,3 +781,69 @@ fn ceremony_directory_imports_per_target() {
     ]));
     assert!(!o.status.success());
 }
+
+/// EC and RSA keys go through RSA_AES_KEY_WRAP_SHA_256, which SoftHSM2 cannot
+/// produce (OAEP SHA-1 only) and LocalStack accepts: they come from NSS softoken.
+#[test]
+fn asymmetric_keys_from_nss_through_rsa_aes_key_wrap_sha256() {
+    let ls = LocalStack::start();
+    let nss = NssDb::new();
+    let (alice_t, alice) = custodian("alice");
+    let policy = nss.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+    for (spec, label) in [
+        ("ECC_NIST_P256", "signing-p256"),
+        ("RSA_2048", "signing-rsa"),
+    ] {
+        let (params, arn, fp) = prepare(&ls, nss.dir.path(), spec, "RSA_AES_KEY_WRAP_SHA_256");
+        let out = nss.path(label);
+        let mut a = vec!["wrap".to_string()];
+        a.extend(nss.hsm_args());
+        a.extend(
+            [
+                "--params",
+                params.to_str().unwrap(),
+                "--key-spec",
+                spec,
+                "--label",
+                label,
+                "--expect-wrapping-key-sha256",
+                &fp,
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        ok(run(nss.airgap().args(a)), "wrap on NSS");
+        sign(&alice_t, "alice", &out);
+        let o = ok(
+            run(ls.bastion().args([
+                "import",
+                out.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--params",
+                params.to_str().unwrap(),
+                "--no-expiry",
+                "--json",
+            ])),
+            "import",
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["key_arn"], arn);
+        let o = ok(
+            run(ls.bastion().args([
+                "verify",
+                out.to_str().unwrap(),
+                "--policy",
+                policy.to_str().unwrap(),
+            ])),
+            "verify",
+        );
+        assert!(
+            stderr(&o).contains("GetPublicKey equals the HSM's public key"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
