@@ -207,7 +207,22 @@ fn plan_run_crash_resume_sign_verify() {
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["outputs"].as_array().unwrap().len(), 7 * 4);
+    // Seven bundles of four files, and the media summary.
+    assert_eq!(v["outputs"].as_array().unwrap().len(), 7 * 4 + 1);
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    for o in v["outputs"].as_array().unwrap() {
+        if o["path"] != "SUMMARY.md" {
+            assert!(
+                summary.contains(&format!("| {} |", o["path"].as_str().unwrap()))
+                    && summary.contains(o["sha256"].as_str().unwrap()),
+                "{summary}"
+            );
+        }
+    }
+    assert!(
+        summary.contains("`prod-s3/us-east-1`: SYMMETRIC_DEFAULT") && summary.contains("KCV "),
+        "{summary}"
+    );
     assert_eq!(v["signers"], serde_json::json!(["alice", "bob"]));
     let t = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
     assert_eq!(t.matches("\"step\":\"key-generated\"").count(), 6);

@@ -334,14 +334,68 @@ pub fn run(
             }
         }
     }
+    // The media summary: what is on it and each file's SHA-256, recorded (and
+    // so signed) with the last entry. An unrecorded one is from an interrupted run.
+    let summary_path = out.join(SUMMARY);
+    if summary_path.exists() {
+        std::fs::remove_file(&summary_path).map_err(io(&summary_path))?;
+    }
+    let text = media_summary(c, out)?;
+    std::fs::write(&summary_path, &text).map_err(io(&summary_path))?;
     let digest = t
         .append(
             "ceremony-complete",
-            json!({ "keys": f.keys.len(), "wraps": c.targets.iter().map(Vec::len).sum::<usize>() }),
+            json!({
+                "keys": f.keys.len(),
+                "wraps": c.targets.iter().map(Vec::len).sum::<usize>(),
+                "outputs": [{ "path": SUMMARY, "sha256": hex::encode(Sha256::digest(text.as_bytes())) }],
+            }),
         )
         .map_err(io(&tpath))?;
     summary.transcript_sha256 = digest;
     Ok(summary)
+}
+
+/// File name of the media summary in a ceremony directory.
+pub const SUMMARY: &str = "SUMMARY.md";
+
+/// What is on the media: every bundle with its KMS key and check value, and
+/// every file with its size and SHA-256.
+fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
+    let f = &c.file;
+    let mut s = format!(
+        "# {}\n\n{}\n\nBundles (import each with `byok-bastion import DIR --target LABEL/TARGET`):\n\n",
+        f.ceremony_id, f.purpose
+    );
+    for k in &f.keys {
+        for t in &k.targets {
+            let dir = out.join(&k.label).join(&t.name);
+            let bytes = std::fs::read(dir.join(manifest::MANIFEST)).map_err(io(&dir))?;
+            let m: manifest::Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| io(&dir)(std::io::Error::other(e)))?;
+            let check = m
+                .kcv
+                .map(|v| format!("KCV {v}"))
+                .or(m
+                    .hmac_check
+                    .map(|h| format!("{} {}", h.mac_algorithm, h.mac_hex)))
+                .or(m.public_key.map(|p| format!("public key (base64 DER) {p}")))
+                .unwrap_or_default();
+            s += &format!(
+                "* `{}/{}`: {} for `{}` ({}); {}\n",
+                k.label, t.name, m.key_spec, m.key_id, m.wrapping_algorithm, check
+            );
+        }
+    }
+    s += "\nFiles:\n\n| file | bytes | SHA-256 |\n|---|---|---|\n";
+    for o in crate::ceremony::attest::list_outputs(out)? {
+        let len = std::fs::metadata(out.join(&o.path))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        s += &format!("| {} | {} | {} |\n", o.path, len, o.sha256);
+    }
+    s += "\nThe transcript (`transcript.jsonl`) and the custodians' attestations (`attestations/`) travel with these files; verify with `byok-airgap ceremony verify DIR --policy POLICY`.\n";
+    Ok(s)
 }
 
 fn prove_cached(
