@@ -288,6 +288,9 @@ fn bad_ceremony_files_are_refused_before_any_hsm_session() {
     let mut v = base.clone();
     v["keys"][0]["key_spec"] = "RSA_2048".into();
     refused(&v, None, "only with RSA_AES_KEY_WRAP");
+    let mut v = base.clone();
+    v["keys"][1]["targets"][0] = v["keys"][0]["targets"][0].clone();
+    refused(&v, None, "use the same import token");
 
     // A label already on the token: refused after login, before any key is generated.
     let mut v = good.clone();

@@ -57,7 +57,18 @@ impl Bastion {
         region: Option<&str>,
         profile: Option<&str>,
     ) -> Result<Self, BastionError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // The SDK sets no read timeout by default: a dead peer would hang the
+        // bastion forever. Throttling and transient errors are retried with
+        // backoff (standard mode).
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(30))
+                    .operation_timeout(std::time::Duration::from_secs(120))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6));
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r.to_string()));
         }

@@ -206,6 +206,7 @@ pub fn check(
         std::fs::read(&policy_path).map_err(|e| PlanError::Read(policy_path.clone(), e))?;
     let policy = Policy::parse(&policy_bytes)?;
     let mut labels = BTreeSet::new();
+    let mut tokens: std::collections::BTreeMap<[u8; 32], String> = Default::default();
     let mut all_targets = Vec::new();
     for key in &file.keys {
         if !simple(&key.label, 64) || !labels.insert(key.label.clone()) {
@@ -275,6 +276,12 @@ pub fn check(
                     target: t.name.clone(),
                     source,
                 })?;
+            let here = format!("{}/{}", key.label, t.name);
+            if let Some(first) = tokens.insert(params.import_token_sha256(), here.clone()) {
+                return Err(invalid(format!(
+                    "targets {first} and {here} use the same import token: each wrap needs its own GetParametersForImport"
+                )));
+            }
             checked.push(CheckedTarget {
                 target: t.clone(),
                 params,

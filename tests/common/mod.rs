@@ -122,7 +122,9 @@ impl FakeKms {
 
     /// Write import parameters as the AWS CLI prints them, valid for `minutes`.
     pub fn write_params(&self, path: &Path, minutes: i64) -> Vec<u8> {
-        let token: Vec<u8> = (0..1200u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Unique per wrapping key, as KMS's tokens are.
+        let seed = Sha256::digest(self.public_der());
+        let token: Vec<u8> = (0..1200usize).map(|i| seed[i % 32] ^ (i as u8)).collect();
         let valid_to = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
         let json = format!(
             "{{\n    \"KeyId\": \"arn:aws:kms:eu-west-1:111122223333:key/0b6d3bb4-6b4f-4f3c-9a55-5b2b7c6f0e11\",\n    \"ImportToken\": \"{}\",\n    \"PublicKey\": \"{}\",\n    \"ParametersValidTo\": \"{}\"\n}}\n",
