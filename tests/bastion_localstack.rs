@@ -156,24 +156,17 @@ fn prepare_wrap_sign_import_verify_against_localstack() {
         let (params, arn, fp) = prepare(&ls, hsm.dir.path(), spec, "RSAES_OAEP_SHA_1");
         // The bastion's file is one byok-airgap reads, and names its algorithm.
         let out = hsm.path(label);
-        let mut a = vec!["wrap".to_string()];
-        a.extend(hsm.hsm_args());
-        a.extend(
-            [
-                "--params",
+        ok(
+            run(hsm.airgap().args(bastion_wrap_args(
+                &hsm,
                 params.to_str().unwrap(),
-                "--key-spec",
                 spec,
-                "--label",
                 label,
-                "--expect-wrapping-key-sha256",
                 &fp,
-                "--out",
                 out.to_str().unwrap(),
-            ]
-            .map(String::from),
+            ))),
+            "wrap",
         );
-        ok(run(hsm.airgap().args(a)), "wrap");
 
         let import = |extra: &[&str]| {
             let mut a = vec![
@@ -255,24 +248,17 @@ fn refusals_send_nothing_and_mismatches_are_caught() {
 
     let (params, _arn, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
     let out = hsm.path("k");
-    let mut a = vec!["wrap".to_string()];
-    a.extend(hsm.hsm_args());
-    a.extend(
-        [
-            "--params",
+    ok(
+        run(hsm.airgap().args(bastion_wrap_args(
+            &hsm,
             params.to_str().unwrap(),
-            "--key-spec",
             "HMAC_256",
-            "--label",
             "k",
-            "--expect-wrapping-key-sha256",
             &fp,
-            "--out",
             out.to_str().unwrap(),
-        ]
-        .map(String::from),
+        ))),
+        "wrap",
     );
-    ok(run(hsm.airgap().args(a)), "wrap");
     sign(&alice_t, "alice", &out);
     sign(&bob_t, "bob", &out);
 
@@ -374,24 +360,17 @@ fn refusals_send_nothing_and_mismatches_are_caught() {
         ))
     };
     let k2 = hsm.path("k2");
-    let mut a = vec!["wrap".to_string()];
-    a.extend(hsm.hsm_args());
-    a.extend(
-        [
-            "--params",
+    ok(
+        run(hsm.airgap().args(bastion_wrap_args(
+            &hsm,
             other.to_str().unwrap(),
-            "--key-spec",
             "HMAC_256",
-            "--label",
             "k2",
-            "--expect-wrapping-key-sha256",
             &other_fp,
-            "--out",
             k2.to_str().unwrap(),
-        ]
-        .map(String::from),
+        ))),
+        "wrap k2",
     );
-    ok(run(hsm.airgap().args(a)), "wrap k2");
     sign(&alice_t, "alice", &k2);
     sign(&bob_t, "bob", &k2);
     let o = run(ls.bastion().args([
@@ -422,24 +401,17 @@ fn rotation_with_new_key_material() {
 
     let wrap_sign = |params: &Path, fp: &str, label: &str| -> PathBuf {
         let out = hsm.path(label);
-        let mut a = vec!["wrap".to_string()];
-        a.extend(hsm.hsm_args());
-        a.extend(
-            [
-                "--params",
+        ok(
+            run(hsm.airgap().args(bastion_wrap_args(
+                &hsm,
                 params.to_str().unwrap(),
-                "--key-spec",
                 "SYMMETRIC_DEFAULT",
-                "--label",
                 label,
-                "--expect-wrapping-key-sha256",
                 fp,
-                "--out",
                 out.to_str().unwrap(),
-            ]
-            .map(String::from),
+            ))),
+            "wrap",
         );
-        ok(run(hsm.airgap().args(a)), "wrap");
         sign(&alice_t, "alice", &out);
         out
     };
@@ -602,24 +574,17 @@ fn status_flags_old_material_and_pending_import() {
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     let (params, imported, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
     let out = hsm.path("k");
-    let mut a = vec!["wrap".to_string()];
-    a.extend(hsm.hsm_args());
-    a.extend(
-        [
-            "--params",
+    ok(
+        run(hsm.airgap().args(bastion_wrap_args(
+            &hsm,
             params.to_str().unwrap(),
-            "--key-spec",
             "HMAC_256",
-            "--label",
             "k",
-            "--expect-wrapping-key-sha256",
             &fp,
-            "--out",
             out.to_str().unwrap(),
-        ]
-        .map(String::from),
+        ))),
+        "wrap",
     );
-    ok(run(hsm.airgap().args(a)), "wrap");
     sign(&alice_t, "alice", &out);
     ok(
         run(ls.bastion().args([
@@ -797,24 +762,17 @@ fn asymmetric_keys_from_nss_through_rsa_aes_key_wrap_sha256() {
     ] {
         let (params, arn, fp) = prepare(&ls, nss.dir.path(), spec, "RSA_AES_KEY_WRAP_SHA_256");
         let out = nss.path(label);
-        let mut a = vec!["wrap".to_string()];
-        a.extend(nss.hsm_args());
-        a.extend(
-            [
-                "--params",
+        ok(
+            run(nss.airgap().args(bastion_wrap_args(
+                &nss,
                 params.to_str().unwrap(),
-                "--key-spec",
                 spec,
-                "--label",
                 label,
-                "--expect-wrapping-key-sha256",
                 &fp,
-                "--out",
                 out.to_str().unwrap(),
-            ]
-            .map(String::from),
+            ))),
+            "wrap on NSS",
         );
-        ok(run(nss.airgap().args(a)), "wrap on NSS");
         sign(&alice_t, "alice", &out);
         let o = ok(
             run(ls.bastion().args([

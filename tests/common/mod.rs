@@ -416,25 +416,15 @@ pub fn wrap_args(
     fp: &str,
     out: &Path,
 ) -> Vec<String> {
-    let mut a = vec!["wrap".to_string()];
-    a.extend(t.selection());
-    a.extend(
-        [
-            "--params",
-            params.to_str().unwrap(),
-            "--wrapping-algorithm",
-            alg,
-            "--key-spec",
-            spec,
-            "--label",
-            label,
-            "--expect-wrapping-key-sha256",
-            fp,
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from),
+    let mut a = bastion_wrap_args(
+        t,
+        params.to_str().unwrap(),
+        spec,
+        label,
+        fp,
+        out.to_str().unwrap(),
     );
+    a.extend(["--wrapping-algorithm".to_string(), alg.to_string()]);
     a
 }
 
@@ -474,4 +464,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
+}
+
+/// Arguments of `byok-airgap wrap` with parameters that name their own
+/// algorithm (as `byok-bastion prepare` writes them).
+pub fn bastion_wrap_args(
+    t: &impl TestToken,
+    params: &str,
+    spec: &str,
+    label: &str,
+    fp: &str,
+    out: &str,
+) -> Vec<String> {
+    let mut a = vec!["wrap".to_string()];
+    a.extend(t.selection());
+    a.extend(
+        [
+            "--params",
+            params,
+            "--key-spec",
+            spec,
+            "--label",
+            label,
+            "--expect-wrapping-key-sha256",
+            fp,
+            "--out",
+            out,
+        ]
+        .map(String::from),
+    );
+    a
 }
