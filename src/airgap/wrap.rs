@@ -209,6 +209,22 @@ pub fn wrap_for_target_with(
     Ok(Wrapped { blob, manifest })
 }
 
+/// The four files of a wrap's output (`docs/formats.md`), in order.
+pub fn bundle_files(
+    wrapped: &Wrapped,
+    params: &ImportParameters,
+    params_bytes: &[u8],
+) -> [(&'static str, Vec<u8>); 4] {
+    let mut json = serde_json::to_vec_pretty(&wrapped.manifest).expect("manifest serializes");
+    json.push(b'\n');
+    [
+        (manifest::ENCRYPTED_KEY_MATERIAL, wrapped.blob.clone()),
+        (manifest::IMPORT_TOKEN, params.import_token.clone()),
+        (manifest::IMPORT_PARAMETERS, params_bytes.to_vec()),
+        (manifest::MANIFEST, json),
+    ]
+}
+
 /// Write a wrap's files into `out` (which must not exist), all or nothing:
 /// the four files of `docs/formats.md` and a `transcript.jsonl` recording the
 /// wrap, so that custodians can sign the directory (`ceremony sign`) and the
@@ -221,21 +237,9 @@ pub fn write_output(
     confirmed_by: ConfirmedBy,
 ) -> Result<PathBuf, Error> {
     let m = &wrapped.manifest;
-    let json = [
-        serde_json::to_vec_pretty(m)
-            .expect("manifest serializes")
-            .as_slice(),
-        b"\n",
-    ]
-    .concat();
-    let files: [(&str, &[u8]); 4] = [
-        (manifest::ENCRYPTED_KEY_MATERIAL, &wrapped.blob),
-        (manifest::IMPORT_TOKEN, &params.import_token),
-        (manifest::IMPORT_PARAMETERS, params_bytes),
-        (manifest::MANIFEST, &json),
-    ];
+    let files = bundle_files(wrapped, params, params_bytes);
     let dir = AtomicDir::create(out)?;
-    for (name, bytes) in files {
+    for (name, bytes) in &files {
         dir.write(name, bytes)?;
     }
     let stamp = format!(

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::file::{CheckedCeremony, Source};
 use super::transcript::{self, TranscriptWriter};
 use crate::airgap::confirm;
-use crate::airgap::wrap::{obtain_key, wrap_for_target, Wrapped};
+use crate::airgap::wrap::{bundle_files, obtain_key, wrap_for_target, Wrapped};
 use crate::airgap::Error;
 use crate::bundle::manifest;
 use crate::bundle::AtomicDir;
@@ -71,21 +71,9 @@ fn write_bundle(
     params: &ImportParameters,
     params_bytes: &[u8],
 ) -> Result<Vec<(String, String)>, Error> {
-    let json = [
-        serde_json::to_vec_pretty(&w.manifest)
-            .expect("manifest serializes")
-            .as_slice(),
-        b"\n",
-    ]
-    .concat();
-    let files: [(&str, &[u8]); 4] = [
-        (manifest::ENCRYPTED_KEY_MATERIAL, &w.blob),
-        (manifest::IMPORT_TOKEN, &params.import_token),
-        (manifest::IMPORT_PARAMETERS, params_bytes),
-        (manifest::MANIFEST, &json),
-    ];
+    let files = bundle_files(w, params, params_bytes);
     let staged = AtomicDir::create(dir)?;
-    for (name, bytes) in files {
+    for (name, bytes) in &files {
         staged.write(name, bytes)?;
     }
     staged.commit()?;
