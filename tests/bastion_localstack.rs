@@ -805,3 +805,114 @@ fn asymmetric_keys_from_nss_through_rsa_aes_key_wrap_sha256() {
         );
     }
 }
+
+#[test]
+fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("alias-rotation");
+    let (alice_t, alice) = custodian("alice");
+    let policy = hsm.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+    let bundle = |name: &str, import: bool| -> (PathBuf, String) {
+        let (params, arn, fp) = prepare(
+            &ls,
+            &hsm.path(&format!("p-{name}")),
+            "HMAC_256",
+            "RSAES_OAEP_SHA_1",
+        );
+        let out = hsm.path(name);
+        ok(
+            run(hsm.airgap().args(bastion_wrap_args(
+                &hsm,
+                params.to_str().unwrap(),
+                "HMAC_256",
+                name,
+                &fp,
+                out.to_str().unwrap(),
+            ))),
+            "wrap",
+        );
+        sign(&alice_t, "alice", &out);
+        if import {
+            ok(
+                run(ls.bastion().args([
+                    "import",
+                    out.to_str().unwrap(),
+                    "--policy",
+                    policy.to_str().unwrap(),
+                    "--params",
+                    params.to_str().unwrap(),
+                    "--no-expiry",
+                ])),
+                "import",
+            );
+        }
+        (out, arn)
+    };
+    let move_alias = |dir: &Path| {
+        run(ls.bastion().args([
+            "move-alias",
+            dir.to_str().unwrap(),
+            "--alias",
+            "alias/webhooks",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--json",
+        ]))
+    };
+    let (v1, arn1) = bundle("webhooks-v1", true);
+    let o = ok(move_alias(&v1), "first alias");
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["key"], arn1);
+    assert!(m["previous_key"].is_null());
+
+    // A signed bundle whose key was never imported: the alias does not move.
+    let (unproven, _) = bundle("webhooks-unproven", false);
+    let o = move_alias(&unproven);
+    assert!(
+        !o.status.success() && stderr(&o).contains("the alias stays where it is"),
+        "{}",
+        stderr(&o)
+    );
+
+    let (v2, arn2) = bundle("webhooks-v2", true);
+    let o = ok(move_alias(&v2), "move alias");
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(m["key"], arn2);
+    assert_eq!(
+        m["previous_key"].as_str().unwrap(),
+        arn1.rsplit('/').next().unwrap()
+    );
+
+    // The key the alias points to cannot be retired; the old one can, after a grace period.
+    let o = run(ls
+        .bastion()
+        .args(["retire", "--key", &arn2, "--grace-days", "7"]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("alias/webhooks still points to"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(ls
+        .bastion()
+        .args(["retire", "--key", &arn1, "--grace-days", "3"]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("7 to 30"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ok(
+        run(ls
+            .bastion()
+            .args(["retire", "--key", &arn1, "--grace-days", "7", "--json"])),
+        "retire",
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["key"], arn1);
+    let d = ok(
+        run(ls.peer().args(["describe", "--key-id", &arn1])),
+        "describe old",
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
+    assert_eq!(meta["KeyState"], "PendingDeletion", "{meta}");
+}

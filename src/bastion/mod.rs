@@ -1,6 +1,7 @@
 //! The online half (`byok-bastion`, cargo feature `bastion`): talks to KMS,
 //! and uploads only what custodians signed.
 
+pub mod alias;
 pub mod client;
 pub mod errors;
 pub mod import;

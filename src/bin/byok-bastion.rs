@@ -46,6 +46,35 @@ enum Command {
     Rotate(RotateArgs),
     /// Which imported keys are out of rotation policy (exit code 3 if any needs action).
     Status(StatusArgs),
+    /// Alias rotation: prove the bundle's key holds the HSM's key, then point the alias at it.
+    MoveAlias(MoveAliasArgs),
+    /// Disable an old key and schedule its deletion after a grace period (no alias may point to it).
+    Retire(RetireArgs),
+}
+
+#[derive(Args)]
+struct MoveAliasArgs {
+    /// The imported bundle directory.
+    dir: PathBuf,
+    /// The alias to move (alias/NAME); created if missing.
+    #[arg(long)]
+    alias: String,
+    /// The bastion's own custodian policy.
+    #[arg(long)]
+    policy: PathBuf,
+    /// In a ceremony directory, the bundle LABEL/TARGET.
+    #[arg(long, default_value = "")]
+    target: String,
+}
+
+#[derive(Args)]
+struct RetireArgs {
+    /// The old key (ID or ARN).
+    #[arg(long)]
+    key: String,
+    /// Days before KMS deletes it (7 to 30).
+    #[arg(long)]
+    grace_days: i32,
 }
 
 #[derive(Args)]
@@ -316,6 +345,35 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 return Err(BastionError::OutOfPolicy(
                     report.iter().filter(|k| k.verdict.needs_action()).count(),
                 ));
+            }
+        }
+        Command::MoveAlias(a) => {
+            let policy = Policy::read(&a.policy)?;
+            let verified = ceremony::verify(&a.dir, &policy)?;
+            let b = connect(&cli).await?;
+            let m = byok_ceremony::bastion::alias::move_alias(&b, &verified, &a.target, &a.alias)
+                .await?;
+            eprintln!("PROVEN: {}", m.proof.method);
+            eprintln!(
+                "{} → {} (was {})",
+                m.alias,
+                m.key,
+                m.previous_key.as_deref().unwrap_or("not set")
+            );
+            if cli.json {
+                print_json(&m);
+            }
+        }
+        Command::Retire(a) => {
+            let b = connect(&cli).await?;
+            let r = byok_ceremony::bastion::alias::retire(&b, &a.key, a.grace_days).await?;
+            eprintln!(
+                "{} disabled; KMS deletes it on {}",
+                r.key,
+                r.deletion_date.as_deref().unwrap_or("(date not reported)")
+            );
+            if cli.json {
+                print_json(&r);
             }
         }
         Command::Rotate(a) => {

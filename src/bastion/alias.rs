@@ -1,0 +1,194 @@
+//! Alias-based rotation, for keys that cannot take new material (HMAC and
+//! asymmetric keys have exactly one): the new key is imported and *proven*
+//! first, only then the alias moves; the old key is retired later, after a
+//! grace period.
+
+use aws_sdk_kms::types::Tag;
+use serde::Serialize;
+
+use super::client::Bastion;
+use super::errors::{kms, BastionError};
+use super::prove::{prove, Proof};
+use crate::ceremony::VerifiedCeremony;
+use crate::kms::import_params::rfc3339;
+
+/// What moving an alias did.
+#[derive(Clone, Debug, Serialize)]
+pub struct AliasMove {
+    /// The alias.
+    pub alias: String,
+    /// The key it pointed to before, if it existed.
+    pub previous_key: Option<String>,
+    /// The key it points to now.
+    pub key: String,
+    /// The proof that made the move allowed.
+    pub proof: Proof,
+}
+
+/// The key ID in a key ID or ARN (emulators may report either).
+fn key_id(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+fn tag(k: &str, v: &str) -> Result<Tag, BastionError> {
+    Tag::builder()
+        .tag_key(k)
+        .tag_value(v)
+        .build()
+        .map_err(|e| BastionError::Local(e.to_string()))
+}
+
+async fn alias_target(b: &Bastion, alias: &str) -> Result<Option<String>, BastionError> {
+    let mut pages = b.kms.list_aliases().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| kms("ListAliases", e))?;
+        if let Some(a) = page
+            .aliases()
+            .iter()
+            .find(|a| a.alias_name() == Some(alias))
+        {
+            return Ok(a.target_key_id().map(|t| key_id(t).to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// Point `alias` at the verified bundle's KMS key, after proving KMS holds the
+/// HSM's key, and tag both keys with the ceremony and the date.
+pub async fn move_alias(
+    b: &Bastion,
+    v: &VerifiedCeremony,
+    target: &str,
+    alias: &str,
+) -> Result<AliasMove, BastionError> {
+    if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") {
+        return Err(BastionError::Local(format!(
+            "{alias:?} is not a customer alias (alias/NAME)"
+        )));
+    }
+    // Refuse to move an alias to a key that is not proven to hold the HSM's key.
+    let proof = prove(b, v, target)
+        .await
+        .map_err(|e| BastionError::Refused(format!("the alias stays where it is: {e}")))?;
+    let new_key = proof.key_arn.clone();
+    let new_id = key_id(&new_key).to_string();
+    let previous = alias_target(b, alias).await?;
+    let now = rfc3339(time::OffsetDateTime::now_utc());
+    if previous.as_deref() == Some(new_id.as_str()) {
+        return Ok(AliasMove {
+            alias: alias.into(),
+            previous_key: previous,
+            key: new_key,
+            proof,
+        });
+    }
+    match &previous {
+        Some(_) => b
+            .kms
+            .update_alias()
+            .alias_name(alias)
+            .target_key_id(&new_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| kms("UpdateAlias", e))?,
+        None => b
+            .kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(&new_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| kms("CreateAlias", e))?,
+    }
+    let mut new_tags = b
+        .kms
+        .tag_resource()
+        .key_id(&new_key)
+        .tags(tag("byok:ceremony", v.ceremony_id())?)
+        .tags(tag("byok:alias-moved-at", &now)?);
+    if let Some(old) = &previous {
+        new_tags = new_tags.tags(tag("byok:replaces", old)?);
+        b.kms
+            .tag_resource()
+            .key_id(old)
+            .tags(tag("byok:replaced-by", &new_id)?)
+            .tags(tag("byok:alias-moved-at", &now)?)
+            .send()
+            .await
+            .map_err(|e| kms("TagResource", e))?;
+    }
+    new_tags.send().await.map_err(|e| kms("TagResource", e))?;
+    Ok(AliasMove {
+        alias: alias.into(),
+        previous_key: previous,
+        key: new_key,
+        proof,
+    })
+}
+
+/// What retiring did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Retirement {
+    /// The key.
+    pub key: String,
+    /// When KMS will delete it.
+    pub deletion_date: Option<String>,
+}
+
+/// Disable `key` and schedule its deletion after `grace_days` (7 to 30),
+/// refusing while any alias still points to it.
+pub async fn retire(b: &Bastion, key: &str, grace_days: i32) -> Result<Retirement, BastionError> {
+    if !(7..=30).contains(&grace_days) {
+        return Err(BastionError::Local(
+            "--grace-days must be 7 to 30 (KMS's pending window)".into(),
+        ));
+    }
+    let d = b
+        .kms
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| kms("DescribeKey", e))?;
+    let id = d
+        .key_metadata()
+        .map(|m| m.key_id().to_string())
+        .unwrap_or_default();
+    let mut pages = b.kms.list_aliases().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| kms("ListAliases", e))?;
+        if let Some(a) = page
+            .aliases()
+            .iter()
+            .find(|a| a.target_key_id() == Some(id.as_str()))
+        {
+            return Err(BastionError::Refused(format!(
+                "{} still points to {key}; move it first (byok-bastion move-alias)",
+                a.alias_name().unwrap_or("an alias")
+            )));
+        }
+    }
+    b.kms
+        .disable_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| kms("DisableKey", e))?;
+    let out = b
+        .kms
+        .schedule_key_deletion()
+        .key_id(key)
+        .pending_window_in_days(grace_days)
+        .send()
+        .await
+        .map_err(|e| kms("ScheduleKeyDeletion", e))?;
+    Ok(Retirement {
+        key: key.into(),
+        deletion_date: out
+            .deletion_date()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())
+            .map(rfc3339),
+    })
+}
