@@ -6,7 +6,7 @@
 use aws_sdk_kms::types::Tag;
 use serde::Serialize;
 
-use super::client::Bastion;
+use super::client::{key_id_of, Bastion};
 use super::errors::{kms, BastionError};
 use super::prove::{prove, Proof};
 use crate::ceremony::VerifiedCeremony;
@@ -25,11 +25,6 @@ pub struct AliasMove {
     pub proof: Proof,
 }
 
-/// The key ID in a key ID or ARN (emulators may report either).
-fn key_id(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
-}
-
 fn tag(k: &str, v: &str) -> Result<Tag, BastionError> {
     Tag::builder()
         .tag_key(k)
@@ -39,18 +34,11 @@ fn tag(k: &str, v: &str) -> Result<Tag, BastionError> {
 }
 
 async fn alias_target(b: &Bastion, alias: &str) -> Result<Option<String>, BastionError> {
-    let mut pages = b.kms.list_aliases().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| kms("ListAliases", e))?;
-        if let Some(a) = page
-            .aliases()
-            .iter()
-            .find(|a| a.alias_name() == Some(alias))
-        {
-            return Ok(a.target_key_id().map(|t| key_id(t).to_string()));
-        }
-    }
-    Ok(None)
+    Ok(b.aliases()
+        .await?
+        .into_iter()
+        .find(|(name, _)| name == alias)
+        .map(|(_, target)| target))
 }
 
 /// Point `alias` at the verified bundle's KMS key, after proving KMS holds the
@@ -71,7 +59,7 @@ pub async fn move_alias(
         .await
         .map_err(|e| BastionError::Refused(format!("the alias stays where it is: {e}")))?;
     let new_key = proof.key_arn.clone();
-    let new_id = key_id(&new_key).to_string();
+    let new_id = key_id_of(&new_key).to_string();
     let previous = alias_target(b, alias).await?;
     let now = rfc3339(time::OffsetDateTime::now_utc());
     if previous.as_deref() == Some(new_id.as_str()) {
@@ -145,30 +133,16 @@ pub async fn retire(b: &Bastion, key: &str, grace_days: i32) -> Result<Retiremen
             "--grace-days must be 7 to 30 (KMS's pending window)".into(),
         ));
     }
-    let d = b
-        .kms
-        .describe_key()
-        .key_id(key)
-        .send()
-        .await
-        .map_err(|e| kms("DescribeKey", e))?;
-    let id = d
-        .key_metadata()
-        .map(|m| m.key_id().to_string())
-        .unwrap_or_default();
-    let mut pages = b.kms.list_aliases().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| kms("ListAliases", e))?;
-        if let Some(a) = page
-            .aliases()
-            .iter()
-            .find(|a| a.target_key_id() == Some(id.as_str()))
-        {
-            return Err(BastionError::Refused(format!(
-                "{} still points to {key}; move it first (byok-bastion move-alias)",
-                a.alias_name().unwrap_or("an alias")
-            )));
-        }
+    let id = b.describe(key).await?.key_id;
+    if let Some((alias, _)) = b
+        .aliases()
+        .await?
+        .into_iter()
+        .find(|(_, target)| *target == id)
+    {
+        return Err(BastionError::Refused(format!(
+            "{alias} still points to {key}; move it first (byok-bastion move-alias)"
+        )));
     }
     b.kms
         .disable_key()

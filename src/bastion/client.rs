@@ -102,6 +102,45 @@ impl Bastion {
     }
 }
 
+impl Bastion {
+    /// DescribeKey's metadata for `key` (ID, ARN or alias).
+    pub async fn describe(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_kms::types::KeyMetadata, BastionError> {
+        self.kms
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| super::errors::kms("DescribeKey", e))?
+            .key_metadata
+            .ok_or_else(|| {
+                BastionError::Local(format!("DescribeKey returned no metadata for {key}"))
+            })
+    }
+
+    /// Every alias in the account and Region as `(alias name, target key ID)`.
+    pub async fn aliases(&self) -> Result<Vec<(String, String)>, BastionError> {
+        let mut out = Vec::new();
+        let mut pages = self.kms.list_aliases().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| super::errors::kms("ListAliases", e))?;
+            for a in page.aliases() {
+                if let (Some(name), Some(target)) = (a.alias_name(), a.target_key_id()) {
+                    out.push((name.to_string(), key_id_of(target).to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The key ID in a key ID or key ARN (emulators may report either).
+pub fn key_id_of(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
 /// The account of a key ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`).
 pub fn account_of(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())

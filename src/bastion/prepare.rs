@@ -93,16 +93,7 @@ pub async fn prepare(
             out_file.display()
         )));
     }
-    let meta = b
-        .kms
-        .describe_key()
-        .key_id(key)
-        .send()
-        .await
-        .map_err(|e| kms("DescribeKey", e))?;
-    let meta = meta
-        .key_metadata()
-        .ok_or_else(|| BastionError::Local("DescribeKey returned no metadata".into()))?;
+    let meta = b.describe(key).await?;
     if meta.origin() != Some(&OriginType::External) {
         return Err(BastionError::Local(format!(
             "{key} is not a key with Origin EXTERNAL; create one with --create"

@@ -131,16 +131,10 @@ pub async fn prove(b: &Bastion, v: &VerifiedCeremony, target: &str) -> Result<Pr
         }
     };
     let current = b
-        .kms
-        .describe_key()
-        .key_id(&key)
-        .send()
+        .describe(&key)
         .await
         .ok()
-        .and_then(|d| {
-            d.key_metadata()
-                .and_then(|m| m.current_key_material_id().map(String::from))
-        });
+        .and_then(|m| m.current_key_material_id);
     Ok(Proof {
         key_arn: key,
         method,

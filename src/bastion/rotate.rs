@@ -21,15 +21,7 @@ pub struct Rotation {
 }
 
 async fn current(b: &Bastion, key: &str) -> Result<Option<String>, BastionError> {
-    let d = b
-        .kms
-        .describe_key()
-        .key_id(key)
-        .send()
-        .await
-        .map_err(|e| kms("DescribeKey", e))?;
-    Ok(d.key_metadata()
-        .and_then(|m| m.current_key_material_id().map(String::from)))
+    Ok(b.describe(key).await?.current_key_material_id)
 }
 
 /// Rotate the KMS key that `bundle_dir` was imported into as NEW_KEY_MATERIAL.

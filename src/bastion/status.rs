@@ -146,17 +146,8 @@ pub async fn status(
     max_age_days: i64,
 ) -> Result<Vec<KeyStatus>, BastionError> {
     let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut pages = b.kms.list_aliases().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| kms("ListAliases", e))?;
-        for a in page.aliases() {
-            if let (Some(target), Some(name)) = (a.target_key_id(), a.alias_name()) {
-                aliases
-                    .entry(target.to_string())
-                    .or_default()
-                    .push(name.to_string());
-            }
-        }
+    for (name, target) in b.aliases().await? {
+        aliases.entry(target).or_default().push(name);
     }
     let mut ids = keys.to_vec();
     if ids.is_empty() {
@@ -173,14 +164,8 @@ pub async fn status(
     let now = OffsetDateTime::now_utc();
     let mut out = Vec::new();
     for id in ids {
-        let d = b
-            .kms
-            .describe_key()
-            .key_id(&id)
-            .send()
-            .await
-            .map_err(|e| kms("DescribeKey", e))?;
-        let Some(m) = d.key_metadata() else { continue };
+        let m = b.describe(&id).await?;
+        let m = &m;
         if m.origin() != Some(&OriginType::External) {
             if !keys.is_empty() {
                 return Err(BastionError::Local(format!(
