@@ -140,6 +140,26 @@ impl VerifiedCeremony {
     pub fn signers(&self) -> &[String] {
         &self.signers
     }
+    /// The wrap bundles in the directory, in sorted order: `""` for a single
+    /// wrap (`manifest.json` at the top), else `LABEL/TARGET` of a ceremony.
+    pub fn bundles(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .outputs
+            .iter()
+            .filter_map(|o| {
+                if o.path == crate::bundle::manifest::MANIFEST {
+                    Some(String::new())
+                } else {
+                    o.path
+                        .strip_suffix(&format!("/{}", crate::bundle::manifest::MANIFEST))
+                        .filter(|t| t.split('/').count() == 2)
+                        .map(String::from)
+                }
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> VerifyError + '_ {

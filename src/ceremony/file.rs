@@ -64,8 +64,21 @@ pub struct Target {
     pub params: PathBuf,
     /// The algorithm requested from GetParametersForImport.
     pub wrapping_algorithm: WrappingAlgorithm,
-    /// The fingerprint the bastion printed, confirmed out of band.
+    /// The fingerprint the bastion printed, confirmed out of band. Empty in a
+    /// draft; `byok-bastion prepare --ceremony` fills it in.
+    #[serde(default)]
     pub wrapping_key_sha256: String,
+    /// The KMS key (ARN, key ID or alias) this target imports into; the
+    /// bastion's `prepare --ceremony` uses it and records the key ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    /// The AWS Region of the KMS key (default: the key ARN's Region, else the
+    /// bastion's configured Region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// RSA_2048, RSA_3072 or RSA_4096: the wrapping key `prepare` asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapping_key_spec: Option<String>,
 }
 
 /// One key of the ceremony.
@@ -175,16 +188,11 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// Read and check a ceremony file against `now`; every target's parameters
-/// must stay valid for `min_remaining` more.
-pub fn check(
-    path: &Path,
-    now: OffsetDateTime,
-    min_remaining: Duration,
-) -> Result<CheckedCeremony, PlanError> {
-    let bytes = std::fs::read(path).map_err(|e| PlanError::Read(path.to_path_buf(), e))?;
-    let file: CeremonyFile = serde_json::from_slice(&bytes)?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+/// Parse a ceremony file and check everything that needs no other file:
+/// format, ID, labels, target names. Also what `byok-bastion prepare
+/// --ceremony` reads (a draft, before the parameters exist).
+pub fn parse_structure(bytes: &[u8]) -> Result<CeremonyFile, PlanError> {
+    let file: CeremonyFile = serde_json::from_slice(bytes)?;
     let invalid = |m: String| PlanError::Invalid(m);
     if file.format != FORMAT {
         return Err(invalid(format!(
@@ -201,13 +209,7 @@ pub fn check(
     if file.keys.is_empty() {
         return Err(invalid("the ceremony has no keys".into()));
     }
-    let policy_path = base.join(&file.policy);
-    let policy_bytes =
-        std::fs::read(&policy_path).map_err(|e| PlanError::Read(policy_path.clone(), e))?;
-    let policy = Policy::parse(&policy_bytes)?;
     let mut labels = BTreeSet::new();
-    let mut tokens: std::collections::BTreeMap<[u8; 32], String> = Default::default();
-    let mut all_targets = Vec::new();
     for key in &file.keys {
         if !simple(&key.label, 64) || !labels.insert(key.label.clone()) {
             return Err(invalid(format!(
@@ -219,11 +221,49 @@ pub fn check(
             return Err(invalid(format!("key {:?} has no targets", key.label)));
         }
         let mut names = BTreeSet::new();
-        let mut checked = Vec::new();
         for t in &key.targets {
             if !simple(&t.name, 64) || !names.insert(t.name.clone()) {
                 return Err(invalid(format!(
                     "key {:?}: target name {:?} is not simple or is used twice",
+                    key.label, t.name
+                )));
+            }
+            if let Some(spec) = &t.wrapping_key_spec {
+                if !["RSA_2048", "RSA_3072", "RSA_4096"].contains(&spec.as_str()) {
+                    return Err(invalid(format!(
+                        "key {:?} target {:?}: wrapping_key_spec {spec:?} must be RSA_2048, RSA_3072 or RSA_4096",
+                        key.label, t.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// Read and check a ceremony file against `now`; every target's parameters
+/// must stay valid for `min_remaining` more.
+pub fn check(
+    path: &Path,
+    now: OffsetDateTime,
+    min_remaining: Duration,
+) -> Result<CheckedCeremony, PlanError> {
+    let bytes = std::fs::read(path).map_err(|e| PlanError::Read(path.to_path_buf(), e))?;
+    let file = parse_structure(&bytes)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let invalid = |m: String| PlanError::Invalid(m);
+    let policy_path = base.join(&file.policy);
+    let policy_bytes =
+        std::fs::read(&policy_path).map_err(|e| PlanError::Read(policy_path.clone(), e))?;
+    let policy = Policy::parse(&policy_bytes)?;
+    let mut tokens: std::collections::BTreeMap<[u8; 32], String> = Default::default();
+    let mut all_targets = Vec::new();
+    for key in &file.keys {
+        let mut checked = Vec::new();
+        for t in &key.targets {
+            if t.wrapping_key_sha256.is_empty() {
+                return Err(invalid(format!(
+                    "key {:?} target {:?}: wrapping_key_sha256 is missing; this is a draft: run `byok-bastion prepare --ceremony` on the bastion and bring the file it writes",
                     key.label, t.name
                 )));
             }
@@ -253,6 +293,35 @@ pub fn check(
                     return Err(invalid(format!(
                         "key {:?} target {:?}: the KMS key is {s}, the file says {}",
                         key.label, t.name, key.key_spec
+                    )));
+                }
+            }
+            if let Some(kms_key) = t.kms_key.as_deref().filter(|k| k.starts_with("arn:")) {
+                if kms_key != params.key_id {
+                    return Err(invalid(format!(
+                        "key {:?} target {:?}: the file names KMS key {kms_key}, the parameters are for {}",
+                        key.label, t.name, params.key_id
+                    )));
+                }
+            }
+            let params_region = params
+                .region
+                .clone()
+                .or_else(|| params.key_id.split(':').nth(3).map(String::from))
+                .filter(|r| !r.is_empty());
+            if let (Some(r), Some(pr)) = (&t.region, &params_region) {
+                if r != pr {
+                    return Err(invalid(format!(
+                        "key {:?} target {:?}: the file says Region {r}, the parameters are from {pr}",
+                        key.label, t.name
+                    )));
+                }
+            }
+            if let Some(spec) = &t.wrapping_key_spec {
+                if *spec != format!("RSA_{}", params.wrapping_key_bits) {
+                    return Err(invalid(format!(
+                        "key {:?} target {:?}: the file asks for a {spec} wrapping key, the parameters have RSA-{}",
+                        key.label, t.name, params.wrapping_key_bits
                     )));
                 }
             }
