@@ -76,6 +76,24 @@ pub fn receipt_path(dir: &Path, target: &str) -> PathBuf {
     dir.with_file_name(format!("{name}{suffix}.import-receipt.json"))
 }
 
+/// The receipt of an earlier import of `target` of `dir`, if there is one.
+pub fn existing_receipt(dir: &Path, target: &str) -> Result<Option<Receipt>, BastionError> {
+    let file = receipt_path(dir, target);
+    match std::fs::read(&file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            BastionError::Local(format!(
+                "{} is not a receipt ({e}); move it away if it is not one of ours",
+                file.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BastionError::Local(format!(
+            "cannot read {}: {e}",
+            file.display()
+        ))),
+    }
+}
+
 /// The path of `name` inside bundle `target` of a verified directory.
 pub fn in_bundle(target: &str, name: &str) -> String {
     if target.is_empty() {
@@ -86,7 +104,7 @@ pub fn in_bundle(target: &str, name: &str) -> String {
 }
 
 /// Read a file of the verified directory, refusing it unless its bytes are the signed ones.
-fn signed_file(v: &VerifiedCeremony, name: &str) -> Result<Vec<u8>, BastionError> {
+pub(crate) fn signed_file(v: &VerifiedCeremony, name: &str) -> Result<Vec<u8>, BastionError> {
     let bytes = std::fs::read(v.dir().join(name))
         .map_err(|e| BastionError::Local(format!("cannot read {name}: {e}")))?;
     if !v.covers(name, &bytes) {
@@ -165,10 +183,7 @@ pub async fn import(
     opts: &ImportOptions,
 ) -> Result<(Receipt, bool), BastionError> {
     let receipt_file = receipt_path(v.dir(), target);
-    if let Ok(bytes) = std::fs::read(&receipt_file) {
-        let r: Receipt = serde_json::from_slice(&bytes).map_err(|e| {
-            BastionError::Local(format!("{} is not a receipt ({e})", receipt_file.display()))
-        })?;
+    if let Some(r) = existing_receipt(v.dir(), target)? {
         return Ok((r, false));
     }
     let (manifest, blob, params) = check_bundle(v, target, &opts.params_file)?;
@@ -207,11 +222,17 @@ pub async fn import(
         encrypted_key_material_sha256: manifest.encrypted_key_material_sha256.clone(),
     };
     let json = serde_json::to_vec_pretty(&receipt).expect("serializes");
-    std::fs::write(&receipt_file, json).map_err(|e| {
-        BastionError::Local(format!(
-            "imported, but cannot write the receipt {}: {e}",
-            receipt_file.display()
-        ))
-    })?;
+    // Temporary file, then rename: a crash never leaves half a receipt.
+    let tmp = receipt_file.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &receipt_file))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            BastionError::Local(format!(
+                "imported (KeyMaterialId {}), but cannot write the receipt {}: {e}",
+                receipt.key_material_id.as_deref().unwrap_or("not reported"),
+                receipt_file.display()
+            ))
+        })?;
     Ok((receipt, true))
 }

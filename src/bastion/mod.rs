@@ -2,11 +2,13 @@
 //! and uploads only what custodians signed.
 
 pub mod alias;
+pub mod batch;
 pub mod client;
 pub mod errors;
 pub mod import;
 pub mod prepare;
 pub mod prove;
+pub mod regions;
 pub mod rotate;
 pub mod status;
 

@@ -1,8 +1,10 @@
 //! `byok-bastion prepare`: create EXTERNAL keys if asked, fetch import
 //! parameters, and write the file `byok-airgap` reads.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use aws_sdk_kms::types::{
     AlgorithmSpec, KeySpec as SdkKeySpec, KeyUsageType, OriginType, WrappingKeySpec,
@@ -12,6 +14,7 @@ use serde::Serialize;
 
 use super::client::Bastion;
 use super::errors::{kms, BastionError};
+use super::regions::Regions;
 use crate::fingerprint::Fingerprint;
 use crate::kms::{KeySpec, WrappingAlgorithm};
 
@@ -85,6 +88,7 @@ pub async fn prepare(
     key: &str,
     algorithm: WrappingAlgorithm,
     wrapping_key_spec: &str,
+    expect_spec: Option<KeySpec>,
     out_file: &Path,
 ) -> Result<Prepared, BastionError> {
     if out_file.exists() {
@@ -104,6 +108,20 @@ pub async fn prepare(
         .map(|s| s.as_str().to_string())
         .unwrap_or_default();
     let arn = meta.arn().unwrap_or(meta.key_id()).to_string();
+    if let Some(want) = expect_spec {
+        if key_spec != want.as_str() {
+            return Err(BastionError::Local(format!(
+                "{key} is a {key_spec} key, the ceremony file says {want}"
+            )));
+        }
+    }
+    if let Err(e) = crate::kms::check_combination(
+        KeySpec::from_str(&key_spec).map_err(|e| BastionError::Local(format!("{key}: {e}")))?,
+        algorithm,
+        wrapping_key_bits(wrapping_key_spec)?,
+    ) {
+        return Err(BastionError::Local(format!("{key}: {e}")));
+    }
     let out = b
         .kms
         .get_parameters_for_import()
@@ -166,3 +184,256 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BastionError> {
 
 /// Wait between GetParametersForImport calls to stay under its ~1/s quota.
 pub const PACE: Duration = Duration::from_millis(1100);
+
+/// The bits of `RSA_2048`, `RSA_3072` or `RSA_4096`.
+pub fn wrapping_key_bits(spec: &str) -> Result<usize, BastionError> {
+    match spec {
+        "RSA_2048" => Ok(2048),
+        "RSA_3072" => Ok(3072),
+        "RSA_4096" => Ok(4096),
+        _ => Err(BastionError::Local(format!(
+            "wrapping key spec {spec:?} must be RSA_2048, RSA_3072 or RSA_4096"
+        ))),
+    }
+}
+
+/// Spaces GetParametersForImport calls per Region (its quota is per account and Region).
+#[derive(Default)]
+pub struct Pacer {
+    last: BTreeMap<String, Instant>,
+}
+
+impl Pacer {
+    /// Wait until a call to `region` keeps under the quota, and record it.
+    pub async fn wait(&mut self, region: &str) {
+        if let Some(last) = self.last.get(region) {
+            let since = last.elapsed();
+            if since < PACE {
+                tokio::time::sleep(PACE - since).await;
+            }
+        }
+        self.last.insert(region.to_string(), Instant::now());
+    }
+}
+
+/// One target of a ceremony file after `prepare --ceremony`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PreparedTarget {
+    /// Key label.
+    pub label: String,
+    /// Target name.
+    pub target: String,
+    /// Region.
+    pub region: String,
+    /// Whether the KMS key was created now.
+    pub created: bool,
+    /// Whether an existing, still valid parameters file was kept (a re-run).
+    pub kept: bool,
+    /// The parameters.
+    #[serde(flatten)]
+    pub prepared: Prepared,
+}
+
+/// Options of `prepare --ceremony`.
+pub struct CeremonyPrepare<'a> {
+    /// The draft ceremony file.
+    pub draft: &'a Path,
+    /// Where to write the completed ceremony file (next to the draft; never overwritten).
+    pub out: &'a Path,
+    /// Create an EXTERNAL key for targets that name none.
+    pub create_missing: bool,
+    /// Wrapping key spec for targets that do not name one.
+    pub default_wrapping_key_spec: &'a str,
+}
+
+/// Parameters kept from an earlier, interrupted run must be valid at least this long.
+const KEEP_MARGIN: time::Duration = time::Duration::hours(2);
+
+fn local(e: impl std::fmt::Display) -> BastionError {
+    BastionError::Local(e.to_string())
+}
+
+/// Fill in a draft ceremony file: for every target, find (or create) its KMS
+/// key in its Region, fetch import parameters into the file the target names,
+/// and record the key ARN, Region, wrapping key spec and fingerprint. Every
+/// local check runs before the first KMS call; parameters files left by an
+/// interrupted run are kept when still valid, so re-running continues.
+pub async fn prepare_ceremony(
+    regions: &Regions,
+    opts: &CeremonyPrepare<'_>,
+    report: &(dyn Fn(&PreparedTarget) + Sync),
+) -> Result<Vec<PreparedTarget>, BastionError> {
+    use crate::ceremony::file::parse_structure;
+    let bytes = std::fs::read(opts.draft)
+        .map_err(|e| local(format!("cannot read {}: {e}", opts.draft.display())))?;
+    let mut file =
+        parse_structure(&bytes).map_err(|e| local(format!("{}: {e}", opts.draft.display())))?;
+    if opts.out.exists() {
+        return Err(local(format!(
+            "{} already exists; refusing to overwrite it",
+            opts.out.display()
+        )));
+    }
+    let base = opts
+        .draft
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dir_of = |p: &Path| {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent).ok()
+    };
+    if dir_of(opts.out).is_none() || dir_of(opts.out) != dir_of(opts.draft) {
+        return Err(local(format!(
+            "write the prepared ceremony file next to the draft (in {}): the paths in it are relative to its directory",
+            base.display()
+        )));
+    }
+    // Every local check first.
+    let mut paths = std::collections::BTreeSet::new();
+    for key in &file.keys {
+        for t in &key.targets {
+            let here = format!("{}/{}", key.label, t.name);
+            if !t.wrapping_key_sha256.is_empty() {
+                return Err(local(format!("{here} already has a wrapping_key_sha256: this file was prepared already; start from the draft")));
+            }
+            if t.kms_key.is_none() && !opts.create_missing {
+                return Err(local(format!("{here} names no kms_key: add one, or pass --create-missing to create an EXTERNAL {} key", key.key_spec)));
+            }
+            let spec = t
+                .wrapping_key_spec
+                .as_deref()
+                .unwrap_or(opts.default_wrapping_key_spec);
+            crate::kms::check_combination(
+                key.key_spec,
+                t.wrapping_algorithm,
+                wrapping_key_bits(spec)?,
+            )
+            .map_err(|e| local(format!("{here}: {e}")))?;
+            if let (Some(k), Some(r)) = (
+                t.kms_key.as_deref().and_then(super::regions::region_of),
+                &t.region,
+            ) {
+                if k != r {
+                    return Err(local(format!("{here}: kms_key is in {k}, region says {r}")));
+                }
+            }
+            if !paths.insert(base.join(&t.params)) {
+                return Err(local(format!(
+                    "{here}: another target writes {} too",
+                    t.params.display()
+                )));
+            }
+        }
+    }
+    let mut pacer = Pacer::default();
+    let mut done = Vec::new();
+    let ceremony_id = file.ceremony_id.clone();
+    for key in &mut file.keys {
+        for t in &mut key.targets {
+            let here = format!("{}/{}", key.label, t.name);
+            let spec = t
+                .wrapping_key_spec
+                .clone()
+                .unwrap_or_else(|| opts.default_wrapping_key_spec.to_string());
+            let path = base.join(&t.params);
+            let now = time::OffsetDateTime::now_utc();
+            let (prepared, created, kept, region) = if path.exists() {
+                let pbytes = std::fs::read(&path)
+                    .map_err(|e| local(format!("cannot read {}: {e}", path.display())))?;
+                let p = crate::kms::ImportParameters::parse(&pbytes, now).map_err(|e| {
+                    local(format!("{here}: {} exists and is not usable ({e}); remove it to fetch new parameters", path.display()))
+                })?;
+                let matches = p.wrapping_algorithm == Some(t.wrapping_algorithm)
+                    && p.key_spec == Some(key.key_spec)
+                    && format!("RSA_{}", p.wrapping_key_bits) == spec
+                    && t.kms_key
+                        .as_deref()
+                        .is_none_or(|k| !k.starts_with("arn:") || k == p.key_id)
+                    && p.remaining(now) >= KEEP_MARGIN;
+                if !matches {
+                    return Err(local(format!(
+                        "{here}: {} exists but is not this target's (algorithm, key spec, wrapping key, key) or expires within 2 hours; remove it to fetch new parameters",
+                        path.display()
+                    )));
+                }
+                let region = p
+                    .region
+                    .clone()
+                    .or_else(|| super::regions::region_of(&p.key_id).map(String::from))
+                    .unwrap_or_default();
+                (
+                    Prepared {
+                        key_arn: p.key_id.clone(),
+                        key_spec: key.key_spec.as_str().to_string(),
+                        params_file: path.clone(),
+                        wrapping_key_sha256: hex::encode(p.wrapping_key_sha256()),
+                        valid_to: crate::kms::import_params::rfc3339(p.valid_to),
+                    },
+                    false,
+                    true,
+                    region,
+                )
+            } else {
+                let b = match &t.kms_key {
+                    Some(k) => regions.for_key(k, t.region.as_deref()).await?,
+                    None => match &t.region {
+                        Some(r) => regions.region(r).await?,
+                        None => regions.default_region().await?,
+                    },
+                };
+                let (key_ref, created) = match &t.kms_key {
+                    Some(k) => (k.clone(), false),
+                    None => {
+                        let arn = create(
+                            &b,
+                            &CreateSpec {
+                                key_spec: key.key_spec,
+                                description: format!("byok-ceremony {ceremony_id} {here}"),
+                                alias: None,
+                            },
+                        )
+                        .await?;
+                        (arn, true)
+                    }
+                };
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                pacer.wait(&b.region).await;
+                let p = prepare(
+                    &b,
+                    &key_ref,
+                    t.wrapping_algorithm,
+                    &spec,
+                    Some(key.key_spec),
+                    &path,
+                )
+                .await?;
+                (p, created, false, b.region.clone())
+            };
+            t.kms_key = Some(prepared.key_arn.clone());
+            t.region = Some(region.clone()).filter(|r| !r.is_empty());
+            t.wrapping_key_spec = Some(spec);
+            t.wrapping_key_sha256 = prepared.wrapping_key_sha256.clone();
+            let pt = PreparedTarget {
+                label: key.label.clone(),
+                target: t.name.clone(),
+                region,
+                created,
+                kept,
+                prepared,
+            };
+            report(&pt);
+            done.push(pt);
+        }
+    }
+    let mut json = serde_json::to_vec_pretty(&file).expect("serializes");
+    json.push(b'\n');
+    write_atomically(opts.out, &json)?;
+    Ok(done)
+}

@@ -45,6 +45,8 @@ impl Verdict {
 pub struct KeyStatus {
     /// Key ARN.
     pub key_arn: String,
+    /// The key's Region.
+    pub region: String,
     /// Aliases.
     pub aliases: Vec<String>,
     /// KMS key state.
@@ -212,6 +214,7 @@ pub async fn status(
         let (verdict, days_until_due, detail) = judge(&state, since, valid_to, now, max_age_days);
         out.push(KeyStatus {
             key_arn: m.arn().unwrap_or(m.key_id()).to_string(),
+            region: b.region.clone(),
             aliases: aliases.get(m.key_id()).cloned().unwrap_or_default(),
             key_state: state,
             key_spec: m

@@ -3,13 +3,16 @@
 //! policy, and proves KMS holds the HSM's key.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use byok_ceremony::bastion::batch::{self, Outcome, Summary};
 use byok_ceremony::bastion::client::account_of;
 use byok_ceremony::bastion::import::{self, Expiration, ImportOptions};
-use byok_ceremony::bastion::prepare::{self, CreateSpec, PACE};
+use byok_ceremony::bastion::prepare::{self, CeremonyPrepare, CreateSpec, Pacer};
 use byok_ceremony::bastion::prove;
+use byok_ceremony::bastion::regions::Regions;
 use byok_ceremony::bastion::{Bastion, BastionError};
 use byok_ceremony::ceremony::{self, Policy};
 use byok_ceremony::fingerprint::Fingerprint;
@@ -79,9 +82,13 @@ struct RetireArgs {
 
 #[derive(Args)]
 struct StatusArgs {
-    /// Keys to report (default: every EXTERNAL key in the account and Region).
+    /// Keys to report (ID, ARN or alias; an ARN's Region is used).
     #[arg(long = "key")]
     keys: Vec<String>,
+    /// Regions whose EXTERNAL keys to report when no --key is given
+    /// (comma-separated or repeated; default: the configured Region).
+    #[arg(long = "regions", value_delimiter = ',')]
+    regions: Vec<String>,
     /// Maximum age of key material in days before rotation is due.
     #[arg(long, default_value_t = 365)]
     max_age_days: i64,
@@ -91,31 +98,43 @@ struct StatusArgs {
 struct RotateArgs {
     /// The bundle directory imported with --new-key-material.
     dir: PathBuf,
-    /// In a ceremony directory, the bundle LABEL/TARGET.
-    #[arg(long, default_value = "")]
-    target: String,
+    /// In a ceremony directory, the bundle LABEL/TARGET (default: every bundle).
+    #[arg(long)]
+    target: Option<String>,
+    /// Bundles worked on at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    jobs: u16,
 }
 
 #[derive(Args)]
 struct PrepareArgs {
-    /// Existing KMS key (ID, ARN or alias), repeatable.
-    #[arg(long = "key")]
+    /// Existing KMS key (ID, ARN or alias), repeatable; an ARN's Region is used.
+    #[arg(long = "key", conflicts_with = "ceremony")]
     keys: Vec<String>,
     /// Create a new EXTERNAL key of this spec first, repeatable.
-    #[arg(long = "create", value_name = "KEY_SPEC")]
+    #[arg(long = "create", value_name = "KEY_SPEC", conflicts_with = "ceremony")]
     create: Vec<KeySpec>,
     /// Description for created keys.
     #[arg(long, default_value = "byok-ceremony imported key")]
     description: String,
-    /// The wrapping algorithm to request.
-    #[arg(long)]
-    wrapping_algorithm: WrappingAlgorithm,
-    /// RSA_2048, RSA_3072 or RSA_4096.
+    /// The wrapping algorithm to request (with --key/--create; a ceremony file names it per target).
+    #[arg(long, required_unless_present = "ceremony")]
+    wrapping_algorithm: Option<WrappingAlgorithm>,
+    /// RSA_2048, RSA_3072 or RSA_4096 (a ceremony target may name its own).
     #[arg(long, default_value = "RSA_2048")]
     wrapping_key_spec: String,
-    /// Directory for the parameters files (created if missing).
-    #[arg(long)]
-    out_dir: PathBuf,
+    /// Directory for the parameters files (with --key/--create; created if missing).
+    #[arg(long, required_unless_present = "ceremony")]
+    out_dir: Option<PathBuf>,
+    /// A draft ceremony file: prepare every target it lists (parameters go where it says).
+    #[arg(long, requires = "out")]
+    ceremony: Option<PathBuf>,
+    /// With --ceremony: the completed ceremony file to write, next to the draft.
+    #[arg(long, requires = "ceremony")]
+    out: Option<PathBuf>,
+    /// With --ceremony: create an EXTERNAL key for each target that names no kms_key.
+    #[arg(long, requires = "ceremony")]
+    create_missing: bool,
 }
 
 #[derive(Args)]
@@ -125,9 +144,16 @@ struct ImportArgs {
     /// The bastion's own custodian policy.
     #[arg(long)]
     policy: PathBuf,
-    /// The parameters file `prepare` wrote for this key.
+    /// The parameters file `prepare` wrote for this bundle (one bundle).
+    #[arg(
+        long,
+        conflicts_with = "params_dir",
+        required_unless_present = "params_dir"
+    )]
+    params: Option<PathBuf>,
+    /// Where `prepare` wrote its parameters files: each bundle is matched by its import token.
     #[arg(long)]
-    params: PathBuf,
+    params_dir: Option<PathBuf>,
     /// Key material never expires.
     #[arg(long, conflicts_with = "valid_to")]
     no_expiry: bool,
@@ -137,9 +163,12 @@ struct ImportArgs {
     /// Import as NEW_KEY_MATERIAL (on-demand rotation of a symmetric key).
     #[arg(long)]
     new_key_material: bool,
-    /// In a ceremony directory, the bundle LABEL/TARGET to import.
-    #[arg(long, default_value = "")]
-    target: String,
+    /// In a ceremony directory, the bundle LABEL/TARGET to import (default: every bundle).
+    #[arg(long)]
+    target: Option<String>,
+    /// Bundles imported at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    jobs: u16,
 }
 
 #[derive(Args)]
@@ -149,9 +178,12 @@ struct VerifyArgs {
     /// The bastion's own custodian policy.
     #[arg(long)]
     policy: PathBuf,
-    /// In a ceremony directory, the bundle LABEL/TARGET to check.
-    #[arg(long, default_value = "")]
-    target: String,
+    /// In a ceremony directory, the bundle LABEL/TARGET to check (default: every bundle).
+    #[arg(long)]
+    target: Option<String>,
+    /// Bundles checked at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    jobs: u16,
 }
 
 fn main() -> ExitCode {
@@ -179,44 +211,191 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(cli: &Cli) -> Result<Bastion, BastionError> {
-    let b = Bastion::connect(cli.region.as_deref(), cli.profile.as_deref()).await?;
-    eprintln!(
-        "KMS endpoint: {}{} (Region {})",
-        b.endpoint.url,
-        if b.endpoint.overridden {
-            " (from AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL)"
-        } else {
-            ""
-        },
-        b.region
-    );
-    Ok(b)
+fn regions(cli: &Cli) -> Arc<Regions> {
+    Arc::new(Regions::new(
+        cli.region.clone(),
+        cli.profile.clone(),
+        Box::new(|b: &Bastion| {
+            eprintln!(
+                "KMS endpoint: {}{} (Region {})",
+                b.endpoint.url,
+                if b.endpoint.overridden {
+                    " (from AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL)"
+                } else {
+                    ""
+                },
+                b.region
+            );
+        }),
+    ))
 }
 
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializes"));
 }
 
+fn print_fingerprint(hex_fp: &str) -> Result<(), BastionError> {
+    let mut fp = [0u8; 32];
+    hex::decode_to_slice(hex_fp, &mut fp).map_err(|e| BastionError::Local(e.to_string()))?;
+    for line in Fingerprint(fp).grouped().lines() {
+        eprintln!("    {line}");
+    }
+    Ok(())
+}
+
+fn print_prepared(p: &prepare::Prepared) -> Result<(), BastionError> {
+    if let Some(acct) = account_of(&p.key_arn) {
+        eprintln!("account {acct}");
+    }
+    eprintln!(
+        "{} ({}) → {}",
+        p.key_arn,
+        p.key_spec,
+        p.params_file.display()
+    );
+    eprintln!(
+        "  wrapping key SHA-256 (read aloud to the custodians), valid until {}:",
+        p.valid_to
+    );
+    print_fingerprint(&p.wrapping_key_sha256)
+}
+
+/// `[3/6] webhooks/eu-west-1: imported arn:… (KeyMaterialId …)`
+fn progress_line(done: usize, total: usize, o: &Outcome) {
+    let status = serde_json::to_value(&o.status)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_default();
+    eprintln!(
+        "[{done}/{total}] {}: {status} {}{}{}",
+        if o.target.is_empty() {
+            "bundle"
+        } else {
+            &o.target
+        },
+        o.key_arn.as_deref().unwrap_or(""),
+        o.key_material_id
+            .as_deref()
+            .map(|k| format!(" (KeyMaterialId {k})"))
+            .unwrap_or_default(),
+        if o.detail.is_empty() {
+            String::new()
+        } else {
+            format!("\n      {}", o.detail)
+        }
+    );
+}
+
+/// Print a batch's summary (and JSON), and fail if any bundle failed.
+fn finish_batch(cli: &Cli, what: &str, outcomes: &[Outcome]) -> Result<(), BastionError> {
+    let summary = Summary::of(outcomes);
+    eprintln!("{what}: {}", summary.line());
+    if cli.json {
+        print_json(&serde_json::json!({ "summary": summary, "bundles": outcomes }));
+    }
+    if summary.failed() > 0 {
+        return Err(BastionError::Local(format!(
+            "{} bundle(s) failed (listed above); fix the cause and run the same command again: finished bundles are not repeated",
+            summary.failed()
+        )));
+    }
+    Ok(())
+}
+
+/// Verify the directory against the bastion's own policy; nothing reaches KMS otherwise.
+fn verify_dir(dir: &Path, policy: &Path) -> Result<ceremony::VerifiedCeremony, BastionError> {
+    let policy = Policy::read(policy)?;
+    let verified = ceremony::verify(dir, &policy)?;
+    eprintln!(
+        "verified ceremony {} signed by {} (policy: {} of {} custodians)",
+        verified.ceremony_id(),
+        verified.signers().join(", "),
+        policy.threshold,
+        policy.custodians.len()
+    );
+    Ok(verified)
+}
+
+/// The bundles a command works on: the one named, else all of them.
+fn chosen_bundles(
+    v: &ceremony::VerifiedCeremony,
+    target: &Option<String>,
+) -> Result<Vec<String>, BastionError> {
+    let all = v.bundles();
+    match target {
+        Some(t) if all.contains(t) => Ok(vec![t.clone()]),
+        Some(t) => Err(BastionError::Local(format!(
+            "{} has no bundle {t:?}; it has: {}",
+            v.dir().display(),
+            all.join(", ")
+        ))),
+        None if all.is_empty() => Err(BastionError::Local(format!(
+            "{} holds no wrap bundle",
+            v.dir().display()
+        ))),
+        None => Ok(all),
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), BastionError> {
+    let regions = regions(&cli);
     match &cli.command {
         Command::Prepare(a) => {
+            if let (Some(draft), Some(out)) = (&a.ceremony, &a.out) {
+                prepare::wrapping_key_bits(&a.wrapping_key_spec)?;
+                let done = prepare::prepare_ceremony(
+                    &regions,
+                    &CeremonyPrepare {
+                        draft,
+                        out,
+                        create_missing: a.create_missing,
+                        default_wrapping_key_spec: &a.wrapping_key_spec,
+                    },
+                    &|t| {
+                        eprintln!(
+                            "{}/{} in {}{}:",
+                            t.label,
+                            t.target,
+                            t.region,
+                            if t.created {
+                                " (key created now)"
+                            } else if t.kept {
+                                " (parameters kept from an earlier run)"
+                            } else {
+                                ""
+                            }
+                        );
+                        let _ = print_prepared(&t.prepared);
+                    },
+                )
+                .await?;
+                eprintln!(
+                    "wrote {} ({} targets); take it with the parameters files to the air-gapped workstation and check it with `byok-airgap ceremony plan`",
+                    out.display(),
+                    done.len()
+                );
+                if cli.json {
+                    print_json(&done);
+                }
+                return Ok(());
+            }
+            let (Some(alg), Some(out_dir)) = (a.wrapping_algorithm, &a.out_dir) else {
+                return Err(BastionError::Local(
+                    "give --wrapping-algorithm and --out-dir, or prepare a ceremony file with --ceremony".into(),
+                ));
+            };
             if a.keys.is_empty() && a.create.is_empty() {
                 return Err(BastionError::Local(
-                    "name keys with --key or create them with --create KEY_SPEC".into(),
+                    "name keys with --key or create them with --create KEY_SPEC (or use --ceremony FILE)".into(),
                 ));
             }
-            if !["RSA_2048", "RSA_3072", "RSA_4096"].contains(&a.wrapping_key_spec.as_str()) {
-                return Err(BastionError::Local(
-                    "--wrapping-key-spec must be RSA_2048, RSA_3072 or RSA_4096".into(),
-                ));
-            }
-            let b = connect(&cli).await?;
-            std::fs::create_dir_all(&a.out_dir).map_err(|e| {
-                BastionError::Local(format!("cannot create {}: {e}", a.out_dir.display()))
+            prepare::wrapping_key_bits(&a.wrapping_key_spec)?;
+            std::fs::create_dir_all(out_dir).map_err(|e| {
+                BastionError::Local(format!("cannot create {}: {e}", out_dir.display()))
             })?;
             let mut keys = a.keys.clone();
             for spec in &a.create {
+                let b = regions.default_region().await?;
                 let arn = prepare::create(
                     &b,
                     &CreateSpec {
@@ -229,35 +408,15 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 eprintln!("created EXTERNAL {spec} key {arn}");
                 keys.push(arn);
             }
+            let mut pacer = Pacer::default();
             let mut done = Vec::new();
-            for (i, key) in keys.iter().enumerate() {
-                if i > 0 {
-                    tokio::time::sleep(PACE).await;
-                }
+            for key in &keys {
+                let b = regions.for_key(key, None).await?;
                 let short = key.rsplit(['/', ':']).next().unwrap_or(key);
-                let file = a.out_dir.join(format!("{short}.params.json"));
-                let p =
-                    prepare::prepare(&b, key, a.wrapping_algorithm, &a.wrapping_key_spec, &file)
-                        .await?;
-                if let Some(acct) = account_of(&p.key_arn) {
-                    eprintln!("account {acct}");
-                }
-                eprintln!(
-                    "{} ({}) → {}",
-                    p.key_arn,
-                    p.key_spec,
-                    p.params_file.display()
-                );
-                eprintln!(
-                    "  wrapping key SHA-256 (read aloud to the custodians), valid until {}:",
-                    p.valid_to
-                );
-                let mut fp = [0u8; 32];
-                hex::decode_to_slice(&p.wrapping_key_sha256, &mut fp)
-                    .map_err(|e| BastionError::Local(e.to_string()))?;
-                for line in Fingerprint(fp).grouped().lines() {
-                    eprintln!("    {line}");
-                }
+                let file = out_dir.join(format!("{short}.params.json"));
+                pacer.wait(&b.region).await;
+                let p = prepare::prepare(&b, key, alg, &a.wrapping_key_spec, None, &file).await?;
+                print_prepared(&p)?;
                 done.push(p);
             }
             if cli.json {
@@ -273,44 +432,93 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 (None, false) => return Err(BastionError::Local("choose --no-expiry or --valid-to TIME (KMS's default model requires an expiry)".into())),
             };
             // Verify before connecting: nothing reaches KMS unless the custodians signed it.
-            let policy = Policy::read(&a.policy)?;
-            let verified = ceremony::verify(&a.dir, &policy)?;
-            eprintln!(
-                "verified ceremony {} signed by {} (policy: {} of {} custodians)",
-                verified.ceremony_id(),
-                verified.signers().join(", "),
-                policy.threshold,
-                policy.custodians.len()
-            );
-            import::check_bundle(&verified, &a.target, &a.params)?;
-            let b = connect(&cli).await?;
+            let verified = verify_dir(&a.dir, &a.policy)?;
+            let targets = chosen_bundles(&verified, &a.target)?;
             let opts = ImportOptions {
-                params_file: a.params.clone(),
+                params_file: PathBuf::new(),
                 expiration,
                 new_key_material: a.new_key_material,
             };
-            let (receipt, sent) = import::import(&b, &verified, &a.target, &opts).await?;
-            if sent {
-                eprintln!(
-                    "imported into {} (KeyMaterialId {})",
-                    receipt.key_arn,
-                    receipt.key_material_id.as_deref().unwrap_or("not reported")
-                );
-            } else {
-                eprintln!(
-                    "already imported on {} (receipt {}); nothing sent",
-                    receipt.imported_at,
-                    import::receipt_path(&a.dir, &a.target).display()
-                );
+            if let Some(params) = &a.params {
+                // One bundle, with its parameters file named.
+                let [target] = targets.as_slice() else {
+                    return Err(BastionError::Local(format!(
+                        "{} holds {} bundles: name one with --target LABEL/TARGET, or import them all with --params-dir",
+                        a.dir.display(),
+                        targets.len()
+                    )));
+                };
+                let (_, _, p) = import::check_bundle(&verified, target, params)?;
+                let b = regions.for_key(&p.key_id, p.region.as_deref()).await?;
+                let opts = ImportOptions {
+                    params_file: params.clone(),
+                    ..opts
+                };
+                let (receipt, sent) = import::import(&b, &verified, target, &opts).await?;
+                if sent {
+                    eprintln!(
+                        "imported into {} (KeyMaterialId {})",
+                        receipt.key_arn,
+                        receipt.key_material_id.as_deref().unwrap_or("not reported")
+                    );
+                } else {
+                    eprintln!(
+                        "already imported on {} (receipt {}); nothing sent",
+                        receipt.imported_at,
+                        import::receipt_path(&a.dir, target).display()
+                    );
+                }
+                if cli.json {
+                    print_json(&receipt);
+                }
+                return Ok(());
             }
-            if cli.json {
-                print_json(&receipt);
-            }
+            let params_dir = a.params_dir.as_deref().unwrap_or(Path::new("."));
+            let plans = batch::plan_import(&verified, &targets, params_dir)?;
+            eprintln!(
+                "all {} bundles checked; importing {} at a time",
+                plans.len(),
+                a.jobs
+            );
+            let outcomes = batch::import_all(
+                regions.clone(),
+                Arc::new(verified),
+                plans,
+                opts,
+                a.jobs.into(),
+                &progress_line,
+            )
+            .await;
+            finish_batch(&cli, "import", &outcomes)?;
         }
         Command::Status(a) => {
-            let b = connect(&cli).await?;
-            let report =
-                byok_ceremony::bastion::status::status(&b, &a.keys, a.max_age_days).await?;
+            let mut report = Vec::new();
+            if a.keys.is_empty() {
+                if a.regions.is_empty() {
+                    let b = regions.default_region().await?;
+                    report.extend(
+                        byok_ceremony::bastion::status::status(&b, &[], a.max_age_days).await?,
+                    );
+                }
+                for r in &a.regions {
+                    let b = regions.region(r).await?;
+                    report.extend(
+                        byok_ceremony::bastion::status::status(&b, &[], a.max_age_days).await?,
+                    );
+                }
+            } else {
+                for key in &a.keys {
+                    let b = regions.for_key(key, None).await?;
+                    report.extend(
+                        byok_ceremony::bastion::status::status(
+                            &b,
+                            std::slice::from_ref(key),
+                            a.max_age_days,
+                        )
+                        .await?,
+                    );
+                }
+            }
             if cli.json {
                 print_json(&report);
             } else {
@@ -348,9 +556,9 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
         }
         Command::MoveAlias(a) => {
-            let policy = Policy::read(&a.policy)?;
-            let verified = ceremony::verify(&a.dir, &policy)?;
-            let b = connect(&cli).await?;
+            let verified = verify_dir(&a.dir, &a.policy)?;
+            let (key, region) = batch::bundle_key(&verified, &a.target)?;
+            let b = regions.for_key(&key, region.as_deref()).await?;
             let m = byok_ceremony::bastion::alias::move_alias(&b, &verified, &a.target, &a.alias)
                 .await?;
             eprintln!("PROVEN: {}", m.proof.method);
@@ -365,7 +573,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
         }
         Command::Retire(a) => {
-            let b = connect(&cli).await?;
+            let b = regions.for_key(&a.key, None).await?;
             let r = byok_ceremony::bastion::alias::retire(&b, &a.key, a.grace_days).await?;
             eprintln!(
                 "{} disabled; KMS deletes it on {}",
@@ -377,28 +585,81 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
         }
         Command::Rotate(a) => {
-            let b = connect(&cli).await?;
-            let r = byok_ceremony::bastion::rotate::rotate(&b, &a.dir, &a.target).await?;
-            eprintln!(
-                "rotated {}: current key material {} (was {})",
-                r.key_arn,
-                r.after.as_deref().unwrap_or("?"),
-                r.before.as_deref().unwrap_or("none")
-            );
-            if cli.json {
-                print_json(&r);
+            let single = a.target.is_some() || !is_ceremony_dir(&a.dir);
+            if single {
+                let target = a.target.clone().unwrap_or_default();
+                let receipt = import::existing_receipt(&a.dir, &target)?.ok_or_else(|| {
+                    BastionError::Local(format!(
+                        "no import receipt {}: import the bundle first",
+                        import::receipt_path(&a.dir, &target).display()
+                    ))
+                })?;
+                let b = regions.for_key(&receipt.key_arn, None).await?;
+                let r = byok_ceremony::bastion::rotate::rotate(&b, &a.dir, &target).await?;
+                eprintln!(
+                    "rotated {}: current key material {} (was {})",
+                    r.key_arn,
+                    r.after.as_deref().unwrap_or("?"),
+                    r.before.as_deref().unwrap_or("none")
+                );
+                if cli.json {
+                    print_json(&r);
+                }
+                return Ok(());
             }
+            let targets = ceremony_bundles(&a.dir)?;
+            let outcomes = batch::rotate_all(
+                regions.clone(),
+                a.dir.clone(),
+                targets,
+                a.jobs.into(),
+                &progress_line,
+            )
+            .await;
+            finish_batch(&cli, "rotate", &outcomes)?;
         }
         Command::Verify(a) => {
-            let policy = Policy::read(&a.policy)?;
-            let verified = ceremony::verify(&a.dir, &policy)?;
-            let b = connect(&cli).await?;
-            let proof = prove::prove(&b, &verified, &a.target).await?;
-            eprintln!("PROVEN: {}: {}", proof.key_arn, proof.method);
-            if cli.json {
-                print_json(&proof);
+            let verified = verify_dir(&a.dir, &a.policy)?;
+            let targets = chosen_bundles(&verified, &a.target)?;
+            if a.target.is_some() || targets == [String::new()] {
+                let target = &targets[0];
+                let (key, region) = batch::bundle_key(&verified, target)?;
+                let b = regions.for_key(&key, region.as_deref()).await?;
+                let proof = prove::prove(&b, &verified, target).await?;
+                eprintln!("PROVEN: {}: {}", proof.key_arn, proof.method);
+                if cli.json {
+                    print_json(&proof);
+                }
+                return Ok(());
             }
+            let outcomes = batch::verify_all(
+                regions.clone(),
+                Arc::new(verified),
+                a.jobs.into(),
+                &progress_line,
+            )
+            .await;
+            finish_batch(&cli, "verify", &outcomes)?;
         }
     }
     Ok(())
+}
+
+/// Whether `dir` is a ceremony output (bundles in LABEL/TARGET), not a single wrap.
+fn is_ceremony_dir(dir: &Path) -> bool {
+    !dir.join(byok_ceremony::bundle::manifest::MANIFEST).exists()
+}
+
+/// The LABEL/TARGET bundles of a ceremony directory, from its listing (rotate
+/// acts on receipts, which record what was verified at import).
+fn ceremony_bundles(dir: &Path) -> Result<Vec<String>, BastionError> {
+    let outputs = ceremony::attest::list_outputs(dir)?;
+    let mut v: Vec<String> = outputs
+        .iter()
+        .filter_map(|o| o.path.strip_suffix("/manifest.json"))
+        .filter(|t| t.split('/').count() == 2)
+        .map(String::from)
+        .collect();
+    v.sort();
+    Ok(v)
 }

@@ -1,0 +1,508 @@
+//! Every bundle of a ceremony directory in one run: checks first (nothing is
+//! sent unless every bundle passes), then KMS calls with bounded concurrency,
+//! a progress line per bundle and a summary. Safe to re-run: bundles with a
+//! receipt are reported, not imported again.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::errors::BastionError;
+use super::import::{self, check_bundle, existing_receipt, ImportOptions, Receipt};
+use super::prove::{self, Proof};
+use super::regions::Regions;
+use super::rotate::{self, Rotation};
+use crate::bundle::manifest::{self, Manifest};
+use crate::ceremony::VerifiedCeremony;
+use crate::kms::import_params::MAX_FILE_LEN;
+
+/// What happened to one bundle.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// ImportKeyMaterial succeeded now.
+    Imported,
+    /// A receipt shows an earlier import; nothing was sent.
+    AlreadyImported,
+    /// KMS holds the HSM's key.
+    Proven,
+    /// RotateKeyOnDemand made the imported material current (or it already was).
+    Rotated,
+    /// Nothing to do for this bundle (see `detail`).
+    Skipped,
+    /// It failed (see `detail`).
+    Failed,
+}
+
+/// One bundle's line of a batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// `LABEL/TARGET` (or `""` for a single wrap).
+    pub target: String,
+    /// The KMS key.
+    pub key_arn: Option<String>,
+    /// What happened.
+    pub status: Status,
+    /// KMS's KeyMaterialId, when known.
+    pub key_material_id: Option<String>,
+    /// What was proven, why it was skipped, or why it failed.
+    pub detail: String,
+}
+
+impl Outcome {
+    fn failed(target: &str, key_arn: Option<String>, e: &BastionError) -> Self {
+        Outcome {
+            target: target.to_string(),
+            key_arn,
+            status: Status::Failed,
+            key_material_id: None,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// A batch's totals.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Count per status.
+    pub counts: BTreeMap<String, usize>,
+    /// Bundles in the batch.
+    pub total: usize,
+}
+
+impl Summary {
+    /// Count the outcomes.
+    pub fn of(outcomes: &[Outcome]) -> Self {
+        let mut counts = BTreeMap::new();
+        for o in outcomes {
+            let name = serde_json::to_value(&o.status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            *counts.entry(name).or_insert(0) += 1;
+        }
+        Summary {
+            counts,
+            total: outcomes.len(),
+        }
+    }
+
+    /// Bundles that failed.
+    pub fn failed(&self) -> usize {
+        self.counts.get("failed").copied().unwrap_or(0)
+    }
+
+    /// `4 imported, 2 already_imported, 0 failed (of 6 bundles)`.
+    pub fn line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .counts
+            .iter()
+            .filter(|(k, _)| k.as_str() != "failed")
+            .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+            .collect();
+        parts.push(format!("{} failed", self.failed()));
+        format!("{} (of {} bundles)", parts.join(", "), self.total)
+    }
+}
+
+/// Called after each bundle: `(done, total, outcome)`.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize, &Outcome) + Sync);
+
+/// Run `work` for every target, at most `jobs` at a time; outcomes sorted by target.
+pub async fn run_bounded<F, Fut>(
+    targets: Vec<String>,
+    jobs: usize,
+    work: F,
+    progress: Progress<'_>,
+) -> Vec<Outcome>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let total = targets.len();
+    let mut pending = targets.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = Vec::with_capacity(total);
+    loop {
+        while running.len() < jobs.max(1) {
+            match pending.next() {
+                Some(t) => {
+                    running.spawn(work(t));
+                }
+                None => break,
+            }
+        }
+        match running.join_next().await {
+            Some(Ok(o)) => {
+                done.push(o);
+                progress(done.len(), total, done.last().expect("just pushed"));
+            }
+            Some(Err(e)) => {
+                let o = Outcome {
+                    target: "?".into(),
+                    key_arn: None,
+                    status: Status::Failed,
+                    key_material_id: None,
+                    detail: format!("internal error: {e}"),
+                };
+                done.push(o);
+                progress(done.len(), total, done.last().expect("just pushed"));
+            }
+            None => break,
+        }
+    }
+    done.sort_by(|a, b| a.target.cmp(&b.target));
+    done
+}
+
+/// The bastion's own parameters files under `dir` (as written by `prepare`),
+/// by SHA-256 of their import token. Files that are not parameters are ignored.
+pub fn index_params(dir: &Path) -> Result<BTreeMap<[u8; 32], PathBuf>, BastionError> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| {
+            BastionError::Local(format!(
+                "cannot read the parameters directory {}: {e}",
+                d.display()
+            ))
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() && depth < 4 {
+                stack.push((path, depth + 1));
+            } else if ft.is_file()
+                && path.extension().is_some_and(|e| e == "json")
+                && entry
+                    .metadata()
+                    .is_ok_and(|m| m.len() <= MAX_FILE_LEN as u64)
+            {
+                if let Some(token) = token_of(&path) {
+                    found.insert(Sha256::digest(&token).into(), path);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The import token in a parameters file (not otherwise checked here: `check_bundle` does).
+fn token_of(path: &Path) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.get("ImportToken")?.as_str()?)
+        .ok()
+}
+
+/// One bundle ready to import.
+#[derive(Clone, Debug)]
+pub struct PlannedImport {
+    /// `LABEL/TARGET`.
+    pub target: String,
+    /// The bastion's parameters file for it.
+    pub params_file: PathBuf,
+    /// The KMS key.
+    pub key_arn: String,
+    /// The Region from the parameters file.
+    pub region: Option<String>,
+    /// An earlier import's receipt (then nothing is sent).
+    pub receipt: Option<Receipt>,
+}
+
+/// Match every bundle with the bastion's own parameters (by import token)
+/// and run every check `import` runs. Refuses the whole batch, listing every
+/// problem, if any bundle fails: nothing is sent for a half-good ceremony.
+pub fn plan_import(
+    v: &VerifiedCeremony,
+    targets: &[String],
+    params_dir: &Path,
+) -> Result<Vec<PlannedImport>, BastionError> {
+    let index = index_params(params_dir)?;
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for target in targets {
+        let name = if target.is_empty() {
+            "the bundle"
+        } else {
+            target
+        };
+        let receipt = existing_receipt(v.dir(), target)?;
+        if let Some(r) = receipt {
+            plans.push(PlannedImport {
+                target: target.clone(),
+                params_file: PathBuf::new(),
+                key_arn: r.key_arn.clone(),
+                region: None,
+                receipt: Some(r),
+            });
+            continue;
+        }
+        let token = match import::signed_file(v, &import::in_bundle(target, manifest::IMPORT_TOKEN))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let digest: [u8; 32] = Sha256::digest(&token).into();
+        let Some(params_file) = index.get(&digest) else {
+            problems.push(format!(
+                "{name}: no parameters file under {} holds this bundle's import token; it was wrapped for parameters this bastion did not fetch (or the file was moved)",
+                params_dir.display()
+            ));
+            continue;
+        };
+        match check_bundle(v, target, params_file) {
+            Ok((_, _, params)) => plans.push(PlannedImport {
+                target: target.clone(),
+                params_file: params_file.clone(),
+                key_arn: params.key_id.clone(),
+                region: params.region.clone(),
+                receipt: None,
+            }),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(BastionError::Refused(format!(
+            "{} of {} bundles cannot be imported, so none is (import the good ones one by one with --target if you must):\n  {}",
+            problems.len(),
+            targets.len(),
+            problems.join("\n  ")
+        )));
+    }
+    Ok(plans)
+}
+
+/// Import every planned bundle, `jobs` at a time.
+pub async fn import_all(
+    regions: Arc<Regions>,
+    v: Arc<VerifiedCeremony>,
+    plans: Vec<PlannedImport>,
+    opts: ImportOptions,
+    jobs: usize,
+    progress: Progress<'_>,
+) -> Vec<Outcome> {
+    let by_target: Arc<BTreeMap<String, PlannedImport>> =
+        Arc::new(plans.into_iter().map(|p| (p.target.clone(), p)).collect());
+    let targets = by_target.keys().cloned().collect();
+    run_bounded(
+        targets,
+        jobs,
+        |target| {
+            let (regions, v, by_target, opts) =
+                (regions.clone(), v.clone(), by_target.clone(), opts.clone());
+            async move {
+                let plan = &by_target[&target];
+                if let Some(r) = &plan.receipt {
+                    return Outcome {
+                        target,
+                        key_arn: Some(r.key_arn.clone()),
+                        status: Status::AlreadyImported,
+                        key_material_id: r.key_material_id.clone(),
+                        detail: format!("imported on {}; nothing sent", r.imported_at),
+                    };
+                }
+                let b = match regions.for_key(&plan.key_arn, plan.region.as_deref()).await {
+                    Ok(b) => b,
+                    Err(e) => return Outcome::failed(&target, Some(plan.key_arn.clone()), &e),
+                };
+                let opts = ImportOptions {
+                    params_file: plan.params_file.clone(),
+                    ..opts
+                };
+                match import::import(&b, &v, &target, &opts).await {
+                    Ok((r, sent)) => Outcome {
+                        target,
+                        key_arn: Some(r.key_arn.clone()),
+                        status: if sent {
+                            Status::Imported
+                        } else {
+                            Status::AlreadyImported
+                        },
+                        key_material_id: r.key_material_id.clone(),
+                        detail: format!("{} import", r.import_type),
+                    },
+                    Err(e) => Outcome::failed(&target, Some(plan.key_arn.clone()), &e),
+                }
+            }
+        },
+        progress,
+    )
+    .await
+}
+
+/// The KMS key and Region a verified bundle names (from its signed manifest).
+pub fn bundle_key(
+    v: &VerifiedCeremony,
+    target: &str,
+) -> Result<(String, Option<String>), BastionError> {
+    let m: Manifest = serde_json::from_slice(&import::signed_file(
+        v,
+        &import::in_bundle(target, manifest::MANIFEST),
+    )?)
+    .map_err(|e| BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})")))?;
+    Ok((m.key_id, m.region))
+}
+
+/// Prove every bundle's KMS key holds the HSM's key, `jobs` at a time.
+pub async fn verify_all(
+    regions: Arc<Regions>,
+    v: Arc<VerifiedCeremony>,
+    jobs: usize,
+    progress: Progress<'_>,
+) -> Vec<Outcome> {
+    run_bounded(
+        v.bundles(),
+        jobs,
+        |target| {
+            let (regions, v) = (regions.clone(), v.clone());
+            async move {
+                let (key, region) = match bundle_key(&v, &target) {
+                    Ok(k) => k,
+                    Err(e) => return Outcome::failed(&target, None, &e),
+                };
+                let proof: Result<Proof, BastionError> = async {
+                    let b = regions.for_key(&key, region.as_deref()).await?;
+                    prove::prove(&b, &v, &target).await
+                }
+                .await;
+                match proof {
+                    Ok(p) => Outcome {
+                        target,
+                        key_arn: Some(p.key_arn),
+                        status: Status::Proven,
+                        key_material_id: p.current_key_material_id,
+                        detail: p.method,
+                    },
+                    Err(e) => Outcome::failed(&target, Some(key), &e),
+                }
+            }
+        },
+        progress,
+    )
+    .await
+}
+
+/// Rotate every bundle of `dir` imported as NEW_KEY_MATERIAL, `jobs` at a
+/// time; other bundles are skipped with the reason.
+pub async fn rotate_all(
+    regions: Arc<Regions>,
+    dir: PathBuf,
+    targets: Vec<String>,
+    jobs: usize,
+    progress: Progress<'_>,
+) -> Vec<Outcome> {
+    let dir = Arc::new(dir);
+    run_bounded(
+        targets,
+        jobs,
+        |target| {
+            let (regions, dir) = (regions.clone(), dir.clone());
+            async move {
+                let receipt = match existing_receipt(&dir, &target) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        return Outcome {
+                            target,
+                            key_arn: None,
+                            status: Status::Skipped,
+                            key_material_id: None,
+                            detail: "not imported yet (no receipt)".into(),
+                        }
+                    }
+                    Err(e) => return Outcome::failed(&target, None, &e),
+                };
+                if receipt.import_type != "NEW_KEY_MATERIAL" {
+                    return Outcome {
+                        target,
+                        key_arn: Some(receipt.key_arn),
+                        status: Status::Skipped,
+                        key_material_id: receipt.key_material_id,
+                        detail:
+                            "first material of its key (not NEW_KEY_MATERIAL): nothing to rotate"
+                                .into(),
+                    };
+                }
+                let r: Result<Rotation, BastionError> = async {
+                    let b = regions.for_key(&receipt.key_arn, None).await?;
+                    rotate::rotate(&b, &dir, &target).await
+                }
+                .await;
+                match r {
+                    Ok(r) => Outcome {
+                        target,
+                        key_arn: Some(r.key_arn),
+                        status: Status::Rotated,
+                        detail: if r.before == r.after {
+                            "already current".into()
+                        } else {
+                            format!(
+                                "current material was {}",
+                                r.before.as_deref().unwrap_or("none")
+                            )
+                        },
+                        key_material_id: r.after,
+                    },
+                    Err(e) => Outcome::failed(&target, Some(receipt.key_arn), &e),
+                }
+            }
+        },
+        progress,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_and_line() {
+        let o = |t: &str, s: Status| Outcome {
+            target: t.into(),
+            key_arn: None,
+            status: s,
+            key_material_id: None,
+            detail: String::new(),
+        };
+        let s = Summary::of(&[
+            o("a/x", Status::Imported),
+            o("a/y", Status::AlreadyImported),
+            o("b/x", Status::Imported),
+        ]);
+        assert_eq!(s.failed(), 0);
+        assert_eq!(
+            s.line(),
+            "1 already imported, 2 imported, 0 failed (of 3 bundles)"
+        );
+        let s = Summary::of(&[o("a/x", Status::Failed)]);
+        assert_eq!(s.failed(), 1);
+        assert_eq!(s.line(), "1 failed (of 1 bundles)");
+    }
+
+    #[test]
+    fn params_index_finds_tokens_and_ignores_other_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("eu")).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        std::fs::write(
+            d.path().join("eu/k.params.json"),
+            serde_json::json!({"ImportToken": b64.encode(b"token-1")}).to_string(),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("notes.json"), "not json").unwrap();
+        std::fs::write(d.path().join("x.txt"), "ImportToken").unwrap();
+        let idx = index_params(d.path()).unwrap();
+        assert_eq!(idx.len(), 1);
+        let key: [u8; 32] = Sha256::digest(b"token-1").into();
+        assert!(idx[&key].ends_with("eu/k.params.json"));
+    }
+}
