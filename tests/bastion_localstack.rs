@@ -883,6 +883,36 @@ fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
         m["previous_key"].as_str().unwrap(),
         arn1.rsplit('/').next().unwrap()
     );
+    // Both keys are tagged: the new one with its ceremony and what it replaces,
+    // the old one with what replaced it.
+    let tags = |arn: &str| -> serde_json::Value {
+        let o = ok(
+            run(ls.peer().args(["list-tags", "--key-id", arn])),
+            "list-tags",
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (id1, id2) = (
+        arn1.rsplit('/').next().unwrap(),
+        arn2.rsplit('/').next().unwrap(),
+    );
+    let new_tags = tags(&arn2);
+    assert!(
+        new_tags["byok:ceremony"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{new_tags}"
+    );
+    assert_eq!(new_tags["byok:replaces"], id1, "{new_tags}");
+    assert!(
+        new_tags["byok:alias-moved-at"]
+            .as_str()
+            .unwrap()
+            .starts_with("20"),
+        "{new_tags}"
+    );
+    let old_tags = tags(&arn1);
+    assert_eq!(old_tags["byok:replaced-by"], id2, "{old_tags}");
 
     // The key the alias points to cannot be retired; the old one can, after a grace period.
     let o = run(ls
@@ -915,4 +945,344 @@ fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
     );
     let meta: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
     assert_eq!(meta["KeyState"], "PendingDeletion", "{meta}");
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        )
+    })
+}
+
+/// A whole batch across two Regions from one ceremony file: prepare fills
+/// in the draft (creating the keys it lacks), the air-gapped side runs it,
+/// then one command imports every bundle (a bundle imported earlier is
+/// reported, not repeated), one proves them all, and a second ceremony
+/// rotates the symmetric key in both Regions with NEW_KEY_MATERIAL.
+#[test]
+fn whole_ceremony_across_two_regions_in_one_command_each() {
+    let ls = LocalStack::start();
+    let hsm = SoftHsm::new("batch-regions");
+    let (alice_t, alice) = custodian("alice");
+    std::fs::write(hsm.path("policy.json"), serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+    let policy = hsm.path("policy.json");
+    // An existing EXTERNAL key in eu-west-1, named by key ID and Region.
+    let eu_orders = String::from_utf8(
+        ok(
+            run(ls.peer().args([
+                "--region",
+                "eu-west-1",
+                "create-key",
+                "--key-spec",
+                "SYMMETRIC_DEFAULT",
+            ])),
+            "create-key",
+        )
+        .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let target = |name: &str, params: &str, extra: serde_json::Value| {
+        let mut t = serde_json::json!({"name": name, "params": params, "wrapping_algorithm": "RSAES_OAEP_SHA_1"});
+        t.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        t
+    };
+    let draft = |id: &str, keys: serde_json::Value| {
+        serde_json::json!({
+            "format": "byok-ceremony/ceremony/v1", "ceremony_id": id, "purpose": "batch test",
+            "hsm": {"module": SOFTHSM_MODULE, "token_label": "batch-regions"}, "policy": "policy.json",
+            "keys": keys
+        })
+        .to_string()
+    };
+    std::fs::write(
+        hsm.path("draft.json"),
+        draft(
+            "2026-11-batch",
+            serde_json::json!([
+                {"label": "orders", "key_spec": "SYMMETRIC_DEFAULT", "source": "generate", "targets": [
+                    target("us-east-1", "params/orders-us-east-1.json", serde_json::json!({})),
+                    target("eu-west-1", "params/orders-eu-west-1.json", serde_json::json!({"kms_key": eu_orders, "region": "eu-west-1"}))]},
+                {"label": "webhooks", "key_spec": "HMAC_256", "source": "generate", "targets": [
+                    target("us-east-1", "params/webhooks-us-east-1.json", serde_json::json!({"wrapping_key_spec": "RSA_3072"})),
+                    target("eu-west-1", "params/webhooks-eu-west-1.json", serde_json::json!({"region": "eu-west-1"}))]}
+            ]),
+        ),
+    )
+    .unwrap();
+    let prepare = |draft: &str, out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "prepare".to_string(),
+            "--ceremony".into(),
+            hsm.path(draft).to_str().unwrap().into(),
+            "--out".into(),
+            hsm.path(out).to_str().unwrap().into(),
+            "--json".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run(ls.bastion().args(a))
+    };
+    // Targets without a key are refused unless asked to create them; nothing reaches KMS.
+    let o = prepare("draft.json", "ceremony.json", &[]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("orders/us-east-1 names no kms_key")
+            && stderr(&o).contains("--create-missing")
+            && !stderr(&o).contains("KMS endpoint"),
+        "{}",
+        stderr(&o)
+    );
+    // The air-gapped side refuses the draft itself.
+    let o = run(hsm
+        .airgap()
+        .args(["ceremony", "plan", hsm.path("draft.json").to_str().unwrap()]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("run `byok-bastion prepare --ceremony`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ok(
+        prepare("draft.json", "ceremony.json", &["--create-missing"]),
+        "prepare --ceremony",
+    );
+    let prepared = json(&o);
+    assert_eq!(prepared.as_array().unwrap().len(), 4, "{prepared}");
+    // One client per Region, each announced once.
+    assert_eq!(
+        stderr(&o).matches("KMS endpoint: ").count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    let mut arns = std::collections::BTreeMap::new();
+    for p in prepared.as_array().unwrap() {
+        let (label, name) = (p["label"].as_str().unwrap(), p["target"].as_str().unwrap());
+        let arn = p["key_arn"].as_str().unwrap().to_string();
+        assert!(arn.contains(&format!(":{name}:")), "{p}");
+        assert_eq!(p["region"], name);
+        assert_eq!(
+            p["created"],
+            !(label == "orders" && name == "eu-west-1"),
+            "{p}"
+        );
+        arns.insert(format!("{label}/{name}"), arn);
+    }
+    assert!(arns["orders/eu-west-1"].ends_with(&eu_orders));
+    // The completed file records every key, Region and fingerprint; it is not overwritten.
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hsm.path("ceremony.json")).unwrap()).unwrap();
+    let wh = &file["keys"][1]["targets"][0];
+    assert_eq!(wh["wrapping_key_spec"], "RSA_3072");
+    assert_eq!(wh["kms_key"], arns["webhooks/us-east-1"].as_str());
+    assert_eq!(wh["wrapping_key_sha256"].as_str().unwrap().len(), 64);
+    let o = prepare("draft.json", "ceremony.json", &["--create-missing"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("refusing to overwrite"),
+        "{}",
+        stderr(&o)
+    );
+
+    let run_ceremony = |file: &str, out: &Path| {
+        ok(
+            run(hsm.airgap().args([
+                "ceremony",
+                "run",
+                hsm.path(file).to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--pin-env",
+                "BYOK_TEST_PIN",
+                "--non-interactive",
+            ])),
+            "ceremony run",
+        );
+        sign(&alice_t, "alice", out);
+    };
+    let out = hsm.path("out");
+    run_ceremony("ceremony.json", &out);
+    let params_dir = hsm.path("params");
+    let import = |dir: &Path, pdir: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "import".to_string(),
+            dir.to_str().unwrap().into(),
+            "--policy".into(),
+            policy.to_str().unwrap().into(),
+            "--params-dir".into(),
+            pdir.to_str().unwrap().into(),
+            "--jobs".into(),
+            "3".into(),
+            "--json".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run(ls.bastion().args(a))
+    };
+
+    // One bundle's parameters missing from the bastion: the whole batch is refused, nothing sent.
+    let partial = hsm.path("partial-params");
+    std::fs::create_dir(&partial).unwrap();
+    for f in ["orders-us-east-1", "orders-eu-west-1", "webhooks-us-east-1"] {
+        std::fs::copy(
+            params_dir.join(format!("{f}.json")),
+            partial.join(format!("{f}.json")),
+        )
+        .unwrap();
+    }
+    let o = import(&out, &partial, &["--no-expiry"]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("1 of 4 bundles cannot be imported, so none is")
+            && stderr(&o).contains("webhooks/eu-west-1: no parameters file")
+            && !stderr(&o).contains("KMS endpoint"),
+        "{}",
+        stderr(&o)
+    );
+
+    // One bundle imported on its own first (an interrupted earlier run).
+    ok(
+        run(ls.bastion().args([
+            "import",
+            out.to_str().unwrap(),
+            "--target",
+            "webhooks/eu-west-1",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--params",
+            params_dir.join("webhooks-eu-west-1.json").to_str().unwrap(),
+            "--no-expiry",
+        ])),
+        "single import",
+    );
+    let o = ok(import(&out, &params_dir, &["--no-expiry"]), "batch import");
+    let r = json(&o);
+    assert_eq!(r["summary"]["counts"]["imported"], 3, "{r}");
+    assert_eq!(r["summary"]["counts"]["already_imported"], 1, "{r}");
+    for b in r["bundles"].as_array().unwrap() {
+        assert_eq!(
+            b["key_arn"],
+            arns[b["target"].as_str().unwrap()].as_str(),
+            "{b}"
+        );
+    }
+    assert!(stderr(&o).contains("[4/4] "), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("import: 1 already imported, 3 imported, 0 failed (of 4 bundles)"),
+        "{}",
+        stderr(&o)
+    );
+    // Re-running sends nothing and needs no connection.
+    let o = ok(import(&out, &params_dir, &["--no-expiry"]), "re-run");
+    assert_eq!(json(&o)["summary"]["counts"]["already_imported"], 4);
+    assert!(!stderr(&o).contains("KMS endpoint"), "{}", stderr(&o));
+
+    // One command proves every key in both Regions.
+    let o = ok(
+        run(ls.bastion().args([
+            "verify",
+            out.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--json",
+        ])),
+        "batch verify",
+    );
+    let v = json(&o);
+    assert_eq!(v["summary"]["counts"]["proven"], 4, "{v}");
+    let methods: Vec<&str> = v["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods
+            .iter()
+            .filter(|m| m.starts_with("GenerateMac(HMAC_SHA_256) equals"))
+            .count(),
+        2,
+        "{methods:?}"
+    );
+
+    // Status across both Regions: the four keys (and the first material is current).
+    let o = ok(
+        run(ls
+            .bastion()
+            .args(["status", "--regions", "us-east-1,eu-west-1", "--json"])),
+        "status",
+    );
+    let st = json(&o);
+    for arn in arns.values() {
+        let k = st
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| &k["key_arn"] == arn)
+            .unwrap_or_else(|| panic!("{arn} missing from {st}"));
+        assert_eq!(k["verdict"], "OK", "{k}");
+        assert_eq!(k["region"], arn.split(':').nth(3).unwrap(), "{k}");
+    }
+
+    // Rotation: a second ceremony brings new material for the symmetric key in both Regions.
+    std::fs::write(
+        hsm.path("draft-rotation.json"),
+        draft(
+            "2026-11-orders-rotation",
+            serde_json::json!([
+                {"label": "orders-v2", "key_spec": "SYMMETRIC_DEFAULT", "source": "generate", "targets": [
+                    target("us-east-1", "params/rot-us-east-1.json", serde_json::json!({"kms_key": arns["orders/us-east-1"]})),
+                    target("eu-west-1", "params/rot-eu-west-1.json", serde_json::json!({"kms_key": arns["orders/eu-west-1"]}))]}
+            ]),
+        ),
+    )
+    .unwrap();
+    ok(
+        prepare("draft-rotation.json", "rotation.json", &[]),
+        "prepare rotation",
+    );
+    let out2 = hsm.path("out-rotation");
+    run_ceremony("rotation.json", &out2);
+    let o = ok(
+        import(&out2, &params_dir, &["--no-expiry", "--new-key-material"]),
+        "import new material",
+    );
+    assert_eq!(json(&o)["summary"]["counts"]["imported"], 2);
+    let o = ok(
+        run(ls
+            .bastion()
+            .args(["rotate", out2.to_str().unwrap(), "--json"])),
+        "batch rotate",
+    );
+    let rot = json(&o);
+    assert_eq!(rot["summary"]["counts"]["rotated"], 2, "{rot}");
+    let o = ok(
+        run(ls.bastion().args([
+            "verify",
+            out2.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--json",
+        ])),
+        "verify rotated",
+    );
+    assert_eq!(json(&o)["summary"]["counts"]["proven"], 2);
+    // The first ceremony's import receipts still name the material they imported.
+    let first = json(&ok(
+        run(ls.bastion().args([
+            "import",
+            out.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--params-dir",
+            params_dir.to_str().unwrap(),
+            "--no-expiry",
+            "--json",
+        ])),
+        "receipts",
+    ));
+    assert_eq!(first["summary"]["counts"]["already_imported"], 4);
 }

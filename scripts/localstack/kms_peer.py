@@ -253,6 +253,14 @@ def cmd_describe(args, kms):
     _print_json(resp["KeyMetadata"])
 
 
+def cmd_list_tags(args, kms):
+    tags = {}
+    for page in kms.get_paginator("list_resource_tags").paginate(KeyId=args.key_id):
+        for t in page.get("Tags", []):
+            tags[t["TagKey"]] = t["TagValue"]
+    print(json.dumps(tags, indent=2, sort_keys=True))
+
+
 def cmd_encrypt_decrypt(args, kms):
     plaintext = (
         _hex(args.plaintext_hex, "--plaintext-hex") if args.plaintext_hex else os.urandom(32)
@@ -357,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("describe", help="DescribeKey; prints KeyMetadata as JSON")
     s.add_argument("--key-id", required=True)
     s.set_defaults(func=cmd_describe)
+
+    s = sub.add_parser("list-tags", help="ListResourceTags; prints {TagKey: TagValue} as JSON")
+    s.add_argument("--key-id", required=True)
+    s.set_defaults(func=cmd_list_tags)
 
     s = sub.add_parser(
         "encrypt-decrypt", help="Encrypt then Decrypt; exit 1 unless the plaintext comes back"
