@@ -59,6 +59,10 @@ pub struct KeyStatus {
     pub material_age_days: Option<i64>,
     /// `rotation-date` (ListKeyRotations) or `key-creation-date`.
     pub age_source: String,
+    /// Why ListKeyRotations could not be used (then the age is the key's,
+    /// which overstates it for a key rotated with NEW_KEY_MATERIAL, and
+    /// pending material is unknown).
+    pub rotations_unavailable: Option<String>,
     /// Material expiry, RFC 3339, if it expires.
     pub material_valid_to: Option<String>,
     /// Whether new material is pending rotation (`None`: KMS did not say).
@@ -184,7 +188,8 @@ pub async fn status(
         let valid_to = m.valid_to().and_then(to_time);
         // Prefer the current material's rotation date, where KMS reports rotations.
         let (mut since, mut source, mut pending) = (None, "key-creation-date".to_string(), None);
-        if let Ok(r) = b
+        let mut rotations_unavailable = None;
+        match b
             .kms
             .list_key_rotations()
             .key_id(m.key_id())
@@ -192,26 +197,32 @@ pub async fn status(
             .send()
             .await
         {
-            let rotations = r.rotations();
-            pending = Some(
-                rotations
+            Err(e) => rotations_unavailable = Some(kms("ListKeyRotations", e).to_string()),
+            Ok(r) => {
+                let rotations = r.rotations();
+                pending =
+                    Some(rotations.iter().any(|e| {
+                        e.key_material_state() == Some(&KeyMaterialState::PendingRotation)
+                    }));
+                if let Some(cur) = rotations
                     .iter()
-                    .any(|e| e.key_material_state() == Some(&KeyMaterialState::PendingRotation)),
-            );
-            if let Some(cur) = rotations
-                .iter()
-                .find(|e| e.key_material_state() == Some(&KeyMaterialState::Current))
-            {
-                if let Some(t) = cur.rotation_date().and_then(to_time) {
-                    since = Some(t);
-                    source = "rotation-date".into();
+                    .find(|e| e.key_material_state() == Some(&KeyMaterialState::Current))
+                {
+                    if let Some(t) = cur.rotation_date().and_then(to_time) {
+                        since = Some(t);
+                        source = "rotation-date".into();
+                    }
                 }
             }
         }
         if since.is_none() {
             since = m.creation_date().and_then(to_time);
         }
-        let (verdict, days_until_due, detail) = judge(&state, since, valid_to, now, max_age_days);
+        let (verdict, days_until_due, mut detail) =
+            judge(&state, since, valid_to, now, max_age_days);
+        if rotations_unavailable.is_some() {
+            detail += " (age counted from key creation: ListKeyRotations is unavailable, see rotations_unavailable)";
+        }
         out.push(KeyStatus {
             key_arn: m.arn().unwrap_or(m.key_id()).to_string(),
             region: b.region.clone(),
@@ -224,6 +235,7 @@ pub async fn status(
             current_key_material_id: m.current_key_material_id().map(String::from),
             material_age_days: since.map(|s| (now - s).whole_days()),
             age_source: source,
+            rotations_unavailable,
             material_valid_to: valid_to.map(rfc3339),
             pending_material: pending,
             days_until_due,
