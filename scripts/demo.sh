@@ -72,41 +72,60 @@ sign() { # custodian dir
     --pin-file "$work/card-$1/user.pin" --custodian "$1" --key-label "custodian-$1" --yes
 }
 
-ceremony() { # spec label [extra import args]
-  local spec="$1" label="$2"; shift 2
-  say "$spec: bastion fetches import parameters"
-  "$bastion" prepare --key "$key_arn" --wrapping-algorithm RSAES_OAEP_SHA_1 --out-dir "$work/params-$label" --json >"$work/params-$label.json"
-  local params fp
-  params="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["params_file"])' "$work/params-$label.json")"
-  fp="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["wrapping_key_sha256"])' "$work/params-$label.json")"
-
-  say "$spec: air gap generates the key in the HSM and wraps it there (fingerprint confirmed)"
-  on_token "$work/hsm" "$airgap" wrap "${hsm[@]}" --params "$params" --key-spec "$spec" \
-    --label "$label" --expect-wrapping-key-sha256 "$fp" --out "$work/$label"
-
-  say "$spec: custodians alice and bob sign the transcript"
-  sign alice "$work/$label"
-  sign bob "$work/$label"
-  "$airgap" ceremony verify "$work/$label" --policy "$work/policy.json"
-
-  say "$spec: bastion verifies the signatures with its own policy, then imports"
-  "$bastion" import "$work/$label" --policy "$work/policy.json" --params "$params" --no-expiry "$@"
-
-  say "$spec: prove KMS holds the HSM's key"
-  "$bastion" verify "$work/$label" --policy "$work/policy.json"
+module="${BYOK_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
+draft() { # file ceremony-id keys-json -> a draft ceremony file (no fingerprints yet)
+  python3 - "$@" "$module" <<'PY'
+import json, sys
+out, cid, keys, module = sys.argv[1:]
+json.dump({"format": "byok-ceremony/ceremony/v1", "ceremony_id": cid,
+           "purpose": "byok-ceremony demo on SoftHSM2 and LocalStack",
+           "hsm": {"module": module, "token_label": "demo-ceremony"},
+           "policy": "policy.json", "keys": json.loads(keys)}, open(out, "w"), indent=2)
+PY
+}
+run_ceremony() { # prepared-ceremony-file out-dir
+  say "Air gap: check the ceremony file and print the custodians' runbook"
+  "$airgap" ceremony plan "$1" --runbook "$2.runbook.md" >/dev/null
+  say "Air gap: generate every key in the HSM and wrap it there for each target"
+  on_token "$work/hsm" "$airgap" ceremony run "$1" --out "$2" --pin-file "$work/hsm/user.pin" --non-interactive
+  say "Custodians alice and bob sign the transcript (2 of 3)"
+  sign alice "$2"
+  sign bob "$2"
+  "$airgap" ceremony verify "$2" --policy "$work/policy.json"
 }
 
-say "Bastion creates EXTERNAL KMS keys"
-"$bastion" prepare --create SYMMETRIC_DEFAULT --wrapping-algorithm RSAES_OAEP_SHA_1 --out-dir "$work/created-aes" --json >"$work/created-aes.json"
-aes_arn="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["key_arn"])' "$work/created-aes.json")"
-"$bastion" prepare --create HMAC_256 --wrapping-algorithm RSAES_OAEP_SHA_1 --out-dir "$work/created-hmac" --json >"$work/created-hmac.json"
-hmac_arn="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["key_arn"])' "$work/created-hmac.json")"
+say "Bastion: prepare a two-Region ceremony from a draft (creating the EXTERNAL keys)"
+draft "$work/draft.json" demo-2026-11 '[
+  {"label": "demo-s3-2026-11", "key_spec": "SYMMETRIC_DEFAULT", "source": "generate", "targets": [
+    {"name": "us-east-1", "region": "us-east-1", "params": "params/s3-us-east-1.json", "wrapping_algorithm": "RSAES_OAEP_SHA_1"},
+    {"name": "eu-west-1", "region": "eu-west-1", "params": "params/s3-eu-west-1.json", "wrapping_algorithm": "RSAES_OAEP_SHA_1"}]},
+  {"label": "demo-webhooks-2026-11", "key_spec": "HMAC_256", "source": "generate", "targets": [
+    {"name": "us-east-1", "region": "us-east-1", "params": "params/webhooks-us-east-1.json", "wrapping_algorithm": "RSAES_OAEP_SHA_1"}]}]'
+"$bastion" prepare --ceremony "$work/draft.json" --out "$work/ceremony.json" --create-missing
 
-key_arn="$aes_arn" ceremony SYMMETRIC_DEFAULT demo-s3-2026-11
-key_arn="$hmac_arn" ceremony HMAC_256 demo-webhooks-2026-11
+run_ceremony "$work/ceremony.json" "$work/out-2026-11"
 
-say "Rotation: new material for the S3 key, imported as NEW_KEY_MATERIAL, then made current"
-key_arn="$aes_arn" ceremony SYMMETRIC_DEFAULT demo-s3-2026-12 --new-key-material
-"$bastion" rotate "$work/demo-s3-2026-12"
+say "Bastion: verify the signatures with its own policy, then import every bundle"
+"$bastion" import "$work/out-2026-11" --policy "$work/policy.json" --params-dir "$work/params" --no-expiry
+say "Bastion: prove KMS holds the HSM's keys"
+"$bastion" verify "$work/out-2026-11" --policy "$work/policy.json"
 
-say "Done. Outputs, transcripts and attestations are in $work"
+say "Rotation: new material for the S3 key in both Regions (NEW_KEY_MATERIAL), then made current"
+targets="$(python3 - "$work/ceremony.json" <<'PY'
+import json, sys
+key = json.load(open(sys.argv[1]))["keys"][0]
+print(json.dumps([{"name": t["name"], "kms_key": t["kms_key"], "params": "params/rotation-" + t["name"] + ".json",
+                   "wrapping_algorithm": "RSAES_OAEP_SHA_1"} for t in key["targets"]]))
+PY
+)"
+draft "$work/draft-rotation.json" demo-2026-12 "[{\"label\": \"demo-s3-2026-12\", \"key_spec\": \"SYMMETRIC_DEFAULT\", \"source\": \"generate\", \"targets\": $targets}]"
+"$bastion" prepare --ceremony "$work/draft-rotation.json" --out "$work/rotation.json"
+run_ceremony "$work/rotation.json" "$work/out-2026-12"
+"$bastion" import "$work/out-2026-12" --policy "$work/policy.json" --params-dir "$work/params" --no-expiry --new-key-material
+"$bastion" rotate "$work/out-2026-12"
+"$bastion" verify "$work/out-2026-12" --policy "$work/policy.json"
+
+say "Rotation status of every imported key in both Regions"
+"$bastion" status --regions us-east-1,eu-west-1
+
+say "Done. Ceremony files, outputs, transcripts, attestations and receipts are in $work"

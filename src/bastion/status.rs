@@ -221,7 +221,7 @@ pub async fn status(
         let (verdict, days_until_due, mut detail) =
             judge(&state, since, valid_to, now, max_age_days);
         if rotations_unavailable.is_some() {
-            detail += " (age counted from key creation: ListKeyRotations is unavailable, see rotations_unavailable)";
+            detail += " (age counted from key creation: ListKeyRotations is unavailable; --json says why)";
         }
         out.push(KeyStatus {
             key_arn: m.arn().unwrap_or(m.key_id()).to_string(),
