@@ -1059,7 +1059,11 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
         stderr(&o)
     );
     let o = ok(
-        prepare("draft.json", "ceremony.json", &["--create-missing"]),
+        prepare(
+            "draft.json",
+            "ceremony.json",
+            &["--create-missing", "--tag", "team=payments"],
+        ),
         "prepare --ceremony",
     );
     let prepared = json(&o);
@@ -1085,6 +1089,24 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
         arns.insert(format!("{label}/{name}"), arn);
     }
     assert!(arns["orders/eu-west-1"].ends_with(&eu_orders));
+    // Created keys are tagged with their ceremony and target (and --tag); named keys are left alone.
+    let tags = |arn: &str| -> serde_json::Value {
+        json(&ok(
+            run(ls.peer().args([
+                "--region",
+                arn.split(':').nth(3).unwrap(),
+                "list-tags",
+                "--key-id",
+                arn,
+            ])),
+            "list-tags",
+        ))
+    };
+    let t = tags(&arns["webhooks/eu-west-1"]);
+    assert_eq!(t["byok:ceremony"], "2026-11-batch", "{t}");
+    assert_eq!(t["byok:target"], "webhooks/eu-west-1", "{t}");
+    assert_eq!(t["team"], "payments", "{t}");
+    assert_eq!(tags(&arns["orders/eu-west-1"]), serde_json::json!({}));
     // The completed file records every key, Region and fingerprint; it is not overwritten.
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(hsm.path("ceremony.json")).unwrap()).unwrap();
@@ -1296,4 +1318,78 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
         "receipts",
     ));
     assert_eq!(first["summary"]["counts"]["already_imported"], 4);
+
+    // Without a ceremony file: a key created with an alias and tags, then prepared from a list.
+    let o = ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--create",
+            "HMAC_384",
+            "--alias",
+            "alias/reports",
+            "--tag",
+            "team=reports",
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_1",
+            "--out-dir",
+            hsm.path("created").to_str().unwrap(),
+            "--json",
+        ])),
+        "prepare --create --alias",
+    );
+    let reports = json(&o)[0]["key_arn"].as_str().unwrap().to_string();
+    assert_eq!(tags(&reports)["team"], "reports");
+    std::fs::write(
+        hsm.path("keys.txt"),
+        format!(
+            "# keys due this quarter\nalias/reports\n\n{}  # orders, eu\n",
+            arns["orders/eu-west-1"]
+        ),
+    )
+    .unwrap();
+    let o = ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--key-list",
+            hsm.path("keys.txt").to_str().unwrap(),
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_1",
+            "--out-dir",
+            hsm.path("listed").to_str().unwrap(),
+            "--json",
+        ])),
+        "prepare --key-list",
+    );
+    let listed = json(&o);
+    assert_eq!(listed[0]["key_arn"], reports.as_str(), "{listed}");
+    assert_eq!(
+        listed[1]["key_arn"],
+        arns["orders/eu-west-1"].as_str(),
+        "{listed}"
+    );
+    // Two KMS endpoints announced: the listed keys' Regions.
+    assert_eq!(
+        stderr(&o).matches("KMS endpoint: ").count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    let o = run(ls.bastion().args([
+        "prepare",
+        "--create",
+        "HMAC_256",
+        "--create",
+        "HMAC_256",
+        "--alias",
+        "alias/two",
+        "--wrapping-algorithm",
+        "RSAES_OAEP_SHA_1",
+        "--out-dir",
+        hsm.path("two").to_str().unwrap(),
+    ]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("exactly one --create"),
+        "{}",
+        stderr(&o)
+    );
 }

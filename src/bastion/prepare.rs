@@ -27,6 +27,24 @@ pub struct CreateSpec {
     pub description: String,
     /// Alias to attach (`alias/...`), if any.
     pub alias: Option<String>,
+    /// Tags (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+/// Parse `KEY=VALUE` (KMS: key 1-128, value 0-256 characters; `aws:` keys are AWS's).
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("tag {s:?} is not KEY=VALUE"))?;
+    if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+        return Err(format!(
+            "tag {s:?}: keys are 1-128 characters, values at most 256"
+        ));
+    }
+    if k.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!("tag {s:?}: keys starting with aws: are reserved"));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// One prepared key.
@@ -63,6 +81,22 @@ pub async fn create(b: &Bastion, c: &CreateSpec) -> Result<String, BastionError>
         .key_spec(SdkKeySpec::from(c.key_spec.as_str()))
         .key_usage(usage_for(c.key_spec))
         .description(&c.description)
+        .set_tags(if c.tags.is_empty() {
+            None
+        } else {
+            Some(
+                c.tags
+                    .iter()
+                    .map(|(k, v)| {
+                        aws_sdk_kms::types::Tag::builder()
+                            .tag_key(k)
+                            .tag_value(v)
+                            .build()
+                            .map_err(|e| BastionError::Local(format!("tag {k}: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        })
         .send()
         .await
         .map_err(|e| kms("CreateKey", e))?;
@@ -244,6 +278,8 @@ pub struct CeremonyPrepare<'a> {
     pub create_missing: bool,
     /// Wrapping key spec for targets that do not name one.
     pub default_wrapping_key_spec: &'a str,
+    /// Tags for created keys (besides `byok:ceremony` and `byok:target`).
+    pub tags: &'a [(String, String)],
 }
 
 /// Parameters kept from an earlier, interrupted run must be valid at least this long.
@@ -394,6 +430,13 @@ pub async fn prepare_ceremony(
                                 key_spec: key.key_spec,
                                 description: format!("byok-ceremony {ceremony_id} {here}"),
                                 alias: None,
+                                tags: [
+                                    ("byok:ceremony".to_string(), ceremony_id.clone()),
+                                    ("byok:target".to_string(), here.clone()),
+                                ]
+                                .into_iter()
+                                .chain(opts.tags.iter().cloned())
+                                .collect(),
                             },
                         )
                         .await?;

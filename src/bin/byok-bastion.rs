@@ -114,9 +114,18 @@ struct PrepareArgs {
     /// Create a new EXTERNAL key of this spec first, repeatable.
     #[arg(long = "create", value_name = "KEY_SPEC", conflicts_with = "ceremony")]
     create: Vec<KeySpec>,
+    /// A file of keys (ID, ARN or alias), one per line; blank lines and `#` comments ignored.
+    #[arg(long, conflicts_with = "ceremony")]
+    key_list: Option<PathBuf>,
     /// Description for created keys.
     #[arg(long, default_value = "byok-ceremony imported key")]
     description: String,
+    /// Alias for the created key (with exactly one --create).
+    #[arg(long, requires = "create")]
+    alias: Option<String>,
+    /// Tag created keys with KEY=VALUE, repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = prepare::parse_tag)]
+    tags: Vec<(String, String)>,
     /// The wrapping algorithm to request (with --key/--create; a ceremony file names it per target).
     #[arg(long, required_unless_present = "ceremony")]
     wrapping_algorithm: Option<WrappingAlgorithm>,
@@ -350,6 +359,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                         out,
                         create_missing: a.create_missing,
                         default_wrapping_key_spec: &a.wrapping_key_spec,
+                        tags: &a.tags,
                     },
                     &|t| {
                         eprintln!(
@@ -384,16 +394,39 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     "give --wrapping-algorithm and --out-dir, or prepare a ceremony file with --ceremony".into(),
                 ));
             };
-            if a.keys.is_empty() && a.create.is_empty() {
+            let mut keys = a.keys.clone();
+            if let Some(list) = &a.key_list {
+                let text = std::fs::read_to_string(list).map_err(|e| {
+                    BastionError::Local(format!("cannot read {}: {e}", list.display()))
+                })?;
+                keys.extend(
+                    text.lines()
+                        .map(|l| l.split('#').next().unwrap_or("").trim())
+                        .filter(|l| !l.is_empty())
+                        .map(String::from),
+                );
+            }
+            if keys.is_empty() && a.create.is_empty() {
                 return Err(BastionError::Local(
-                    "name keys with --key or create them with --create KEY_SPEC (or use --ceremony FILE)".into(),
+                    "name keys with --key or --key-list FILE, or create them with --create KEY_SPEC (or use --ceremony FILE)".into(),
                 ));
+            }
+            if a.alias.is_some() && a.create.len() != 1 {
+                return Err(BastionError::Local(
+                    "--alias names one key: use it with exactly one --create".into(),
+                ));
+            }
+            if let Some(alias) = &a.alias {
+                if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") {
+                    return Err(BastionError::Local(format!(
+                        "--alias {alias:?} must be alias/NAME (and not alias/aws/…)"
+                    )));
+                }
             }
             prepare::wrapping_key_bits(&a.wrapping_key_spec)?;
             std::fs::create_dir_all(out_dir).map_err(|e| {
                 BastionError::Local(format!("cannot create {}: {e}", out_dir.display()))
             })?;
-            let mut keys = a.keys.clone();
             for spec in &a.create {
                 let b = regions.default_region().await?;
                 let arn = prepare::create(
@@ -401,7 +434,8 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     &CreateSpec {
                         key_spec: *spec,
                         description: a.description.clone(),
-                        alias: None,
+                        alias: a.alias.clone(),
+                        tags: a.tags.clone(),
                     },
                 )
                 .await?;
