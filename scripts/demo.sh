@@ -23,21 +23,8 @@ cargo build --locked --quiet --features bastion --bins
 airgap="$root/target/debug/byok-airgap"
 bastion="$root/target/debug/byok-bastion"
 
-# One SoftHSM2 configuration per "machine" or card.
 umask 077
-new_token() { # dir label -> creates the token; PINs in files only this user can read
-  local dir="$1" label="$2"
-  mkdir -p "$dir/tokens"
-  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir/tokens" >"$dir/softhsm2.conf"
-  head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/user.pin"
-  head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/so.pin"
-  SOFTHSM2_CONF="$dir/softhsm2.conf" softhsm2-util --init-token --free --label "$label" \
-    --so-pin "$(cat "$dir/so.pin")" --pin "$(cat "$dir/user.pin")" >/dev/null
-}
-on_token() { # dir cmd... -> runs cmd with that token's configuration
-  local dir="$1"; shift
-  SOFTHSM2_CONF="$dir/softhsm2.conf" "$@"
-}
+. scripts/lib/softhsm-tokens.sh
 
 say "The HSM on the air-gapped workstation (see SoftHSM.md)"
 new_token "$work/hsm" demo-ceremony
