@@ -3,12 +3,13 @@
 # LocalStack KMS): how long preparing, wrapping and importing N keys spread over
 # four Regions takes, and what bounded concurrency buys for import and verify.
 #
-#   scripts/bench-batch.sh            # N=24 keys per ceremony
-#   N=60 JOBS=8 scripts/bench-batch.sh
+#   scripts/bench-batch.sh            # N=24 keys per ceremony, 60 ms added per request
+#   N=60 JOBS=8 LATENCY_MS=100 scripts/bench-batch.sh
 #
-# Prints one line per phase and the speedup ratios. Numbers against LocalStack
-# (one local Python process) say little about AWS latencies; the ratios show
-# what concurrency and per-Region pacing do. Not a test: nothing here asserts.
+# LocalStack answers in a few milliseconds; a KMS Region across a network takes
+# tens. The bastion therefore talks to LocalStack through scripts/latency-proxy.py,
+# which delays every request by LATENCY_MS (0 to talk to LocalStack directly).
+# Prints one line per phase and the speedup ratios. Not a test: nothing here asserts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -17,6 +18,7 @@ bash scripts/install-deps.sh
 
 n="${N:-24}"
 jobs="${JOBS:-8}"
+latency="${LATENCY_MS:-60}"
 regions=(us-east-1 eu-west-1 us-west-2 ap-southeast-2)
 work="$(mktemp -d -t byok-bench.XXXXXX)"
 cargo build --locked --quiet --features bastion --bins
@@ -42,6 +44,13 @@ PY
 export BYOK_LOCALSTACK_STATE="$work/localstack"
 eval "$(scripts/localstack/start.sh)"
 trap 'scripts/localstack/stop.sh >/dev/null 2>&1 || true' EXIT
+if [ "$latency" != 0 ]; then
+  ls_port="${AWS_ENDPOINT_URL_KMS##*:}"
+  coproc PROXY { exec python3 scripts/latency-proxy.py --target-port "$ls_port" --delay-ms "$latency"; }
+  read -r proxy_port <&"${PROXY[0]}"
+  trap 'kill "$PROXY_PID" 2>/dev/null || true; scripts/localstack/stop.sh >/dev/null 2>&1 || true' EXIT
+  export AWS_ENDPOINT_URL_KMS="http://127.0.0.1:$proxy_port"
+fi
 
 draft() { # file ceremony-id: N AES keys, one target each, Regions round-robin
   python3 - "$1" "$2" "$n" "$module" "${regions[@]}" <<'PY'
@@ -91,7 +100,7 @@ took[reimport]=$(since "$t")
 
 paced=$(python3 -c "import math; print(f'{1.1 * (math.ceil($n / ${#regions[@]}) - 1):.1f}')")
 cat <<EOF
-byok-ceremony batch benchmark: $n AES keys per ceremony over ${#regions[@]} Regions (SoftHSM2, LocalStack)
+byok-ceremony batch benchmark: $n AES keys per ceremony over ${#regions[@]} Regions (SoftHSM2, LocalStack + ${latency} ms per request)
 prepare --ceremony (create key + GetParametersForImport): ${took[prepare-seq]} s, ${took[prepare-par]} s  (pacing floor ${paced} s per run: 1.1 s per call per Region)
 ceremony run (generate + self-test + wrap in the HSM):    ${took[wrap-seq]} s, ${took[wrap-par]} s
 import --jobs 1:       ${took[import-1]} s
