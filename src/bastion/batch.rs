@@ -113,9 +113,56 @@ impl Summary {
 /// Called after each bundle: `(done, total, outcome)`.
 pub type Progress<'a> = &'a (dyn Fn(usize, usize, &Outcome) + Sync);
 
-/// Run `work` for every target, at most `jobs` at a time; outcomes sorted by target.
+/// Run `work` on every item, at most `jobs` at a time; results in the items'
+/// order. `on_done` sees each result as it finishes (for a progress line).
+/// A task that panicked gives `on_panic(item)`'s result instead.
+pub async fn map_bounded<I, T, F, Fut>(
+    items: Vec<I>,
+    jobs: usize,
+    work: F,
+    mut on_done: impl FnMut(usize, &T),
+    on_panic: impl Fn(&I) -> T,
+) -> Vec<T>
+where
+    I: Clone,
+    T: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let total = items.len();
+    let mut pending = items.iter().cloned().enumerate();
+    let mut running = tokio::task::JoinSet::new();
+    let mut done: Vec<(usize, T)> = Vec::with_capacity(total);
+    let mut ids = BTreeMap::new();
+    loop {
+        while running.len() < jobs.max(1) {
+            let Some((i, item)) = pending.next() else {
+                break;
+            };
+            let fut = work(item);
+            let handle = running.spawn(async move { (i, fut.await) });
+            ids.insert(handle.id(), i);
+        }
+        let finished = match running.join_next_with_id().await {
+            None => break,
+            Some(Ok((_, (i, t)))) => (i, t),
+            Some(Err(e)) => {
+                let i = ids.get(&e.id()).copied().unwrap_or(0);
+                (i, on_panic(&items[i]))
+            }
+        };
+        done.push(finished);
+        let (_, last) = done.last().expect("just pushed");
+        on_done(done.len(), last);
+    }
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Run `work` for every target, at most `jobs` at a time, with a progress
+/// line per finished target; outcomes sorted by target.
 pub async fn run_bounded<F, Fut>(
-    targets: Vec<String>,
+    mut targets: Vec<String>,
     jobs: usize,
     work: F,
     progress: Progress<'_>,
@@ -124,40 +171,22 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
+    targets.sort();
     let total = targets.len();
-    let mut pending = targets.into_iter();
-    let mut running = tokio::task::JoinSet::new();
-    let mut done = Vec::with_capacity(total);
-    loop {
-        while running.len() < jobs.max(1) {
-            match pending.next() {
-                Some(t) => {
-                    running.spawn(work(t));
-                }
-                None => break,
-            }
-        }
-        match running.join_next().await {
-            Some(Ok(o)) => {
-                done.push(o);
-                progress(done.len(), total, done.last().expect("just pushed"));
-            }
-            Some(Err(e)) => {
-                let o = Outcome {
-                    target: "?".into(),
-                    key_arn: None,
-                    status: Status::Failed,
-                    key_material_id: None,
-                    detail: format!("internal error: {e}"),
-                };
-                done.push(o);
-                progress(done.len(), total, done.last().expect("just pushed"));
-            }
-            None => break,
-        }
-    }
-    done.sort_by(|a, b| a.target.cmp(&b.target));
-    done
+    map_bounded(
+        targets,
+        jobs,
+        work,
+        |done, o| progress(done, total, o),
+        |t| {
+            Outcome::failed(
+                t,
+                None,
+                &BastionError::Local("internal error: the task panicked".into()),
+            )
+        },
+    )
+    .await
 }
 
 /// The bastion's own parameters files under `dir` (as written by `prepare`),
@@ -486,6 +515,42 @@ mod tests {
         let s = Summary::of(&[o("a/x", Status::Failed)]);
         assert_eq!(s.failed(), 1);
         assert_eq!(s.line(), "1 failed (of 1 bundles)");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn bounded_keeps_order_and_limit_and_survives_a_panic() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut seen = 0;
+        let out = map_bounded(
+            (0..20u64).collect(),
+            3,
+            |i| {
+                let (running, peak) = (running.clone(), peak.clone());
+                async move {
+                    let now = running.fetch_add(1, SeqCst) + 1;
+                    peak.fetch_max(now, SeqCst);
+                    // Later items finish first: the output order must not follow completion.
+                    tokio::time::sleep(std::time::Duration::from_millis(20 - i)).await;
+                    running.fetch_sub(1, SeqCst);
+                    assert!(i != 7, "task 7 panics");
+                    i * 10
+                }
+            },
+            |done, _| {
+                seen = done;
+            },
+            |i| 1000 + i,
+        )
+        .await;
+        let want: Vec<u64> = (0..20)
+            .map(|i| if i == 7 { 1007 } else { i * 10 })
+            .collect();
+        assert_eq!(out, want);
+        assert_eq!(seen, 20);
+        assert!(peak.load(SeqCst) <= 3, "peak {}", peak.load(SeqCst));
+        assert!(peak.load(SeqCst) >= 2, "ran one at a time");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (said so in the output). The verdict logic is a pure function, [`judge`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_sdk_kms::types::{IncludeKeyMaterial, KeyMaterialState, KeyState, OriginType};
 use serde::Serialize;
@@ -145,16 +146,19 @@ fn to_time(d: &aws_sdk_kms::primitives::DateTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(d.secs()).ok()
 }
 
-/// Status of `keys`, or of every EXTERNAL key in the account and Region.
+/// Status of `keys`, or of every EXTERNAL key in the account and Region,
+/// `jobs` keys at a time, in the order given (or listed).
 pub async fn status(
-    b: &Bastion,
+    b: Arc<Bastion>,
     keys: &[String],
     max_age_days: i64,
+    jobs: usize,
 ) -> Result<Vec<KeyStatus>, BastionError> {
     let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, target) in b.aliases().await? {
         aliases.entry(target).or_default().push(name);
     }
+    let aliases = Arc::new(aliases);
     let mut ids = keys.to_vec();
     if ids.is_empty() {
         let mut pages = b.kms.list_keys().into_paginator().send();
@@ -168,82 +172,114 @@ pub async fn status(
         }
     }
     let now = OffsetDateTime::now_utc();
+    let named = !keys.is_empty();
+    let results = super::batch::map_bounded(
+        ids,
+        jobs,
+        |id| {
+            let (b, aliases) = (b.clone(), aliases.clone());
+            async move { key_status(&b, &id, &aliases, named, max_age_days, now).await }
+        },
+        |_, _| {},
+        |id| {
+            Err(BastionError::Local(format!(
+                "internal error while reading {id}"
+            )))
+        },
+    )
+    .await;
     let mut out = Vec::new();
-    for id in ids {
-        let m = b.describe(&id).await?;
-        let m = &m;
-        if m.origin() != Some(&OriginType::External) {
-            if !keys.is_empty() {
-                return Err(BastionError::Local(format!(
-                    "{id} is not an imported (EXTERNAL) key"
-                )));
-            }
-            continue;
+    for r in results {
+        if let Some(k) = r? {
+            out.push(k);
         }
-        let state = m
-            .key_state()
-            .map(KeyState::as_str)
-            .unwrap_or("Unknown")
-            .to_string();
-        let valid_to = m.valid_to().and_then(to_time);
-        // Prefer the current material's rotation date, where KMS reports rotations.
-        let (mut since, mut source, mut pending) = (None, "key-creation-date".to_string(), None);
-        let mut rotations_unavailable = None;
-        match b
-            .kms
-            .list_key_rotations()
-            .key_id(m.key_id())
-            .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
-            .send()
-            .await
-        {
-            Err(e) => rotations_unavailable = Some(kms("ListKeyRotations", e).to_string()),
-            Ok(r) => {
-                let rotations = r.rotations();
-                pending =
-                    Some(rotations.iter().any(|e| {
-                        e.key_material_state() == Some(&KeyMaterialState::PendingRotation)
-                    }));
-                if let Some(cur) = rotations
+    }
+    Ok(out)
+}
+
+/// One key's status; `None` for a key that is not EXTERNAL when listing all
+/// (an error when the key was `named`).
+async fn key_status(
+    b: &Bastion,
+    id: &str,
+    aliases: &BTreeMap<String, Vec<String>>,
+    named: bool,
+    max_age_days: i64,
+    now: OffsetDateTime,
+) -> Result<Option<KeyStatus>, BastionError> {
+    let m = b.describe(id).await?;
+    let m = &m;
+    if m.origin() != Some(&OriginType::External) {
+        if named {
+            return Err(BastionError::Local(format!(
+                "{id} is not an imported (EXTERNAL) key"
+            )));
+        }
+        return Ok(None);
+    }
+    let state = m
+        .key_state()
+        .map(KeyState::as_str)
+        .unwrap_or("Unknown")
+        .to_string();
+    let valid_to = m.valid_to().and_then(to_time);
+    // Prefer the current material's rotation date, where KMS reports rotations.
+    let (mut since, mut source, mut pending) = (None, "key-creation-date".to_string(), None);
+    let mut rotations_unavailable = None;
+    match b
+        .kms
+        .list_key_rotations()
+        .key_id(m.key_id())
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+    {
+        Err(e) => rotations_unavailable = Some(kms("ListKeyRotations", e).to_string()),
+        Ok(r) => {
+            let rotations = r.rotations();
+            pending = Some(
+                rotations
                     .iter()
-                    .find(|e| e.key_material_state() == Some(&KeyMaterialState::Current))
-                {
-                    if let Some(t) = cur.rotation_date().and_then(to_time) {
-                        since = Some(t);
-                        source = "rotation-date".into();
-                    }
+                    .any(|e| e.key_material_state() == Some(&KeyMaterialState::PendingRotation)),
+            );
+            if let Some(cur) = rotations
+                .iter()
+                .find(|e| e.key_material_state() == Some(&KeyMaterialState::Current))
+            {
+                if let Some(t) = cur.rotation_date().and_then(to_time) {
+                    since = Some(t);
+                    source = "rotation-date".into();
                 }
             }
         }
-        if since.is_none() {
-            since = m.creation_date().and_then(to_time);
-        }
-        let (verdict, days_until_due, mut detail) =
-            judge(&state, since, valid_to, now, max_age_days);
-        if rotations_unavailable.is_some() {
-            detail += " (age counted from key creation: ListKeyRotations is unavailable; --json says why)";
-        }
-        out.push(KeyStatus {
-            key_arn: m.arn().unwrap_or(m.key_id()).to_string(),
-            region: b.region.clone(),
-            aliases: aliases.get(m.key_id()).cloned().unwrap_or_default(),
-            key_state: state,
-            key_spec: m
-                .key_spec()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            current_key_material_id: m.current_key_material_id().map(String::from),
-            material_age_days: since.map(|s| (now - s).whole_days()),
-            age_source: source,
-            rotations_unavailable,
-            material_valid_to: valid_to.map(rfc3339),
-            pending_material: pending,
-            days_until_due,
-            verdict,
-            detail,
-        });
     }
-    Ok(out)
+    if since.is_none() {
+        since = m.creation_date().and_then(to_time);
+    }
+    let (verdict, days_until_due, mut detail) = judge(&state, since, valid_to, now, max_age_days);
+    if rotations_unavailable.is_some() {
+        detail +=
+            " (age counted from key creation: ListKeyRotations is unavailable; --json says why)";
+    }
+    Ok(Some(KeyStatus {
+        key_arn: m.arn().unwrap_or(m.key_id()).to_string(),
+        region: b.region.clone(),
+        aliases: aliases.get(m.key_id()).cloned().unwrap_or_default(),
+        key_state: state,
+        key_spec: m
+            .key_spec()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        current_key_material_id: m.current_key_material_id().map(String::from),
+        material_age_days: since.map(|s| (now - s).whole_days()),
+        age_source: source,
+        rotations_unavailable,
+        material_valid_to: valid_to.map(rfc3339),
+        pending_material: pending,
+        days_until_due,
+        verdict,
+        detail,
+    }))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use byok_ceremony::bastion::import::{self, Expiration, ImportOptions};
 use byok_ceremony::bastion::prepare::{self, CeremonyPrepare, CreateSpec, Pacer};
 use byok_ceremony::bastion::prove;
 use byok_ceremony::bastion::regions::Regions;
+use byok_ceremony::bastion::status;
 use byok_ceremony::bastion::{Bastion, BastionError};
 use byok_ceremony::ceremony::{self, Policy};
 use byok_ceremony::fingerprint::Fingerprint;
@@ -92,6 +93,9 @@ struct StatusArgs {
     /// Maximum age of key material in days before rotation is due.
     #[arg(long, default_value_t = 365)]
     max_age_days: i64,
+    /// Keys read at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    jobs: u16,
 }
 
 #[derive(Args)]
@@ -527,30 +531,30 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
         }
         Command::Status(a) => {
             let mut report = Vec::new();
+            let jobs = usize::from(a.jobs);
             if a.keys.is_empty() {
+                let mut clients = Vec::new();
                 if a.regions.is_empty() {
-                    let b = regions.default_region().await?;
-                    report.extend(
-                        byok_ceremony::bastion::status::status(&b, &[], a.max_age_days).await?,
-                    );
+                    clients.push(regions.default_region().await?);
                 }
                 for r in &a.regions {
-                    let b = regions.region(r).await?;
-                    report.extend(
-                        byok_ceremony::bastion::status::status(&b, &[], a.max_age_days).await?,
-                    );
+                    clients.push(regions.region(r).await?);
+                }
+                for b in clients {
+                    report.extend(status::status(b, &[], a.max_age_days, jobs).await?);
                 }
             } else {
+                // One pass per Region, keys in the order given within it.
+                let mut by_region: Vec<(Arc<Bastion>, Vec<String>)> = Vec::new();
                 for key in &a.keys {
                     let b = regions.for_key(key, None).await?;
-                    report.extend(
-                        byok_ceremony::bastion::status::status(
-                            &b,
-                            std::slice::from_ref(key),
-                            a.max_age_days,
-                        )
-                        .await?,
-                    );
+                    match by_region.iter_mut().find(|(c, _)| c.region == b.region) {
+                        Some((_, keys)) => keys.push(key.clone()),
+                        None => by_region.push((b, vec![key.clone()])),
+                    }
+                }
+                for (b, keys) in by_region {
+                    report.extend(status::status(b, &keys, a.max_age_days, jobs).await?);
                 }
             }
             if cli.json {
