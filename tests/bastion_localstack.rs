@@ -1318,6 +1318,21 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
         "receipts",
     ));
     assert_eq!(first["summary"]["counts"]["already_imported"], 4);
+    // A receipt that belongs to another ceremony (a reused directory name) is
+    // refused, not taken for "already imported".
+    let receipt = hsm.path("out.webhooks.eu-west-1.import-receipt.json");
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    r["transcript_sha256"] = "00".repeat(32).into();
+    std::fs::write(&receipt, r.to_string()).unwrap();
+    let o = import(&out, &params_dir, &["--no-expiry"]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("is the receipt of another import")
+            && !stderr(&o).contains("KMS endpoint"),
+        "{}",
+        stderr(&o)
+    );
 
     // Without a ceremony file: a key created with an alias and tags, then prepared from a list.
     let o = ok(

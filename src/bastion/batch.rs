@@ -261,7 +261,13 @@ pub fn plan_import(
         } else {
             target
         };
-        let receipt = existing_receipt(v.dir(), target)?;
+        let receipt = match import::receipt_of_this_bundle(v, target) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
         if let Some(r) = receipt {
             plans.push(PlannedImport {
                 target: target.clone(),

@@ -94,6 +94,31 @@ pub fn existing_receipt(dir: &Path, target: &str) -> Result<Option<Receipt>, Bas
     }
 }
 
+/// The receipt of an earlier import of exactly this verified bundle: the
+/// same transcript and the same encrypted key material. A receipt left by
+/// another ceremony under the same directory name is refused, never taken as
+/// "already imported".
+pub fn receipt_of_this_bundle(
+    v: &VerifiedCeremony,
+    target: &str,
+) -> Result<Option<Receipt>, BastionError> {
+    let Some(r) = existing_receipt(v.dir(), target)? else {
+        return Ok(None);
+    };
+    let blob = signed_file(v, &in_bundle(target, manifest::ENCRYPTED_KEY_MATERIAL))?;
+    if r.transcript_sha256 != v.transcript_digest()
+        || r.encrypted_key_material_sha256 != hex::encode(Sha256::digest(&blob))
+    {
+        return Err(BastionError::Local(format!(
+            "{} is the receipt of another import (ceremony {}, transcript {}), not of this directory's; move it away and run again",
+            receipt_path(v.dir(), target).display(),
+            r.ceremony_id,
+            r.transcript_sha256
+        )));
+    }
+    Ok(Some(r))
+}
+
 /// The path of `name` inside bundle `target` of a verified directory.
 pub fn in_bundle(target: &str, name: &str) -> String {
     if target.is_empty() {
@@ -183,7 +208,7 @@ pub async fn import(
     opts: &ImportOptions,
 ) -> Result<(Receipt, bool), BastionError> {
     let receipt_file = receipt_path(v.dir(), target);
-    if let Some(r) = existing_receipt(v.dir(), target)? {
+    if let Some(r) = receipt_of_this_bundle(v, target)? {
         return Ok((r, false));
     }
     let (manifest, blob, params) = check_bundle(v, target, &opts.params_file)?;
