@@ -415,6 +415,11 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     "name keys with --key or --key-list FILE, or create them with --create KEY_SPEC (or use --ceremony FILE)".into(),
                 ));
             }
+            if !a.tags.is_empty() && a.create.is_empty() {
+                return Err(BastionError::Local(
+                    "--tag applies to keys created here (--create, or --create-missing with --ceremony); tag existing keys with `aws kms tag-resource`".into(),
+                ));
+            }
             if a.alias.is_some() && a.create.len() != 1 {
                 return Err(BastionError::Local(
                     "--alias names one key: use it with exactly one --create".into(),
