@@ -355,6 +355,11 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
     match &cli.command {
         Command::Prepare(a) => {
             if let (Some(draft), Some(out)) = (&a.ceremony, &a.out) {
+                if !a.tags.is_empty() && !a.create_missing {
+                    return Err(BastionError::Local(
+                        "--tag applies to keys created with --create-missing".into(),
+                    ));
+                }
                 prepare::wrapping_key_bits(&a.wrapping_key_spec)?;
                 let done = prepare::prepare_ceremony(
                     &regions,
