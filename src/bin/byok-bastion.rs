@@ -702,12 +702,5 @@ fn is_ceremony_dir(dir: &Path) -> bool {
 /// acts on receipts, which record what was verified at import).
 fn ceremony_bundles(dir: &Path) -> Result<Vec<String>, BastionError> {
     let outputs = ceremony::attest::list_outputs(dir)?;
-    let mut v: Vec<String> = outputs
-        .iter()
-        .filter_map(|o| o.path.strip_suffix("/manifest.json"))
-        .filter(|t| t.split('/').count() == 2)
-        .map(String::from)
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(ceremony::attest::bundles_in(&outputs))
 }

@@ -143,23 +143,29 @@ impl VerifiedCeremony {
     /// The wrap bundles in the directory, in sorted order: `""` for a single
     /// wrap (`manifest.json` at the top), else `LABEL/TARGET` of a ceremony.
     pub fn bundles(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .outputs
-            .iter()
-            .filter_map(|o| {
-                if o.path == crate::bundle::manifest::MANIFEST {
-                    Some(String::new())
-                } else {
-                    o.path
-                        .strip_suffix(&format!("/{}", crate::bundle::manifest::MANIFEST))
-                        .filter(|t| t.split('/').count() == 2)
-                        .map(String::from)
-                }
-            })
-            .collect();
-        out.sort();
-        out
+        bundles_in(&self.outputs)
     }
+}
+
+/// The wrap bundles among `outputs`, sorted: `""` for a single wrap
+/// (`manifest.json` at the top), else `LABEL/TARGET` of a ceremony.
+pub fn bundles_in(outputs: &[OutputFile]) -> Vec<String> {
+    use crate::bundle::manifest::MANIFEST;
+    let mut out: Vec<String> = outputs
+        .iter()
+        .filter_map(|o| {
+            if o.path == MANIFEST {
+                Some(String::new())
+            } else {
+                o.path
+                    .strip_suffix(&format!("/{MANIFEST}"))
+                    .filter(|t| t.split('/').count() == 2)
+                    .map(String::from)
+            }
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> VerifyError + '_ {
