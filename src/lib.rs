@@ -7,6 +7,7 @@
 //! * [`bundle`]: what the air-gapped side writes for removable media;
 //! * [`ceremony`]: the hash-chained transcript, custodian attestations and their verification;
 //! * [`airgap`]: the `byok-airgap` commands;
+//! * [`names`] and [`media`]: path-safe names and bounded reads for what comes on removable media;
 //! * `bastion` (feature `bastion`): the online half, the only code that talks to AWS.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,8 @@ pub mod ceremony;
 pub mod fingerprint;
 pub mod hsm;
 pub mod kms;
+pub mod media;
+pub mod names;
 
 /// This tool's version, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
