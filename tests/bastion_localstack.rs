@@ -701,6 +701,8 @@ fn ceremony_directory_imports_per_target() {
             "--pin-env",
             "BYOK_TEST_PIN",
             "--non-interactive",
+            "--expect-parameters-digest",
+            &params_digest(&file),
         ])),
         "ceremony run",
     );
@@ -1132,6 +1134,8 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
                 "--pin-env",
                 "BYOK_TEST_PIN",
                 "--non-interactive",
+                "--expect-parameters-digest",
+                &params_digest(&hsm.path(file)),
             ])),
             "ceremony run",
         );

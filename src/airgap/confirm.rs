@@ -4,6 +4,7 @@
 //! [`super::wrap::run`] requires one.
 
 use super::Error;
+use crate::ceremony::file::CheckedCeremony;
 use crate::fingerprint::{normalize, Fingerprint};
 use crate::kms::ImportParameters;
 
@@ -69,4 +70,81 @@ fn confirm(
         fingerprint: actual,
         by,
     })
+}
+
+/// Proof that a ceremony's parameters digest (every wrapping key and import
+/// token, [`crate::ceremony::params_digest`]) was confirmed against a value
+/// from the bastion. `ceremony run` requires one; it hands out the
+/// per-target [`ConfirmedWrappingKey`]s.
+#[derive(Clone, Debug)]
+pub struct ConfirmedParameters {
+    digest: Fingerprint,
+    by: ConfirmedBy,
+}
+
+impl ConfirmedParameters {
+    /// The confirmed digest.
+    pub fn digest(&self) -> Fingerprint {
+        self.digest
+    }
+
+    /// How it was confirmed.
+    pub fn by(&self) -> ConfirmedBy {
+        self.by
+    }
+
+    /// The confirmation of one target's wrapping key: only for a ceremony
+    /// whose digest is the confirmed one, and only for one of its targets.
+    pub fn wrapping_key(
+        &self,
+        c: &CheckedCeremony,
+        params: &ImportParameters,
+    ) -> Result<ConfirmedWrappingKey, Error> {
+        let fingerprint = Fingerprint(params.wrapping_key_sha256());
+        let listed = c
+            .digest_lines
+            .iter()
+            .any(|l| l.wrapping_key_sha256 == fingerprint.hex());
+        if c.parameters_digest != self.digest || !listed {
+            return Err(Error::ParametersNotConfirmed);
+        }
+        Ok(ConfirmedWrappingKey {
+            fingerprint,
+            by: self.by,
+        })
+    }
+}
+
+/// Confirm a ceremony's parameters digest against `--expect-parameters-digest`.
+pub fn parameters_with_expected(
+    c: &CheckedCeremony,
+    expected: &str,
+) -> Result<ConfirmedParameters, Error> {
+    confirm_parameters(c, expected, ConfirmedBy::ExpectedValue)
+}
+
+/// Confirm a ceremony's parameters digest against what a custodian typed.
+pub fn parameters_with_typed(
+    c: &CheckedCeremony,
+    typed: &str,
+) -> Result<ConfirmedParameters, Error> {
+    confirm_parameters(c, typed, ConfirmedBy::TypedBack)
+}
+
+fn confirm_parameters(
+    c: &CheckedCeremony,
+    given: &str,
+    by: ConfirmedBy,
+) -> Result<ConfirmedParameters, Error> {
+    let Some(expected) = normalize(given) else {
+        return Err(Error::FingerprintFormat(given.trim().to_string()));
+    };
+    let actual = c.parameters_digest;
+    if expected != actual.hex() {
+        return Err(Error::ParametersDigestMismatch {
+            expected,
+            actual: actual.hex(),
+        });
+    }
+    Ok(ConfirmedParameters { digest: actual, by })
 }

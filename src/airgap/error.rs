@@ -74,6 +74,60 @@ pub enum Error {
     /// Nobody confirmed the fingerprint.
     #[error("the wrapping key fingerprint must be confirmed before wrapping: run interactively and type it back, or pass --expect-wrapping-key-sha256 HEX with the value the bastion printed")]
     FingerprintNotConfirmed,
+    /// The parameters digest typed or given is not the one of the files on the media.
+    #[error("parameters digest mismatch: the import parameters on this media hash to {actual}, but {expected} was confirmed. Do not continue: a wrapping key or import token on the media is not the one the bastion fetched. Compare again with the digest `byok-bastion prepare --ceremony` printed; nothing was generated or wrapped")]
+    ParametersDigestMismatch {
+        /// What was confirmed.
+        expected: String,
+        /// Computed from the media.
+        actual: String,
+    },
+    /// The parameters digest was not confirmed.
+    #[error("the wrapping keys must be confirmed from outside the media before a ceremony runs: type the parameters digest that `byok-bastion prepare --ceremony` printed when asked, or pass --expect-parameters-digest HEX (--non-interactive alone is not enough); nothing was generated or wrapped")]
+    ParametersNotConfirmed,
+    /// The local module could not be determined.
+    #[error(transparent)]
+    ModuleConfig(#[from] super::module::ModuleConfigError),
+    /// The ceremony file expects another module.
+    #[error(transparent)]
+    ModuleMismatch(#[from] super::module::ModuleMismatch),
+    /// The token is not the one the ceremony file expects.
+    #[error("the token reports {field} {actual:?} but the ceremony file expects {expected:?}; nothing was logged in to. Check that the right HSM is connected, or correct the ceremony file's hsm.token")]
+    TokenMismatch {
+        /// Which fact.
+        field: &'static str,
+        /// What the token reports.
+        actual: String,
+        /// What the file expects.
+        expected: String,
+    },
+    /// The ceremony file was refused.
+    #[error("{0}; nothing was done: no HSM session was opened")]
+    Plan(#[from] crate::ceremony::file::PlanError),
+    /// Something found in the output directory was not written by this tool.
+    #[error("{path} was not written by this ceremony ({why}); it was left untouched. Inspect it, remove it by hand if it is not needed, and run again")]
+    Foreign {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A key on the token is not the one the transcript recorded.
+    #[error("key {label:?}: {reason}. The key on the token is not the one this ceremony generated; stop and investigate (was the token changed between the runs?)")]
+    KeySwapped {
+        /// Key label.
+        label: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The transcript in the output directory cannot be continued.
+    #[error("the transcript in {path} cannot be continued: {why}")]
+    Resume {
+        /// The output directory.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The label is unusable.
     #[error("label {0:?} is not usable: use 1 to 64 characters of letters, digits, '-', '_', '.', ':' or '/'")]
     Label(String),

@@ -6,6 +6,7 @@ pub mod custodian;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod module;
 pub mod probe;
 pub mod wrap;
 

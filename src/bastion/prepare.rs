@@ -367,7 +367,7 @@ pub async fn prepare_ceremony(
     }
     let mut pacer = Pacer::default();
     let mut done = Vec::new();
-    let ceremony_id = file.ceremony_id.clone();
+    let ceremony_id = file.ceremony_id.to_string();
     for key in &mut file.keys {
         for t in &mut key.targets {
             let here = format!("{}/{}", key.label, t.name);
@@ -464,8 +464,8 @@ pub async fn prepare_ceremony(
             t.wrapping_key_spec = Some(spec);
             t.wrapping_key_sha256 = prepared.wrapping_key_sha256.clone();
             let pt = PreparedTarget {
-                label: key.label.clone(),
-                target: t.name.clone(),
+                label: key.label.to_string(),
+                target: t.name.to_string(),
                 region,
                 created,
                 kept,

@@ -6,6 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use byok_ceremony::airgap::module::{self, LocalModule};
 use byok_ceremony::airgap::{self, confirm, custodian, inspect, probe, wrap, Error};
 use byok_ceremony::ceremony::Policy;
 use byok_ceremony::fingerprint::Fingerprint;
@@ -88,6 +89,8 @@ struct PlanArgs {
     /// Also write the Markdown runbook here (refuses to overwrite).
     #[arg(long)]
     runbook: Option<PathBuf>,
+    #[command(flatten)]
+    module: ModuleArgs,
     /// Parameters must stay valid at least this many minutes.
     #[arg(long, default_value_t = 60)]
     min_remaining_minutes: i64,
@@ -106,15 +109,19 @@ struct RunArgs {
     /// Read the user PIN from the first line of this file.
     #[arg(long, value_name = "PATH")]
     pin_file: Option<PathBuf>,
-    /// Skip the typed confirmation (recorded in the transcript).
+    #[command(flatten)]
+    module: ModuleArgs,
+    /// Confirm the wrapping keys non-interactively with the parameters digest the bastion
+    /// printed (`byok-bastion prepare --ceremony` or `byok-bastion params-digest`).
+    #[arg(long, value_name = "HEX")]
+    expect_parameters_digest: Option<String>,
+    /// Skip typing the ceremony ID (recorded in the transcript). The parameters digest must
+    /// then be given with --expect-parameters-digest.
     #[arg(long)]
     non_interactive: bool,
     /// Parameters must stay valid at least this many minutes.
     #[arg(long, default_value_t = 60)]
     min_remaining_minutes: i64,
-    /// Testing only: fail after this many wraps.
-    #[arg(long, hide = true)]
-    fail_after_wraps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -157,16 +164,8 @@ struct KeysArgs {
 
 #[derive(Args, Clone)]
 struct HsmArgs {
-    /// PKCS#11 module (shared library) of the HSM.
-    #[arg(
-        long,
-        env = "BYOK_PKCS11_MODULE",
-        default_value = "/usr/lib/softhsm/libsofthsm2.so"
-    )]
-    module: PathBuf,
-    /// String passed to C_Initialize as pReserved (NSS softoken needs its configuration here).
-    #[arg(long)]
-    module_init_string: Option<String>,
+    #[command(flatten)]
+    module: ModuleArgs,
     /// Label of the token to use.
     #[arg(long, conflicts_with = "slot")]
     token_label: Option<String>,
@@ -181,12 +180,30 @@ struct HsmArgs {
     pin_file: Option<PathBuf>,
 }
 
+/// Where the PKCS#11 module comes from: this workstation, never the media.
+#[derive(Args, Clone)]
+struct ModuleArgs {
+    /// PKCS#11 module (shared library) of the HSM. Default: $BYOK_PKCS11_MODULE, then
+    /// /etc/byok-ceremony/hsm.json (root-owned), then /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+    /// String passed to C_Initialize as pReserved (NSS softoken needs its configuration here).
+    #[arg(long, value_name = "STRING")]
+    module_init_string: Option<String>,
+}
+
+impl ModuleArgs {
+    fn resolve(&self) -> Result<LocalModule, Error> {
+        Ok(module::resolve(
+            self.module.as_deref(),
+            self.module_init_string.as_deref(),
+        )?)
+    }
+}
+
 impl HsmArgs {
-    fn module(&self) -> ModuleSpec {
-        ModuleSpec {
-            path: self.module.clone(),
-            init_string: self.module_init_string.clone(),
-        }
+    fn module(&self) -> Result<ModuleSpec, Error> {
+        Ok(self.module.resolve()?.spec)
     }
     fn token(&self) -> TokenSelector {
         match (&self.token_label, self.slot) {
@@ -311,7 +328,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     let (params, bytes) = airgap::read_params(&a.params)?;
     let algorithm = wrap::resolve_algorithm(a.wrapping_algorithm, &params)?;
     let req = wrap::WrapRequest {
-        module: a.hsm.module(),
+        module: a.hsm.module()?,
         token: a.hsm.token(),
         pin: a.hsm.pin(),
         key_spec: a.key_spec,
@@ -349,7 +366,10 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     }
     let confirmed = match &a.expect_wrapping_key_sha256 {
         Some(expected) => confirm::with_expected(&params, expected)?,
-        None if std::io::stdin().is_terminal() => confirm_interactively(&params)?,
+        None if std::io::stdin().is_terminal() => type_back(
+            "Type the fingerprint shown on the bastion to confirm: ",
+            |typed| confirm::with_typed(&params, typed),
+        )?,
         None => return Err(Error::FingerprintNotConfirmed),
     };
     eprintln!("Fingerprint confirmed.");
@@ -388,20 +408,18 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ask the custodian to type the fingerprint back. A typing slip (not 64 hex
-/// digits) may be retried; a different fingerprint stops everything.
-fn confirm_interactively(
-    params: &byok_ceremony::kms::ImportParameters,
-) -> Result<confirm::ConfirmedWrappingKey, Error> {
+/// Ask a custodian to type a value back (a fingerprint or digest). A typing
+/// slip (not 64 hex digits) may be retried; a different value stops everything.
+fn type_back<T>(prompt: &str, check: impl Fn(&str) -> Result<T, Error>) -> Result<T, Error> {
     for attempt in 1..=3 {
-        eprint!("Type the fingerprint shown on the bastion to confirm: ");
+        eprint!("{prompt}");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         std::io::stdin()
             .lock()
             .read_line(&mut line)
             .map_err(|_| Error::FingerprintNotConfirmed)?;
-        match confirm::with_typed(params, &line) {
+        match check(&line) {
             Err(Error::FingerprintFormat(_)) if attempt < 3 => {
                 eprintln!("That is not 64 hex digits (spaces are fine). Try again.");
             }
@@ -423,7 +441,7 @@ fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
         a.algorithms.clone()
     };
     let report = probe::probe(
-        &a.hsm.module(),
+        &a.hsm.module()?,
         &a.hsm.token(),
         &a.hsm.pin(),
         &specs,
@@ -473,7 +491,7 @@ fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
 
 fn cmd_custodian_init(a: CustodianInitArgs) -> Result<ExitCode, Error> {
     let c = custodian::init(
-        &a.hsm.module(),
+        &a.hsm.module()?,
         &a.hsm.token(),
         &a.hsm.pin(),
         &a.name,
@@ -503,42 +521,38 @@ fn cmd_custodian_init(a: CustodianInitArgs) -> Result<ExitCode, Error> {
 fn check_ceremony(
     file: &std::path::Path,
     minutes: i64,
-) -> Result<byok_ceremony::ceremony::file::CheckedCeremony, ExitCode> {
-    byok_ceremony::ceremony::file::check(
+) -> Result<byok_ceremony::ceremony::file::CheckedCeremony, Error> {
+    Ok(byok_ceremony::ceremony::file::check(
         file,
         time::OffsetDateTime::now_utc(),
         time::Duration::minutes(minutes),
-    )
-    .map_err(|e| {
-        eprintln!("error: {e}");
-        eprintln!("nothing was done: no HSM session was opened");
-        ExitCode::FAILURE
-    })
+    )?)
+}
+
+/// The ceremony and the module this workstation will use, checked against
+/// each other before anything is loaded.
+fn ceremony_and_module(
+    file: &std::path::Path,
+    minutes: i64,
+    module: &ModuleArgs,
+) -> Result<(byok_ceremony::ceremony::file::CheckedCeremony, LocalModule), Error> {
+    let c = check_ceremony(file, minutes)?;
+    let local = module.resolve()?;
+    local.check_expected(&c.file.expected_module())?;
+    Ok((c, local))
 }
 
 fn cmd_plan(a: PlanArgs) -> Result<ExitCode, Error> {
-    let c = match check_ceremony(&a.file, a.min_remaining_minutes) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let book = byok_ceremony::ceremony::file::runbook(&c);
+    let (c, local) = ceremony_and_module(&a.file, a.min_remaining_minutes, &a.module)?;
+    eprintln!(
+        "HSM module: {} (from {}), token {:?}",
+        local.spec.path.display(),
+        local.origin,
+        c.file.hsm.token_label
+    );
+    let book = byok_ceremony::ceremony::file::runbook(&c, &local);
     if let Some(path) = &a.runbook {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|source| {
-                Error::Output(byok_ceremony::bundle::OutputError::Io {
-                    path: path.clone(),
-                    source,
-                })
-            })?;
-        f.write_all(book.as_bytes()).map_err(|source| {
-            Error::Output(byok_ceremony::bundle::OutputError::Io {
-                path: path.clone(),
-                source,
-            })
-        })?;
+        byok_ceremony::bundle::output::write_new_file(path, book.as_bytes())?;
         eprintln!("runbook written to {}", path.display());
     }
     println!("{book}");
@@ -546,25 +560,45 @@ fn cmd_plan(a: PlanArgs) -> Result<ExitCode, Error> {
 }
 
 fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
-    let c = match check_ceremony(&a.file, a.min_remaining_minutes) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let (c, local) = ceremony_and_module(&a.file, a.min_remaining_minutes, &a.module)?;
     let pin = match (&a.pin_env, &a.pin_file) {
         (Some(v), _) => PinSource::Env(v.clone()),
         (None, Some(f)) => PinSource::File(f.clone()),
         (None, None) => PinSource::Prompt,
     };
-    if !a.non_interactive && !std::io::stdin().is_terminal() {
-        eprintln!("error: no terminal to confirm on; pass --non-interactive (it is recorded in the transcript)");
+    let terminal = std::io::stdin().is_terminal();
+    if !a.non_interactive && !terminal {
+        eprintln!("error: no terminal to confirm on; pass --non-interactive with --expect-parameters-digest HEX (both are recorded in the transcript)");
         return Ok(ExitCode::FAILURE);
     }
+    eprintln!(
+        "HSM module: {} (from {}), token {:?}",
+        local.spec.path.display(),
+        local.origin,
+        c.file.hsm.token_label
+    );
+    eprintln!(
+        "Parameters digest of the files on this media (every wrapping key and import token):"
+    );
+    for line in c.parameters_digest.grouped().lines() {
+        eprintln!("    {line}");
+    }
+    let parameters = match &a.expect_parameters_digest {
+        Some(expected) => confirm::parameters_with_expected(&c, expected)?,
+        None if terminal => type_back(
+            "Type the parameters digest shown on the bastion (not this screen) to confirm: ",
+            |typed| confirm::parameters_with_typed(&c, typed),
+        )?,
+        None => return Err(Error::ParametersNotConfirmed),
+    };
+    eprintln!("Parameters digest confirmed.");
     let opts = byok_ceremony::ceremony::run::RunOptions {
         pin,
+        module: local,
         non_interactive: a.non_interactive,
-        fail_after_wraps: a.fail_after_wraps,
+        parameters,
     };
-    let id = c.file.ceremony_id.clone();
+    let id = c.file.ceremony_id.to_string();
     let summary = byok_ceremony::ceremony::run::run(
         &c,
         &a.out,
@@ -636,7 +670,7 @@ fn cmd_sign(a: SignArgs) -> Result<ExitCode, Error> {
         }
     }
     let path = custodian::sign(
-        &a.hsm.module(),
+        &a.hsm.module()?,
         &a.hsm.token(),
         &a.hsm.pin(),
         &a.dir,
@@ -696,7 +730,7 @@ fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
 }
 
 fn cmd_keys(a: KeysArgs) -> Result<ExitCode, Error> {
-    let (token, keys) = airgap::keys::list(&a.hsm.module(), &a.hsm.token(), &a.hsm.pin())?;
+    let (token, keys) = airgap::keys::list(&a.hsm.module()?, &a.hsm.token(), &a.hsm.pin())?;
     if a.json {
         println!(
             "{}",

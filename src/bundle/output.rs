@@ -16,6 +16,9 @@ pub enum OutputError {
     /// The parent directory does not exist.
     #[error("the parent of output directory {0} does not exist; create it (or mount the removable media) first")]
     NoParent(PathBuf),
+    /// Something that must be a plain directory is a symlink or a file.
+    #[error("{0} is a symlink or not a directory; refusing to write through it. Remove it (it was not written by byok-airgap) and run again")]
+    NotADirectory(PathBuf),
     /// An I/O error.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -106,8 +109,7 @@ impl AtomicDir {
         check_target(&self.target)?;
         fs::rename(&self.staging, &self.target).map_err(io(&self.target))?;
         self.committed = true;
-        let parent = parent_of(&self.target);
-        let _ = File::open(&parent).and_then(|d| d.sync_all());
+        fsync_dir(&parent_of(&self.target))?;
         Ok(self.target.clone())
     }
 }
@@ -117,6 +119,61 @@ impl Drop for AtomicDir {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.staging);
         }
+    }
+}
+
+/// Write a new file `path` all at once: the bytes go to a temporary file in
+/// the same directory (created exclusively, so never through a symlink), are
+/// fsynced, and are linked into place, which fails if `path` exists: nothing
+/// is ever overwritten. The directory is fsynced afterwards.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // A leftover from an earlier process with our PID is ours to replace.
+    if fs::symlink_metadata(&temp).is_ok_and(|m| m.file_type().is_file()) {
+        fs::remove_file(&temp).map_err(io(&temp))?;
+    }
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io(&temp))?;
+        f.write_all(bytes).map_err(io(&temp))?;
+        f.sync_all().map_err(io(&temp))?;
+        fs::hard_link(&temp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                OutputError::Exists(path.to_path_buf())
+            } else {
+                io(path)(e)
+            }
+        })
+    })();
+    let _ = fs::remove_file(&temp);
+    result?;
+    fsync_dir(&dir)
+}
+
+/// fsync a directory, so that entries created or renamed in it survive a crash.
+pub fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Create directory `dir` (its parent must exist) and fsync the parent; an
+/// existing `dir` is accepted only if it is a real directory, never a symlink.
+pub fn ensure_real_dir(dir: &Path) -> Result<(), OutputError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(_) => Err(OutputError::NotADirectory(dir.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir(dir).map_err(io(dir))?;
+            fsync_dir(&parent_of(dir))
+        }
+        Err(e) => Err(io(dir)(e)),
     }
 }
 
@@ -137,6 +194,35 @@ mod tests {
             AtomicDir::create(&target),
             Err(OutputError::Exists(_))
         ));
+    }
+
+    #[test]
+    fn new_files_never_overwrite_or_follow_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("SUMMARY.md");
+        write_new_file(&p, b"one").unwrap();
+        assert!(matches!(
+            write_new_file(&p, b"two"),
+            Err(OutputError::Exists(_))
+        ));
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        // A symlink planted at the name is not written through.
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"victim").unwrap();
+        let link = tmp.path().join("link.md");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(write_new_file(&link, b"x").is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"victim");
+        // Only the three files: no temporary file left behind.
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 3);
+        // ensure_real_dir refuses a symlinked directory.
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("dirlink")).unwrap();
+        assert!(matches!(
+            ensure_real_dir(&tmp.path().join("dirlink")),
+            Err(OutputError::NotADirectory(_))
+        ));
+        ensure_real_dir(&tmp.path().join("new")).unwrap();
+        ensure_real_dir(&tmp.path().join("new")).unwrap();
     }
 
     #[test]

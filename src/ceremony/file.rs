@@ -6,7 +6,8 @@
 //!   "format": "byok-ceremony/ceremony/v1",
 //!   "ceremony_id": "2026-11-prod-rotation",
 //!   "purpose": "Quarterly rotation of prod data keys",
-//!   "hsm": { "module": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "ceremony" },
+//!   "hsm": { "token_label": "ceremony", "module": "/usr/lib/softhsm/libsofthsm2.so",
+//!            "token": { "manufacturer": "SoftHSM project", "serial": "…" } },
 //!   "policy": "policy.json",
 //!   "keys": [
 //!     { "label": "prod-s3-2026-11", "key_spec": "SYMMETRIC_DEFAULT", "source": "generate",
@@ -15,7 +16,10 @@
 //!           "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": "…" } ] } ]
 //! }
 //! ```
-//! Paths are relative to the ceremony file. PINs are never in it.
+//! Paths are relative to the ceremony file and stay inside its directory.
+//! PINs are never in it, and neither is the module to load: `hsm.module`
+//! and `hsm.token` are expectations, compared with the workstation's own
+//! choice ([`crate::airgap::module`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,10 +27,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use super::params_digest::{self, DigestLine};
 use super::policy::{Policy, PolicyError};
-use crate::fingerprint::normalize;
+use crate::airgap::module::LocalModule;
+use crate::fingerprint::{normalize, Fingerprint};
 use crate::kms::key_spec::CombinationError;
 use crate::kms::{check_combination, ImportParameters, KeySpec, ParamsError, WrappingAlgorithm};
+use crate::media::{read_bounded, MediaReadError};
+use crate::names::{CeremonyId, KeyLabel, TargetName};
 
 /// The format tag.
 pub const FORMAT: &str = "byok-ceremony/ceremony/v1";
@@ -41,25 +49,47 @@ pub enum Source {
     Existing,
 }
 
-/// The HSM section.
+/// The HSM section: which token to use on the workstation's own module, and
+/// what the ceremony expects of that module and token. The module itself is
+/// never taken from the file (see [`crate::airgap::module`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HsmSection {
-    /// PKCS#11 module path.
-    pub module: PathBuf,
-    /// Optional `C_Initialize` init string.
-    #[serde(default)]
+    /// The PKCS#11 module path this ceremony was planned for; `plan` and `run`
+    /// refuse when the workstation's module is another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<PathBuf>,
+    /// The `C_Initialize` init string it was planned with (compared, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_init_string: Option<String>,
     /// Token label.
     pub token_label: String,
+    /// What the token must report (compared after the module is loaded, before login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<ExpectedToken>,
+}
+
+/// Facts the token must report; each one given must match exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedToken {
+    /// `CK_TOKEN_INFO.manufacturerID` (trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
+    /// `CK_TOKEN_INFO.model` (trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `CK_TOKEN_INFO.serialNumber` (trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
 }
 
 /// One wrap target: a KMS key (in some Region) to import the key into.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// Name, unique within the key (e.g. the Region).
-    pub name: String,
+    /// Name, unique within the key (e.g. the Region); a path component.
+    pub name: TargetName,
     /// Import-parameters file.
     pub params: PathBuf,
     /// The algorithm requested from GetParametersForImport.
@@ -85,8 +115,8 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPlan {
-    /// CKA_LABEL.
-    pub label: String,
+    /// CKA_LABEL, and the key's directory under `--out`.
+    pub label: KeyLabel,
     /// KMS key spec.
     pub key_spec: KeySpec,
     /// Generate or existing.
@@ -102,7 +132,7 @@ pub struct CeremonyFile {
     /// Always [`FORMAT`].
     pub format: String,
     /// ID, recorded in the transcript and attestations.
-    pub ceremony_id: String,
+    pub ceremony_id: CeremonyId,
     /// Why this ceremony happens.
     pub purpose: String,
     /// The HSM.
@@ -137,14 +167,26 @@ pub struct CheckedCeremony {
     pub policy_sha256: String,
     /// Targets per key, in file order.
     pub targets: Vec<Vec<CheckedTarget>>,
+    /// One line per target for the parameters digest.
+    pub digest_lines: Vec<DigestLine>,
+    /// The parameters digest of the files read (what custodians confirm).
+    pub parameters_digest: Fingerprint,
 }
 
 /// Why a ceremony file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// Cannot read a file.
-    #[error("cannot read {0}: {1}")]
-    Read(PathBuf, std::io::Error),
+    /// Cannot read a file, or it is larger than any genuine one.
+    #[error(transparent)]
+    Read(#[from] MediaReadError),
+    /// A path in the file leaves the ceremony file's directory.
+    #[error("{what} path {path:?} must be relative to the ceremony file and stay inside its directory (no absolute paths, no '..'); copy the file next to the ceremony file")]
+    PathOutside {
+        /// Which path.
+        what: String,
+        /// As written.
+        path: PathBuf,
+    },
     /// Not ceremony JSON.
     #[error("the ceremony file is not valid ({0}); unknown and duplicate fields are refused")]
     Json(#[from] serde_json::Error),
@@ -158,9 +200,9 @@ pub enum PlanError {
     #[error("key {label:?} target {target:?}: {source}")]
     Params {
         /// Key label.
-        label: String,
+        label: KeyLabel,
         /// Target name.
-        target: String,
+        target: TargetName,
         /// Why.
         source: ParamsError,
     },
@@ -168,19 +210,12 @@ pub enum PlanError {
     #[error("key {label:?} target {target:?}: {source}")]
     Combination {
         /// Key label.
-        label: String,
+        label: KeyLabel,
         /// Target name.
-        target: String,
+        target: TargetName,
         /// Why.
         source: CombinationError,
     },
-}
-
-fn simple(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -200,21 +235,15 @@ pub fn parse_structure(bytes: &[u8]) -> Result<CeremonyFile, PlanError> {
             file.format
         )));
     }
-    if !simple(&file.ceremony_id, 100) {
-        return Err(invalid(format!(
-            "ceremony_id {:?} must be 1-100 letters, digits, '-', '_' or '.'",
-            file.ceremony_id
-        )));
-    }
     if file.keys.is_empty() {
         return Err(invalid("the ceremony has no keys".into()));
     }
     let mut labels = BTreeSet::new();
     for key in &file.keys {
-        if !simple(&key.label, 64) || !labels.insert(key.label.clone()) {
+        if !labels.insert(key.label.clone()) {
             return Err(invalid(format!(
-                "key label {:?} is not simple (letters, digits, '-', '_', '.') or is used twice",
-                key.label
+                "key label {:?} is used twice",
+                key.label.as_str()
             )));
         }
         if key.targets.is_empty() {
@@ -222,10 +251,11 @@ pub fn parse_structure(bytes: &[u8]) -> Result<CeremonyFile, PlanError> {
         }
         let mut names = BTreeSet::new();
         for t in &key.targets {
-            if !simple(&t.name, 64) || !names.insert(t.name.clone()) {
+            if !names.insert(t.name.clone()) {
                 return Err(invalid(format!(
-                    "key {:?}: target name {:?} is not simple or is used twice",
-                    key.label, t.name
+                    "key {:?}: target name {:?} is used twice",
+                    key.label.as_str(),
+                    t.name.as_str()
                 )));
             }
             if let Some(spec) = &t.wrapping_key_spec {
@@ -241,6 +271,23 @@ pub fn parse_structure(bytes: &[u8]) -> Result<CeremonyFile, PlanError> {
     Ok(file)
 }
 
+/// `base/rel`, where `rel` (from the ceremony file) must be relative and may
+/// not climb out of `base`.
+pub fn inside(base: &Path, rel: &Path, what: &str) -> Result<PathBuf, PlanError> {
+    use std::path::Component;
+    let ok = !rel.as_os_str().is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !ok {
+        return Err(PlanError::PathOutside {
+            what: what.to_string(),
+            path: rel.to_path_buf(),
+        });
+    }
+    Ok(base.join(rel))
+}
+
 /// Read and check a ceremony file against `now`; every target's parameters
 /// must stay valid for `min_remaining` more.
 pub fn check(
@@ -248,16 +295,16 @@ pub fn check(
     now: OffsetDateTime,
     min_remaining: Duration,
 ) -> Result<CheckedCeremony, PlanError> {
-    let bytes = std::fs::read(path).map_err(|e| PlanError::Read(path.to_path_buf(), e))?;
+    let bytes = read_bounded(path, "ceremony file", crate::media::MAX_CEREMONY_FILE)?;
     let file = parse_structure(&bytes)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let invalid = |m: String| PlanError::Invalid(m);
-    let policy_path = base.join(&file.policy);
-    let policy_bytes =
-        std::fs::read(&policy_path).map_err(|e| PlanError::Read(policy_path.clone(), e))?;
+    let policy_path = inside(&base, &file.policy, "policy")?;
+    let policy_bytes = read_bounded(&policy_path, "custodian policy", crate::media::MAX_POLICY)?;
     let policy = Policy::parse(&policy_bytes)?;
     let mut tokens: std::collections::BTreeMap<[u8; 32], String> = Default::default();
     let mut all_targets = Vec::new();
+    let mut digest_lines = Vec::new();
     for key in &file.keys {
         let mut checked = Vec::new();
         for t in &key.targets {
@@ -267,8 +314,16 @@ pub fn check(
                     key.label, t.name
                 )));
             }
-            let p = base.join(&t.params);
-            let pbytes = std::fs::read(&p).map_err(|e| PlanError::Read(p.clone(), e))?;
+            let p = inside(
+                &base,
+                &t.params,
+                &format!("{}/{} params", key.label, t.name),
+            )?;
+            let pbytes = read_bounded(
+                &p,
+                "import-parameters file",
+                crate::kms::import_params::MAX_FILE_LEN as u64,
+            )?;
             let err = |source| PlanError::Params {
                 label: key.label.clone(),
                 target: t.name.clone(),
@@ -351,6 +406,7 @@ pub fn check(
                     "targets {first} and {here} use the same import token: each wrap needs its own GetParametersForImport"
                 )));
             }
+            digest_lines.push(DigestLine::new(&key.label, &t.name, &params));
             checked.push(CheckedTarget {
                 target: t.clone(),
                 params,
@@ -365,24 +421,68 @@ pub fn check(
         file,
         policy,
         targets: all_targets,
+        parameters_digest: params_digest::digest(&digest_lines),
+        digest_lines,
     })
 }
 
-/// The printable custodian runbook for a checked ceremony (Markdown).
-pub fn runbook(c: &CheckedCeremony) -> String {
-    use crate::fingerprint::Fingerprint;
+/// The parameters digest of a ceremony file and the parameters files it
+/// names, as the bastion computes it from its own copy (no policy or
+/// fingerprint needed, so a draft filled in by hand works too).
+pub fn parameters_digest_of(
+    path: &Path,
+    now: OffsetDateTime,
+) -> Result<(Vec<DigestLine>, Fingerprint), PlanError> {
+    let bytes = read_bounded(path, "ceremony file", crate::media::MAX_CEREMONY_FILE)?;
+    let file = parse_structure(&bytes)?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut lines = Vec::new();
+    for key in &file.keys {
+        for t in &key.targets {
+            let p = inside(
+                &base,
+                &t.params,
+                &format!("{}/{} params", key.label, t.name),
+            )?;
+            let pbytes = read_bounded(
+                &p,
+                "import-parameters file",
+                crate::kms::import_params::MAX_FILE_LEN as u64,
+            )?;
+            let params =
+                ImportParameters::parse(&pbytes, now).map_err(|source| PlanError::Params {
+                    label: key.label.clone(),
+                    target: t.name.clone(),
+                    source,
+                })?;
+            lines.push(DigestLine::new(&key.label, &t.name, &params));
+        }
+    }
+    let digest = params_digest::digest(&lines);
+    Ok((lines, digest))
+}
+
+/// The printable custodian runbook for a checked ceremony (Markdown), for
+/// the HSM module this workstation will load.
+pub fn runbook(c: &CheckedCeremony, module: &LocalModule) -> String {
     let f = &c.file;
     let mut s = format!(
-        "# Ceremony {}\n\n{}\n\n* Ceremony file SHA-256: `{}`\n* HSM: token `{}`, module `{}`\n* Custodian policy: {} of {} (`{}`)\n\n## Before starting\n\n- [ ] The workstation clock shows the correct UTC time. ______ ______\n- [ ] `byok-airgap mechanisms --token-label {}` passes for every key spec and algorithm below. ______ ______\n\n## Keys\n\n",
+        "# Ceremony {}\n\n{}\n\n* Ceremony file SHA-256: `{}`\n* HSM: token `{}` on module `{}` (from {}){}\n* Custodian policy: {} of {} (`{}`)\n\n## Before starting\n\n- [ ] The workstation clock shows the correct UTC time. ______ ______\n- [ ] `byok-airgap mechanisms --token-label {}` passes for every key spec and algorithm below. ______ ______\n\n",
         f.ceremony_id,
         f.purpose,
         c.file_sha256,
         f.hsm.token_label,
-        f.hsm.module.display(),
+        module.spec.path.display(),
+        module.origin,
+        expected_token_text(f.hsm.token.as_ref()),
         c.policy.threshold,
         c.policy.custodians.len(),
         c.policy.custodians.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", "),
         f.hsm.token_label,
+    );
+    s += &format!(
+        "## Confirm the parameters from the bastion\n\nThe bastion printed a **parameters digest** after `byok-bastion prepare --ceremony` (or `byok-bastion params-digest --ceremony FILE`). Read it from the bastion's screen or printout, never from this media; `ceremony run` asks for it. The files on this media give:\n\n```\n{}\n```\n\n- [ ] Parameters digest compared with the bastion's. ______ ______\n\n## Keys\n\n",
+        c.parameters_digest.grouped()
     );
     for (step, (key, targets)) in (1..).zip(f.keys.iter().zip(&c.targets)) {
         s += &format!(
@@ -398,7 +498,7 @@ pub fn runbook(c: &CheckedCeremony) -> String {
         for t in targets {
             let fp = Fingerprint(t.params.wrapping_key_sha256());
             s += &format!(
-                "- Target **{}**: KMS key `{}`, {} under RSA-{}, parameters valid until {}\n  Wrapping key SHA-256, read aloud and compare with the bastion:\n\n  ```\n  {}\n  ```\n  - [ ] Fingerprint compared. ______ ______\n",
+                "- Target **{}**: KMS key `{}`, {} under RSA-{}, parameters valid until {}\n  Wrapping key SHA-256 (covered by the parameters digest):\n\n  ```\n  {}\n  ```\n",
                 t.target.name,
                 t.params.key_id,
                 t.target.wrapping_algorithm,
@@ -414,4 +514,33 @@ pub fn runbook(c: &CheckedCeremony) -> String {
         s += &format!("| {} | | |\n", cu.name);
     }
     s
+}
+
+fn expected_token_text(t: Option<&ExpectedToken>) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    let parts: Vec<String> = [
+        ("manufacturer", &t.manufacturer),
+        ("model", &t.model),
+        ("serial", &t.serial),
+    ]
+    .iter()
+    .filter_map(|(n, v)| v.as_ref().map(|v| format!("{n} `{v}`")))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; the token must report {}", parts.join(", "))
+    }
+}
+
+impl CeremonyFile {
+    /// What the file expects of the workstation's module (compared, never used to load).
+    pub fn expected_module(&self) -> crate::airgap::module::Expected<'_> {
+        crate::airgap::module::Expected {
+            module: self.hsm.module.as_deref(),
+            module_init_string: self.hsm.module_init_string.as_deref(),
+        }
+    }
 }

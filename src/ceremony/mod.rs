@@ -4,6 +4,7 @@
 pub mod attest;
 pub mod dsse;
 pub mod file;
+pub mod params_digest;
 pub mod policy;
 pub mod run;
 pub mod transcript;

@@ -1,44 +1,63 @@
 //! `ceremony run`: carry out a checked ceremony on the HSM, writing one bundle
 //! directory per key and target and appending to the transcript as it goes,
-//! so that an interrupted run resumes where it stopped.
+//! so that an interrupted run (a crash, a pulled plug, SIGKILL) resumes where
+//! it stopped.
 //!
 //! Layout: `OUT/transcript.jsonl`, `OUT/LABEL/TARGET/{EncryptedKeyMaterial.bin,
-//! ImportToken.bin, ImportParameters.json, manifest.json}`, and later
-//! `OUT/attestations/`. On resume, the transcript is verified, keys recorded
-//! as generated are found again by label and CKA_ID (never generated twice),
-//! recorded wraps are skipped, a bundle directory the transcript does not
-//! record (a crash between writing it and recording it) is discarded and
-//! redone, and parameters are checked for expiry again.
+//! ImportToken.bin, ImportParameters.json, manifest.json}`, `OUT/SUMMARY.md`,
+//! and later `OUT/attestations/`. Labels and target names are path-safe
+//! names ([`crate::names`]), so every path is inside `OUT`.
+//!
+//! Crash consistency:
+//! * every transcript entry is fsynced; `OUT`, each label directory and each
+//!   bundle's directory entry are fsynced when created;
+//! * before a key is generated, its intended `CKA_ID` is recorded
+//!   (`key-intent`), so a key generated just before a crash is adopted on
+//!   resume (after the token confirms it was generated there and never
+//!   revealed), never reported as "label taken" and never generated twice;
+//! * on resume, a key recorded as generated must still have the check value
+//!   (KCV, HMAC check or public key) the transcript recorded;
+//! * a torn last transcript line is cut off after the rest verifies, and the
+//!   cut is recorded; a bundle directory or staging directory the transcript
+//!   does not record is removed only if it is a real directory holding only
+//!   bundle files (never through a symlink, never outside `OUT`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::file::{CheckedCeremony, Source};
+use super::file::{CheckedCeremony, CheckedTarget, KeyPlan, Source};
 use super::transcript::{self, TranscriptWriter};
-use crate::airgap::confirm;
-use crate::airgap::wrap::{bundle_files, obtain_key, wrap_for_target, Wrapped};
+use crate::airgap::confirm::ConfirmedParameters;
+use crate::airgap::module::LocalModule;
+use crate::airgap::wrap::{bundle_files, wrap_for_target, Wrapped};
 use crate::airgap::Error;
 use crate::bundle::manifest;
-use crate::bundle::AtomicDir;
-use crate::hsm::keygen::{self, KeyPolicy};
+use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
+use crate::bundle::{AtomicDir, OutputError};
+use crate::fingerprint::Fingerprint;
+use crate::hsm::key_checks::{self, KeyChecks};
+use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
 use crate::hsm::selftest::{self, SelfTestPass};
-use crate::hsm::{Hsm, HsmError, ModuleSpec, TokenSelector};
+use crate::hsm::{Hsm, HsmError, TokenSelector, UserSession};
 use crate::kms::{ImportParameters, KeySpec, WrappingAlgorithm};
+use crate::names::{KeyLabel, TargetName};
 
 /// Options of a run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// User PIN source.
     pub pin: PinSource,
-    /// Human confirmations were skipped (recorded in the transcript).
+    /// The workstation's PKCS#11 module (never from the media).
+    pub module: LocalModule,
+    /// The ceremony-ID prompt was skipped (recorded in the transcript).
     pub non_interactive: bool,
-    /// Testing: stop with an error after this many wraps in this run.
-    pub fail_after_wraps: Option<usize>,
+    /// The parameters digest, confirmed from outside the media.
+    pub parameters: ConfirmedParameters,
 }
 
 /// What a run did.
@@ -56,31 +75,41 @@ pub struct RunSummary {
     pub transcript_sha256: String,
 }
 
+/// File name of the media summary in a ceremony directory.
+pub const SUMMARY: &str = "SUMMARY.md";
+
+/// The bundle files, the only names a discarded bundle directory may hold.
+const BUNDLE_FILES: [&str; 4] = [
+    manifest::ENCRYPTED_KEY_MATERIAL,
+    manifest::IMPORT_TOKEN,
+    manifest::IMPORT_PARAMETERS,
+    manifest::MANIFEST,
+];
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| {
-        Error::Output(crate::bundle::OutputError::Io {
+        Error::Output(OutputError::Io {
             path: path.to_path_buf(),
             source,
         })
     }
 }
 
-fn write_bundle(
-    dir: &Path,
-    w: &Wrapped,
-    params: &ImportParameters,
-    params_bytes: &[u8],
-) -> Result<Vec<(String, String)>, Error> {
-    let files = bundle_files(w, params, params_bytes);
-    let staged = AtomicDir::create(dir)?;
-    for (name, bytes) in &files {
-        staged.write(name, bytes)?;
-    }
-    staged.commit()?;
-    Ok(files
-        .iter()
-        .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
-        .collect())
+/// A key the transcript records as generated or found.
+#[derive(Clone, Debug)]
+struct RecordedKey {
+    id_hex: String,
+    /// Check values recorded with the key, or with its first wrap (older transcripts).
+    checks: Option<KeyChecks>,
+}
+
+/// What an earlier run of this ceremony recorded.
+#[derive(Debug, Default)]
+struct Progress {
+    resumed: bool,
+    keys: BTreeMap<KeyLabel, RecordedKey>,
+    intents: BTreeMap<KeyLabel, String>,
+    wraps: BTreeSet<(KeyLabel, TargetName)>,
 }
 
 /// Run `c` into `out`; `progress` gets a line per step, `confirm_start` asks a
@@ -93,272 +122,683 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<RunSummary, Error> {
     let f = &c.file;
+    opts.module.check_expected(&f.expected_module())?;
+    if opts.parameters.digest() != c.parameters_digest {
+        return Err(Error::ParametersNotConfirmed);
+    }
     let tpath = out.join(transcript::FILE_NAME);
     let mut summary = RunSummary::default();
-    let (mut t, done_keys, done_wraps) = if tpath.exists() {
-        let (w, verified) =
-            TranscriptWriter::resume(&tpath).map_err(crate::ceremony::VerifyError::from)?;
-        let first = &verified.entries[0].data;
-        if first["ceremony_id"] != f.ceremony_id || first["ceremony_file_sha256"] != c.file_sha256 {
-            return Err(Error::Output(crate::bundle::OutputError::Exists(
-                out.to_path_buf(),
-            )));
-        }
-        if verified
-            .entries
-            .iter()
-            .any(|e| e.step == "ceremony-complete")
-        {
+    let (mut t, done) = match open_transcript(c, out, opts, confirm_start, progress)? {
+        Opened::Complete(digest) => {
             progress("this ceremony is already complete; nothing to do");
             summary.resumed = true;
-            summary.transcript_sha256 = verified.digest;
+            summary.transcript_sha256 = digest;
             return Ok(summary);
         }
-        let mut keys = BTreeMap::new();
-        let mut wraps = BTreeSet::new();
-        for e in &verified.entries {
-            match e.step.as_str() {
-                "key-generated" | "key-found" => {
-                    keys.insert(
-                        e.data["label"].as_str().unwrap_or_default().to_string(),
-                        e.data["id_hex"].as_str().unwrap_or_default().to_string(),
-                    );
-                }
-                "wrapped" => {
-                    wraps.insert(format!(
-                        "{}/{}",
-                        e.data["label"].as_str().unwrap_or_default(),
-                        e.data["target"].as_str().unwrap_or_default()
-                    ));
-                }
-                _ => {}
-            }
-        }
-        summary.resumed = true;
-        progress(&format!(
-            "resuming: transcript verified ({} entries), {} keys and {} wraps already done",
-            verified.entries.len(),
-            keys.len(),
-            wraps.len()
-        ));
-        (w, keys, wraps)
-    } else {
-        crate::bundle::output::check_target(out)?;
-        let plan = format!(
-            "ceremony {} ({} keys, {} wraps) on token {:?}",
-            f.ceremony_id,
-            f.keys.len(),
-            c.targets.iter().map(Vec::len).sum::<usize>(),
-            f.hsm.token_label
-        );
-        if !opts.non_interactive && !confirm_start(&plan) {
-            return Err(Error::NotConfirmed);
-        }
-        std::fs::create_dir(out).map_err(io(out))?;
-        let w = TranscriptWriter::create(
-            &tpath,
-            "ceremony-start",
-            json!({
-                "ceremony_id": f.ceremony_id,
-                "purpose": f.purpose,
-                "ceremony_file_sha256": c.file_sha256,
-                "policy_sha256": c.policy_sha256,
-                "plan": f.keys.iter().map(|k| json!({
-                    "label": k.label, "key_spec": k.key_spec, "source": k.source,
-                    "targets": k.targets.iter().map(|t| json!({"name": t.name, "wrapping_algorithm": t.wrapping_algorithm, "wrapping_key_sha256": t.wrapping_key_sha256})).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "confirmations": if opts.non_interactive { "skipped (--non-interactive)" } else { "typed" },
-            }),
-        )
-        .map_err(io(&tpath))?;
-        (w, BTreeMap::new(), BTreeSet::new())
+        Opened::Writer(t, done) => (t, done),
+    };
+    summary.resumed = done.resumed;
+    let append = |t: &mut TranscriptWriter, step: &str, data: serde_json::Value| {
+        t.append(step, data).map_err(io(&tpath))
     };
 
     let hsm = Hsm::open(
-        &ModuleSpec {
-            path: f.hsm.module.clone(),
-            init_string: f.hsm.module_init_string.clone(),
-        },
+        &opts.module.spec,
         &TokenSelector::Label(f.hsm.token_label.clone()),
     )?;
+    check_expected_token(c, &hsm)?;
     let pin = opts
         .pin
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(HsmError::from)?;
     let session = hsm.login(&pin)?;
     drop(pin);
-    t.append(
+    append(
+        &mut t,
         "hsm-session",
-        json!({ "token": hsm.facts, "resumed": summary.resumed }),
-    )
-    .map_err(io(&tpath))?;
+        json!({ "token": hsm.facts, "module": module_record(&opts.module), "resumed": done.resumed }),
+    )?;
 
-    // Every label check before the first key is generated.
-    for k in &f.keys {
-        match (k.source, done_keys.contains_key(&k.label)) {
-            (Source::Generate, false) => keygen::ensure_label_free(&session, &k.label)?,
-            (Source::Existing, false) => {
-                keygen::find_existing(&session, k.key_spec, &k.label)?;
-            }
-            (_, true) => {}
-        }
-    }
+    check_labels(c, &session, &done)?;
     let mechanisms = Mechanisms::probe(&hsm)?;
-    let mut passes: BTreeMap<(String, String, usize), SelfTestPass> = BTreeMap::new();
-    let mut wraps_this_run = 0usize;
+    let mut passes = SelfTests::default();
     for (k, targets) in f.keys.iter().zip(&c.targets) {
-        let key = match done_keys.get(&k.label) {
-            Some(id) => {
-                let found = keygen::find_existing(&session, k.key_spec, &k.label)?;
-                if &hex::encode(&found.id) != id {
-                    return Err(HsmError::KeyUnsuitable {
-                        label: k.label.clone(),
-                        reason: format!("its CKA_ID is {}, but the transcript recorded {id}: this is not the key this ceremony generated", hex::encode(&found.id)),
-                    }
-                    .into());
-                }
-                found
-            }
-            None => {
-                // Self-test first, so a token that cannot do it leaves no key behind.
-                for ct in targets {
-                    prove_cached(
-                        &session,
-                        &mechanisms,
-                        &mut passes,
-                        k.key_spec,
-                        ct.target.wrapping_algorithm,
-                        ct.params.wrapping_key_bits,
-                    )?;
-                }
-                let key = obtain_key(
-                    &session,
-                    k.key_spec,
-                    &k.label,
-                    k.source == Source::Existing,
-                    KeyPolicy::default(),
-                )?;
-                let protection = keygen::protection(&session, key.handle)?;
-                t.append(
-                    if key.generated { "key-generated" } else { "key-found" },
-                    json!({ "label": key.label, "id_hex": hex::encode(&key.id), "key_spec": k.key_spec, "protection": protection }),
-                )
-                .map_err(io(&tpath))?;
-                if key.generated {
-                    summary.generated.push(key.label.clone());
-                }
-                progress(&format!(
-                    "{} {} key {:?}",
-                    if key.generated { "generated" } else { "found" },
-                    k.key_spec,
-                    k.label
-                ));
-                key
-            }
-        };
+        let key = obtain(
+            &session,
+            &mechanisms,
+            &mut passes,
+            k,
+            targets,
+            &done,
+            &mut t,
+            &tpath,
+        )?;
+        if key.generated && !done.keys.contains_key(&k.label) {
+            summary.generated.push(k.label.to_string());
+        }
+        let key_dir = k.label.join_to(out);
         for ct in targets {
             let name = format!("{}/{}", k.label, ct.target.name);
-            if done_wraps.contains(&name) {
+            if done
+                .wraps
+                .contains(&(k.label.clone(), ct.target.name.clone()))
+            {
                 summary.skipped.push(name);
                 continue;
             }
-            let dir = out.join(&k.label).join(&ct.target.name);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
-                t.append("discarded-unrecorded-output", json!({ "path": name, "reason": "written by an interrupted run but never recorded" })).map_err(io(&tpath))?;
-            }
-            // Parameters may have expired since the plan was checked (resume).
-            let params =
-                ImportParameters::parse(&ct.params_bytes, time::OffsetDateTime::now_utc())?;
-            let confirmed = confirm::with_expected(&params, &ct.target.wrapping_key_sha256)?;
-            let pass = prove_cached(
-                &session,
-                &mechanisms,
-                &mut passes,
-                k.key_spec,
-                ct.target.wrapping_algorithm,
-                params.wrapping_key_bits,
-            )?;
-            let wrapped = wrap_for_target(
-                &session,
-                &key,
-                &params,
-                ct.target.wrapping_algorithm,
-                &confirmed,
-                &pass,
-            )?;
-            std::fs::create_dir_all(out.join(&k.label)).map_err(io(out))?;
-            let files = write_bundle(&dir, &wrapped, &params, &ct.params_bytes)?;
-            let m = &wrapped.manifest;
-            t.append(
-                "wrapped",
-                json!({
-                    "label": k.label,
-                    "target": ct.target.name,
-                    "key_id": m.key_id,
-                    "wrapping_algorithm": m.wrapping_algorithm,
-                    "wrapping_key_sha256": m.wrapping_key_sha256,
-                    "import_parameters_sha256": m.import_parameters_sha256,
-                    "import_token_sha256": m.import_token_sha256,
-                    "mechanism": m.wrap_method,
-                    "self_test": m.self_test,
-                    "kcv": m.kcv,
-                    "hmac_check": m.hmac_check,
-                    "public_key": m.public_key,
-                    "outputs": files.iter().map(|(n, h)| json!({ "path": format!("{name}/{n}"), "sha256": h })).collect::<Vec<_>>(),
-                }),
-            )
-            .map_err(io(&tpath))?;
-            progress(&format!("wrapped {name} for {}", m.key_id));
+            ensure_real_dir(&key_dir)?;
+            discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)?;
+            let wrapped = wrap_target(c, opts, &session, &mechanisms, &mut passes, k, ct, &key)?;
+            let dir = ct.target.name.join_to(&key_dir);
+            let files = write_bundle(&dir, &wrapped, ct)?;
+            append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
+            progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
             summary.wrapped.push(name);
-            wraps_this_run += 1;
-            if opts.fail_after_wraps == Some(wraps_this_run) {
-                return Err(Error::Output(crate::bundle::OutputError::Io {
-                    path: out.to_path_buf(),
-                    source: std::io::Error::other(
-                        "injected failure (--fail-after-wraps, for tests)",
-                    ),
-                }));
-            }
         }
     }
-    // The media summary: what is on it and each file's SHA-256, recorded (and
-    // so signed) with the last entry. An unrecorded one is from an interrupted run.
-    let summary_path = out.join(SUMMARY);
-    if summary_path.exists() {
-        std::fs::remove_file(&summary_path).map_err(io(&summary_path))?;
-    }
-    let text = media_summary(c, out)?;
-    std::fs::write(&summary_path, &text).map_err(io(&summary_path))?;
-    let digest = t
-        .append(
-            "ceremony-complete",
-            json!({
-                "keys": f.keys.len(),
-                "wraps": c.targets.iter().map(Vec::len).sum::<usize>(),
-                "outputs": [{ "path": SUMMARY, "sha256": hex::encode(Sha256::digest(text.as_bytes())) }],
-            }),
-        )
-        .map_err(io(&tpath))?;
-    summary.transcript_sha256 = digest;
+    summary.transcript_sha256 = finish(c, out, &mut t, &tpath)?;
     Ok(summary)
 }
 
-/// File name of the media summary in a ceremony directory.
-pub const SUMMARY: &str = "SUMMARY.md";
+enum Opened {
+    Complete(String),
+    Writer(TranscriptWriter, Progress),
+}
 
-/// What is on the media: every bundle with its KMS key and check value, and
-/// every file with its size and SHA-256.
+/// Start a new transcript, or continue the one in `out` (after cutting a
+/// torn last line and checking it belongs to this ceremony).
+fn open_transcript(
+    c: &CheckedCeremony,
+    out: &Path,
+    opts: &RunOptions,
+    confirm_start: &mut dyn FnMut(&str) -> bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Opened, Error> {
+    let f = &c.file;
+    let tpath = out.join(transcript::FILE_NAME);
+    let torn = if tpath.exists() {
+        transcript::cut_torn_tail(&tpath).map_err(crate::ceremony::VerifyError::from)?
+    } else {
+        None
+    };
+    let resumable = std::fs::symlink_metadata(&tpath).is_ok_and(|m| m.len() > 0);
+    if !resumable {
+        return start_fresh(c, out, opts, confirm_start)
+            .map(|t| Opened::Writer(t, Progress::default()));
+    }
+    let (mut w, verified) =
+        TranscriptWriter::resume(&tpath).map_err(crate::ceremony::VerifyError::from)?;
+    let first = &verified.entries[0].data;
+    if first["ceremony_id"] != f.ceremony_id.as_str()
+        || first["ceremony_file_sha256"] != c.file_sha256
+    {
+        return Err(Error::Output(OutputError::Exists(out.to_path_buf())));
+    }
+    if verified
+        .entries
+        .iter()
+        .any(|e| e.step == "ceremony-complete")
+    {
+        return Ok(Opened::Complete(verified.digest));
+    }
+    let done = Progress::read(&verified.entries, out)?;
+    if let Some(cut) = &torn {
+        w.append("transcript-truncated", json!({ "removed_bytes": cut.bytes, "removed_sha256": cut.sha256, "reason": "the last entry was incomplete: the previous run stopped while writing it" }))
+            .map_err(io(&tpath))?;
+        progress(&format!(
+            "cut an incomplete last transcript entry ({} bytes)",
+            cut.bytes
+        ));
+    }
+    w.append(
+        "resumed",
+        json!({ "confirmations": confirmations(opts), "module": module_record(&opts.module) }),
+    )
+    .map_err(io(&tpath))?;
+    progress(&format!(
+        "resuming: transcript verified ({} entries), {} keys and {} wraps already done",
+        verified.entries.len(),
+        done.keys.len(),
+        done.wraps.len()
+    ));
+    Ok(Opened::Writer(w, done))
+}
+
+fn start_fresh(
+    c: &CheckedCeremony,
+    out: &Path,
+    opts: &RunOptions,
+    confirm_start: &mut dyn FnMut(&str) -> bool,
+) -> Result<TranscriptWriter, Error> {
+    let f = &c.file;
+    let tpath = out.join(transcript::FILE_NAME);
+    // An OUT left by a run killed before its first entry holds at most an
+    // empty transcript; anything else there is not ours.
+    let leftover = std::fs::symlink_metadata(out).is_ok();
+    if leftover {
+        only_empty_transcript(out)?;
+    } else {
+        crate::bundle::output::check_target(out)?;
+    }
+    let plan = format!(
+        "ceremony {} ({} keys, {} wraps) on token {:?}",
+        f.ceremony_id,
+        f.keys.len(),
+        c.targets.iter().map(Vec::len).sum::<usize>(),
+        f.hsm.token_label
+    );
+    if !opts.non_interactive && !confirm_start(&plan) {
+        return Err(Error::NotConfirmed);
+    }
+    if leftover {
+        if tpath.exists() {
+            std::fs::remove_file(&tpath).map_err(io(&tpath))?;
+        }
+    } else {
+        ensure_real_dir(out)?;
+    }
+    let w = TranscriptWriter::create(
+        &tpath,
+        "ceremony-start",
+        json!({
+            "ceremony_id": f.ceremony_id,
+            "purpose": f.purpose,
+            "ceremony_file_sha256": c.file_sha256,
+            "policy_sha256": c.policy_sha256,
+            "parameters_digest": c.parameters_digest.hex(),
+            "module": module_record(&opts.module),
+            "plan": f.keys.iter().map(|k| json!({
+                "label": k.label, "key_spec": k.key_spec, "source": k.source,
+                "targets": k.targets.iter().map(|t| json!({"name": t.name, "wrapping_algorithm": t.wrapping_algorithm, "wrapping_key_sha256": t.wrapping_key_sha256})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "confirmations": confirmations(opts),
+        }),
+    )
+    .map_err(io(&tpath))?;
+    fsync_dir(out)?;
+    Ok(w)
+}
+
+/// `out` exists: accept it only if it is a real directory holding nothing
+/// but an empty transcript (a run killed before its first entry).
+fn only_empty_transcript(out: &Path) -> Result<(), Error> {
+    let meta = std::fs::symlink_metadata(out).map_err(io(out))?;
+    if !meta.file_type().is_dir() {
+        return Err(OutputError::Exists(out.to_path_buf()).into());
+    }
+    for e in std::fs::read_dir(out).map_err(io(out))? {
+        let e = e.map_err(io(out))?;
+        let empty_transcript = e.file_name() == transcript::FILE_NAME
+            && e.metadata()
+                .is_ok_and(|m| m.file_type().is_file() && m.len() == 0);
+        if !empty_transcript {
+            return Err(OutputError::Exists(out.to_path_buf()).into());
+        }
+    }
+    Ok(())
+}
+
+/// What was confirmed before this run, and how (recorded in the transcript).
+fn confirmations(opts: &RunOptions) -> serde_json::Value {
+    json!({
+        "ceremony_id": if opts.non_interactive { "skipped (--non-interactive)" } else { "typed" },
+        "parameters_digest": { "value": opts.parameters.digest().hex(), "by": opts.parameters.by() },
+    })
+}
+
+fn module_record(m: &LocalModule) -> serde_json::Value {
+    json!({ "path": m.spec.path, "origin": m.origin, "init_string": m.spec.init_string.is_some() })
+}
+
+impl Progress {
+    /// Read an earlier run's entries. Entries of unknown steps are ignored;
+    /// a known step with a malformed field stops the resume.
+    fn read(entries: &[transcript::Entry], out: &Path) -> Result<Self, Error> {
+        let bad = |seq: u64, what: &str| Error::Resume {
+            path: out.to_path_buf(),
+            why: format!("entry {seq} has no valid {what}"),
+        };
+        let label = |e: &transcript::Entry| {
+            e.data["label"]
+                .as_str()
+                .and_then(|l| KeyLabel::new(l).ok())
+                .ok_or_else(|| bad(e.seq, "label"))
+        };
+        let text = |e: &transcript::Entry, field: &str| {
+            e.data[field]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| bad(e.seq, field))
+        };
+        let mut p = Progress {
+            resumed: true,
+            ..Default::default()
+        };
+        for e in entries {
+            match e.step.as_str() {
+                "key-intent" => {
+                    p.intents.insert(label(e)?, text(e, "id_hex")?);
+                }
+                "key-generated" | "key-found" => {
+                    let checks = e
+                        .data
+                        .get("checks")
+                        .and_then(|c| serde_json::from_value(c.clone()).ok());
+                    p.keys.insert(
+                        label(e)?,
+                        RecordedKey {
+                            id_hex: text(e, "id_hex")?,
+                            checks,
+                        },
+                    );
+                }
+                "wrapped" => {
+                    let l = label(e)?;
+                    let target = e.data["target"]
+                        .as_str()
+                        .and_then(|t| TargetName::new(t).ok())
+                        .ok_or_else(|| bad(e.seq, "target"))?;
+                    if let Some(k) = p.keys.get_mut(&l) {
+                        if k.checks.is_none() {
+                            k.checks = serde_json::from_value(e.data.clone()).ok();
+                        }
+                    }
+                    p.wraps.insert((l, target));
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The token must report what the ceremony file expects (before login).
+fn check_expected_token(c: &CheckedCeremony, hsm: &Hsm) -> Result<(), Error> {
+    let Some(want) = &c.file.hsm.token else {
+        return Ok(());
+    };
+    let facts = &hsm.facts;
+    for (field, expected, actual) in [
+        ("manufacturer", &want.manufacturer, &facts.manufacturer),
+        ("model", &want.model, &facts.model),
+        ("serial", &want.serial, &facts.serial),
+    ] {
+        if let Some(e) = expected {
+            if e.trim() != actual.trim() {
+                return Err(Error::TokenMismatch {
+                    field,
+                    actual: actual.clone(),
+                    expected: e.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every label check before the first key is generated.
+fn check_labels(c: &CheckedCeremony, session: &UserSession, done: &Progress) -> Result<(), Error> {
+    for k in &c.file.keys {
+        if done.keys.contains_key(&k.label) || done.intents.contains_key(&k.label) {
+            continue;
+        }
+        match k.source {
+            Source::Generate => keygen::ensure_label_free(session, k.label.as_str())?,
+            Source::Existing => {
+                keygen::find_existing(session, k.key_spec, k.label.as_str())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key for `k`: found again (checked against the transcript), adopted
+/// after a crash between generation and its record, or generated now.
+#[allow(clippy::too_many_arguments)]
+fn obtain(
+    session: &UserSession,
+    mechanisms: &Mechanisms,
+    passes: &mut SelfTests,
+    k: &KeyPlan,
+    targets: &[CheckedTarget],
+    done: &Progress,
+    t: &mut TranscriptWriter,
+    tpath: &Path,
+) -> Result<HsmKey, Error> {
+    if let Some(recorded) = done.keys.get(&k.label) {
+        return found_again(session, k, recorded);
+    }
+    // Self-test first, so a token that cannot do it leaves no key behind.
+    for ct in targets {
+        passes.prove(
+            session,
+            mechanisms,
+            k.key_spec,
+            ct.target.wrapping_algorithm,
+            ct.params.wrapping_key_bits,
+        )?;
+    }
+    let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
+        (Source::Existing, _) => (
+            keygen::find_existing(session, k.key_spec, k.label.as_str())?,
+            "key-found",
+            false,
+        ),
+        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, k, id_hex)?,
+        (Source::Generate, None) => {
+            let id = session.random(16)?;
+            t.append(
+                "key-intent",
+                json!({ "label": k.label, "id_hex": hex::encode(&id), "key_spec": k.key_spec }),
+            )
+            .map_err(io(tpath))?;
+            let key = keygen::generate_with_id(
+                session,
+                k.key_spec,
+                k.label.as_str(),
+                &id,
+                KeyPolicy::default(),
+            )?;
+            (key, "key-generated", false)
+        }
+    };
+    let checks = key_checks::compute(session, &key)?;
+    let protection = keygen::protection(session, key.handle)?;
+    t.append(
+        step,
+        json!({ "label": k.label, "id_hex": hex::encode(&key.id), "key_spec": k.key_spec,
+                "protection": protection, "checks": checks, "adopted_after_interruption": adopted }),
+    )
+    .map_err(io(tpath))?;
+    Ok(key)
+}
+
+/// A key recorded by an earlier run: same CKA_ID, same check value.
+fn found_again(
+    session: &UserSession,
+    k: &KeyPlan,
+    recorded: &RecordedKey,
+) -> Result<HsmKey, Error> {
+    let found = keygen::find_existing(session, k.key_spec, k.label.as_str())?;
+    if hex::encode(&found.id) != recorded.id_hex {
+        return Err(Error::KeySwapped {
+            label: k.label.to_string(),
+            reason: format!(
+                "its CKA_ID is {}, but the transcript recorded {}",
+                hex::encode(&found.id),
+                recorded.id_hex
+            ),
+        });
+    }
+    let now = key_checks::compute(session, &found)?;
+    match &recorded.checks {
+        Some(then) if *then != now => Err(Error::KeySwapped {
+            label: k.label.to_string(),
+            reason: format!(
+                "its check value is now {}, but the transcript recorded {}",
+                describe_checks(&now),
+                describe_checks(then)
+            ),
+        }),
+        _ => Ok(found),
+    }
+}
+
+/// A key whose intent was recorded but not its generation: if the token has
+/// it (with the intended CKA_ID, generated on the token, never revealed), adopt
+/// it; if not, generate it now with the intended CKA_ID.
+fn adopt_or_generate(
+    session: &UserSession,
+    k: &KeyPlan,
+    id_hex: &str,
+) -> Result<(HsmKey, &'static str, bool), Error> {
+    match keygen::find_existing(session, k.key_spec, k.label.as_str()) {
+        Ok(found) if hex::encode(&found.id) == id_hex => {
+            let mut key = found;
+            key.generated = true;
+            Ok((key, "key-generated", true))
+        }
+        Ok(found) => Err(Error::KeySwapped {
+            label: k.label.to_string(),
+            reason: format!(
+                "the transcript recorded the intent to generate it with CKA_ID {id_hex}, but the token holds one with CKA_ID {}",
+                hex::encode(&found.id)
+            ),
+        }),
+        Err(HsmError::KeyNotFound { .. }) => {
+            let id = hex::decode(id_hex).map_err(|_| Error::KeySwapped {
+                label: k.label.to_string(),
+                reason: format!("the recorded CKA_ID {id_hex:?} is not hex"),
+            })?;
+            let key = keygen::generate_with_id(
+                session,
+                k.key_spec,
+                k.label.as_str(),
+                &id,
+                KeyPolicy::default(),
+            )?;
+            Ok((key, "key-generated", false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn describe_checks(c: &KeyChecks) -> String {
+    if let Some(kcv) = &c.kcv {
+        format!("KCV {kcv}")
+    } else if let Some(h) = &c.hmac_check {
+        format!("{} {}", h.mac_algorithm, h.mac_hex)
+    } else if let Some(p) = &c.public_key {
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(p)
+            .unwrap_or_default();
+        format!("public key SHA-256 {}", Fingerprint::of(&der).hex())
+    } else {
+        "(none)".into()
+    }
+}
+
+/// Wrap `key` for one target, after checking the parameters again (they may
+/// have expired since the plan was checked) and taking the wrapping key's
+/// confirmation from the confirmed parameters digest.
+#[allow(clippy::too_many_arguments)]
+fn wrap_target(
+    c: &CheckedCeremony,
+    opts: &RunOptions,
+    session: &UserSession,
+    mechanisms: &Mechanisms,
+    passes: &mut SelfTests,
+    k: &KeyPlan,
+    ct: &CheckedTarget,
+    key: &HsmKey,
+) -> Result<Wrapped, Error> {
+    let params = ImportParameters::parse(&ct.params_bytes, time::OffsetDateTime::now_utc())?;
+    let confirmed = opts.parameters.wrapping_key(c, &params)?;
+    let pass = passes.prove(
+        session,
+        mechanisms,
+        k.key_spec,
+        ct.target.wrapping_algorithm,
+        params.wrapping_key_bits,
+    )?;
+    wrap_for_target(
+        session,
+        key,
+        &params,
+        ct.target.wrapping_algorithm,
+        &confirmed,
+        &pass,
+    )
+}
+
+fn write_bundle(
+    dir: &Path,
+    w: &Wrapped,
+    ct: &CheckedTarget,
+) -> Result<Vec<(String, String)>, Error> {
+    let files = bundle_files(w, &ct.params, &ct.params_bytes);
+    let staged = AtomicDir::create(dir)?;
+    for (name, bytes) in &files {
+        staged.write(name, bytes)?;
+    }
+    staged.commit()?;
+    Ok(files
+        .iter()
+        .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
+        .collect())
+}
+
+fn wrapped_record(
+    k: &KeyPlan,
+    ct: &CheckedTarget,
+    w: &Wrapped,
+    files: &[(String, String)],
+) -> serde_json::Value {
+    let m = &w.manifest;
+    let name = format!("{}/{}", k.label, ct.target.name);
+    json!({
+        "label": k.label,
+        "target": ct.target.name,
+        "key_id": m.key_id,
+        "wrapping_algorithm": m.wrapping_algorithm,
+        "wrapping_key_sha256": m.wrapping_key_sha256,
+        "import_parameters_sha256": m.import_parameters_sha256,
+        "import_token_sha256": m.import_token_sha256,
+        "mechanism": m.wrap_method,
+        "self_test": m.self_test,
+        "kcv": m.kcv,
+        "hmac_check": m.hmac_check,
+        "public_key": m.public_key,
+        "outputs": files.iter().map(|(n, h)| json!({ "path": format!("{name}/{n}"), "sha256": h })).collect::<Vec<_>>(),
+    })
+}
+
+/// Remove what an interrupted run left for `target` under `key_dir` without
+/// recording it: the bundle directory (renamed into place, not recorded) and
+/// staging directories (`.TARGET.partial-PID`). Each must be a real
+/// directory holding only bundle files; anything else stops the run.
+fn discard_unrecorded(
+    key_dir: &Path,
+    target: &TargetName,
+    t: &mut TranscriptWriter,
+    tpath: &Path,
+) -> Result<(), Error> {
+    let staging_prefix = format!(".{target}.partial-");
+    let mut leftovers: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(key_dir).map_err(io(key_dir))? {
+        let e = e.map_err(io(key_dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == target.as_str() || name.starts_with(&staging_prefix) {
+            leftovers.push(e.path());
+        }
+    }
+    leftovers.sort();
+    for dir in leftovers {
+        remove_bundle_dir(&dir)?;
+        let shown = format!(
+            "{}/{}",
+            key_dir
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            dir.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        t.append(
+            "discarded-unrecorded-output",
+            json!({ "path": shown, "reason": "written by an interrupted run but never recorded" }),
+        )
+        .map_err(io(tpath))?;
+    }
+    Ok(())
+}
+
+/// Remove `dir` if it is a real directory holding only regular bundle files.
+fn remove_bundle_dir(dir: &Path) -> Result<(), Error> {
+    let foreign = |why: String| Error::Foreign {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    if !meta.file_type().is_dir() {
+        return Err(foreign("it is a symlink or not a directory".into()));
+    }
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io(dir))? {
+        let e = e.map_err(io(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let kind = e.file_type().map_err(io(dir))?;
+        if !kind.is_file() || !BUNDLE_FILES.contains(&name.as_str()) {
+            return Err(foreign(format!(
+                "it holds {name:?}, which is not a bundle file"
+            )));
+        }
+        files.push(e.path());
+    }
+    for f in files {
+        std::fs::remove_file(&f).map_err(io(&f))?;
+    }
+    std::fs::remove_dir(dir).map_err(io(dir))?;
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Write the media summary and the completion entry.
+fn finish(
+    c: &CheckedCeremony,
+    out: &Path,
+    t: &mut TranscriptWriter,
+    tpath: &Path,
+) -> Result<String, Error> {
+    // An unrecorded summary is from an interrupted run: ours to replace if it
+    // is a plain file (never through a symlink).
+    let summary_path = out.join(SUMMARY);
+    match std::fs::symlink_metadata(&summary_path) {
+        Ok(m) if m.file_type().is_file() => {
+            std::fs::remove_file(&summary_path).map_err(io(&summary_path))?
+        }
+        Ok(_) => {
+            return Err(Error::Foreign {
+                path: summary_path,
+                why: "it is not a plain file".into(),
+            })
+        }
+        Err(_) => {}
+    }
+    let text = media_summary(c, out)?;
+    write_new_file(&summary_path, text.as_bytes())?;
+    t.append(
+        "ceremony-complete",
+        json!({
+            "keys": c.file.keys.len(),
+            "wraps": c.targets.iter().map(Vec::len).sum::<usize>(),
+            "outputs": [{ "path": SUMMARY, "sha256": hex::encode(Sha256::digest(text.as_bytes())) }],
+        }),
+    )
+    .map_err(io(tpath))
+}
+
+/// What is on the media: the parameters digest, every bundle with its KMS key,
+/// wrapping-key fingerprint and check value, and every file with its size and
+/// SHA-256.
 fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
     let f = &c.file;
     let mut s = format!(
-        "# {}\n\n{}\n\nBundles (import each with `byok-bastion import DIR --target LABEL/TARGET`):\n\n",
-        f.ceremony_id, f.purpose
+        "# {}\n\n{}\n\nParameters digest (every wrapping key and import token; compare with the bastion's):\n\n```\n{}\n```\n\nBundles (import each with `byok-bastion import DIR --target LABEL/TARGET`):\n\n",
+        f.ceremony_id,
+        f.purpose,
+        c.parameters_digest.grouped()
     );
     for k in &f.keys {
         for t in &k.targets {
-            let dir = out.join(&k.label).join(&t.name);
-            let bytes = std::fs::read(dir.join(manifest::MANIFEST)).map_err(io(&dir))?;
+            let dir = t.name.join_to(&k.label.join_to(out));
+            let path = dir.join(manifest::MANIFEST);
+            let bytes = crate::media::read_bounded(&path, "manifest", crate::media::MAX_MANIFEST)
+                .map_err(|e| io(&path)(std::io::Error::other(e)))?;
             let m: manifest::Manifest =
                 serde_json::from_slice(&bytes).map_err(|e| io(&dir)(std::io::Error::other(e)))?;
             let check = m
@@ -370,8 +810,14 @@ fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
                 .or(m.public_key.map(|p| format!("public key (base64 DER) {p}")))
                 .unwrap_or_default();
             s += &format!(
-                "* `{}/{}`: {} for `{}` ({}); {}\n",
-                k.label, t.name, m.key_spec, m.key_id, m.wrapping_algorithm, check
+                "* `{}/{}`: {} for `{}` ({}, wrapping key SHA-256 `{}`); {}\n",
+                k.label,
+                t.name,
+                m.key_spec,
+                m.key_id,
+                m.wrapping_algorithm,
+                m.wrapping_key_sha256,
+                check
             );
         }
     }
@@ -386,19 +832,24 @@ fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
     Ok(s)
 }
 
-fn prove_cached(
-    session: &crate::hsm::UserSession,
-    mechanisms: &Mechanisms,
-    cache: &mut BTreeMap<(String, String, usize), SelfTestPass>,
-    spec: KeySpec,
-    alg: WrappingAlgorithm,
-    bits: usize,
-) -> Result<SelfTestPass, Error> {
-    let k = (spec.as_str().to_string(), alg.as_str().to_string(), bits);
-    if let Some(p) = cache.get(&k) {
-        return Ok(p.clone());
+/// Self-test results, one per key spec × algorithm × wrapping-key size.
+#[derive(Default)]
+struct SelfTests(BTreeMap<(KeySpec, WrappingAlgorithm, usize), SelfTestPass>);
+
+impl SelfTests {
+    fn prove(
+        &mut self,
+        session: &UserSession,
+        mechanisms: &Mechanisms,
+        spec: KeySpec,
+        alg: WrappingAlgorithm,
+        bits: usize,
+    ) -> Result<SelfTestPass, Error> {
+        if let Some(p) = self.0.get(&(spec, alg, bits)) {
+            return Ok(p.clone());
+        }
+        let p = selftest::prove(session, mechanisms, spec, alg, bits)?;
+        self.0.insert((spec, alg, bits), p.clone());
+        Ok(p)
     }
-    let p = selftest::prove(session, mechanisms, spec, alg, bits)?;
-    cache.insert(k, p.clone());
-    Ok(p)
 }

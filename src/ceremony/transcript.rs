@@ -154,6 +154,49 @@ pub fn verify_file(path: &Path) -> Result<VerifiedTranscript, ChainError> {
     verify_bytes(&std::fs::read(path).map_err(read_err)?)
 }
 
+/// What resume cut off a transcript whose last line was incomplete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TornTail {
+    /// How many bytes were removed.
+    pub bytes: usize,
+    /// SHA-256 (hex) of the removed bytes.
+    pub sha256: String,
+    /// Complete entries left.
+    pub entries_kept: usize,
+}
+
+/// If the last line of the transcript at `path` is incomplete (the writer
+/// was killed in the middle of it), verify every complete line before it and
+/// cut the incomplete one off, fsynced. Nothing is changed unless the rest
+/// verifies. Returns what was removed, or `None` for a complete transcript.
+pub fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
+    let read_err = |e: std::io::Error| ChainError::Read(path.to_path_buf(), e.to_string());
+    if std::fs::metadata(path).map_err(read_err)?.len() > MAX_LEN {
+        return Err(ChainError::TooLarge);
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let entries_kept = if keep == 0 {
+        0
+    } else {
+        verify_bytes(&bytes[..keep])?.entries.len()
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(read_err)?;
+    file.set_len(keep as u64).map_err(read_err)?;
+    file.sync_all().map_err(read_err)?;
+    Ok(Some(TornTail {
+        bytes: bytes.len() - keep,
+        sha256: sha256_hex(&bytes[keep..]),
+        entries_kept,
+    }))
+}
+
 /// Appends entries to a transcript file, fsyncing each.
 #[derive(Debug)]
 pub struct TranscriptWriter {
@@ -282,6 +325,24 @@ mod tests {
             .iter()
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_only_when_the_rest_verifies() {
+        let (_d, path) = sample();
+        let full = std::fs::read(&path).unwrap();
+        assert_eq!(cut_torn_tail(&path).unwrap(), None);
+        std::fs::write(&path, &full[..full.len() - 7]).unwrap();
+        let cut = cut_torn_tail(&path).unwrap().unwrap();
+        assert_eq!(cut.entries_kept, 4);
+        assert_eq!(verify_file(&path).unwrap().entries.len(), 4);
+        // A damaged earlier line: nothing is cut, the damage is reported.
+        let mut bad = full.clone();
+        bad[20] ^= 1;
+        bad.truncate(bad.len() - 3);
+        std::fs::write(&path, &bad).unwrap();
+        assert!(cut_torn_tail(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), bad);
     }
 
     #[test]

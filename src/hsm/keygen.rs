@@ -86,15 +86,29 @@ fn private_attributes(label: &str, id: &[u8], policy: KeyPolicy) -> Vec<Attribut
     attrs
 }
 
-/// Generate a key of `spec` labelled `label` inside the token.
+/// Generate a key of `spec` labelled `label` inside the token, with a random `CKA_ID`.
 pub fn generate(
     session: &UserSession,
     spec: KeySpec,
     label: &str,
     policy: KeyPolicy,
 ) -> Result<HsmKey, HsmError> {
-    ensure_label_free(session, label)?;
     let id = session.random(16)?;
+    generate_with_id(session, spec, label, &id, policy)
+}
+
+/// Generate a key of `spec` labelled `label` with the `CKA_ID` `id`, chosen
+/// (and recorded) by the caller beforehand, so that a crash between
+/// generation and its record can be recognised on resume.
+pub fn generate_with_id(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    id: &[u8],
+    policy: KeyPolicy,
+) -> Result<HsmKey, HsmError> {
+    ensure_label_free(session, label)?;
+    let id = id.to_vec();
     let s = session.raw_session();
     let mut attrs = private_attributes(label, &id, policy);
     let what = format!("generating the {spec} key {label:?}");

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A key spec that AWS KMS can import material for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum KeySpec {
     /// AES-256 (32 raw bytes).
@@ -292,7 +292,7 @@ impl OaepHash {
 }
 
 /// A KMS wrapping algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum WrappingAlgorithm {
     /// RSA-OAEP with SHA-1 and MGF1-SHA-1 of the raw key material.
     #[serde(rename = "RSAES_OAEP_SHA_1")]

@@ -495,3 +495,100 @@ pub fn bastion_wrap_args(
     );
     a
 }
+
+/// Compile one of `tests/data/*.c` into a shared object (once per test binary).
+pub fn shared_object(name: &str) -> PathBuf {
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<std::collections::BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(format!("{name}.c"));
+    let dir = tempfile::tempdir().unwrap().keep();
+    let so = dir.join(format!("lib{name}.so"));
+    let o = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .expect("cc runs (scripts/install-deps.sh installs gcc)");
+    assert!(o.status.success(), "cc failed: {}", stderr(&o));
+    built.insert(name.to_string(), so.clone());
+    so
+}
+
+/// The parameters digest of a ceremony file's parameters, as the bastion
+/// computes it from its own copy (`byok-bastion params-digest`).
+pub fn params_digest(ceremony_file: &Path) -> String {
+    byok_ceremony::ceremony::file::parameters_digest_of(
+        ceremony_file,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap()
+    .1
+    .hex()
+}
+
+/// Direct PKCS#11 access to a test token, for tests that play an attacker
+/// with access to the token between runs.
+pub mod pkcs11 {
+    use super::*;
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::Attribute;
+    use cryptoki::session::{Session, UserType};
+    use std::sync::Mutex;
+
+    static IN_PROCESS: Mutex<()> = Mutex::new(());
+
+    /// Log in to `hsm`'s token as the user in this process and run `f`.
+    pub fn with_session<R>(hsm: &SoftHsm, f: impl FnOnce(&Session) -> R) -> R {
+        let _one_at_a_time = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        // SoftHSM2 reads its configuration at C_Initialize.
+        std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+        let ctx = Pkcs11::new(SOFTHSM_MODULE).unwrap();
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
+        let slot = ctx
+            .get_slots_with_initialized_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim() == hsm.label)
+            .expect("token");
+        let session = ctx.open_rw_session(slot).unwrap();
+        session
+            .login(UserType::User, Some(&USER_PIN.to_string().into()))
+            .unwrap();
+        let r = f(&session);
+        drop(session);
+        ctx.finalize().unwrap();
+        r
+    }
+
+    /// Destroy every object labelled `label` and let `make` create its
+    /// replacement with the same label and CKA_ID.
+    pub fn replace_key(hsm: &SoftHsm, label: &str, make: impl FnOnce(&Session, &[u8], &[u8])) {
+        with_session(hsm, |s| {
+            let found = s
+                .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                .unwrap();
+            assert!(!found.is_empty(), "no object labelled {label}");
+            let id = s
+                .get_attributes(found[0], &[cryptoki::object::AttributeType::Id])
+                .unwrap()
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Id(id) => Some(id),
+                    _ => None,
+                })
+                .unwrap();
+            for h in found {
+                s.destroy_object(h).unwrap();
+            }
+            make(s, label.as_bytes(), &id);
+        })
+    }
+}
