@@ -137,3 +137,96 @@ fn so_pin_options_need_wrap_with_trusted() {
     assert_eq!(o.status.code(), Some(2), "usage error: {}", stderr(&o));
     assert!(stderr(&o).contains("--wrap-with-trusted"), "{}", stderr(&o));
 }
+
+#[test]
+fn trusted_ceremony_end_to_end() {
+    let t = SoftHsm::new("trusted-ceremony");
+    let media = t.path("media");
+    std::fs::create_dir_all(media.join("params")).unwrap();
+    let card = SoftHsm::new("trusted-ceremony-card");
+    let mut a = vec!["custodian".to_string(), "init".into()];
+    a.extend(card.hsm_args());
+    a.extend(["--name", "alice", "--key-label", "sig", "--json"].map(String::from));
+    let o = run(card.airgap().args(a));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let entry = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["entry"].clone();
+    std::fs::write(
+        media.join("policy.json"),
+        serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [entry]}).to_string(),
+    )
+    .unwrap();
+    let keys = [
+        ("vault-aes", "SYMMETRIC_DEFAULT"),
+        ("vault-mac", "HMAC_256"),
+    ];
+    let mut kms = Vec::new();
+    let mut plan = Vec::new();
+    for (label, spec) in keys {
+        let k = FakeKms::new(2048);
+        let rel = format!("params/{label}.json");
+        k.write_params(&media.join(&rel), 600);
+        plan.push(serde_json::json!({"label": label, "key_spec": spec, "source": "generate",
+            "targets": [{"name": "eu-west-1", "params": rel, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": k.fingerprint()}]}));
+        kms.push(k);
+    }
+    let file = media.join("ceremony.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"format": "byok-ceremony/ceremony/v1", "ceremony_id": "trusted", "purpose": "trusted wrapping",
+            "hsm": {"token_label": "trusted-ceremony"}, "policy": "policy.json", "keys": plan}).to_string(),
+    )
+    .unwrap();
+    let digest = params_digest(&file);
+    let out = t.path("out");
+    let run_with = |so_pin: &str| {
+        run(t
+            .airgap()
+            .env("BYOK_TEST_SO_PIN", so_pin)
+            .args(["ceremony", "run"])
+            .arg(&file)
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--pin-env",
+                "BYOK_TEST_PIN",
+                "--non-interactive",
+                "--expect-parameters-digest",
+                &digest,
+                "--wrap-with-trusted",
+                "--so-pin-env",
+                "BYOK_TEST_SO_PIN",
+            ]))
+    };
+    // Wrong SO PIN: refused before any key is generated.
+    let o = run_with("99999999");
+    assert!(
+        !o.status.success() && stderr(&o).contains("security officer PIN"),
+        "{}",
+        stderr(&o)
+    );
+    let listing = |t: &SoftHsm| {
+        let mut a = vec!["keys".to_string()];
+        a.extend(t.hsm_args());
+        a.push("--json".into());
+        serde_json::from_slice::<serde_json::Value>(&run(t.airgap().args(a)).stdout).unwrap()
+    };
+    assert_eq!(listing(&t).as_array().unwrap().len(), 0);
+    // Right SO PIN: every key carries CKA_WRAP_WITH_TRUSTED and wraps under the trusted copies.
+    let o = run_with(SO_PIN);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed = listing(&t);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    for k in listed.as_array().unwrap() {
+        assert_eq!(k["wrap_with_trusted"], true, "{k}");
+    }
+    for ((label, spec), k) in keys.iter().zip(&kms) {
+        let dir = out.join(label).join("eu-west-1");
+        let token = std::fs::read(dir.join("ImportToken.bin")).unwrap();
+        check_output(k, &dir, spec, "RSAES_OAEP_SHA_1", &token);
+    }
+    let transcript = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    assert!(
+        transcript.contains("\"wrap_with_trusted\":true"),
+        "{transcript}"
+    );
+}

@@ -119,6 +119,21 @@ struct RunArgs {
     /// then be given with --expect-parameters-digest.
     #[arg(long)]
     non_interactive: bool,
+    /// Generate the keys with CKA_WRAP_WITH_TRUSTED, and have the security officer mark the
+    /// confirmed KMS wrapping keys trusted for this session (needed to wrap such keys).
+    #[arg(long)]
+    wrap_with_trusted: bool,
+    /// Read the security officer PIN from this environment variable (default: prompt without echo).
+    #[arg(
+        long,
+        value_name = "VAR",
+        conflicts_with = "so_pin_file",
+        requires = "wrap_with_trusted"
+    )]
+    so_pin_env: Option<String>,
+    /// Read the security officer PIN from the first line of this file.
+    #[arg(long, value_name = "PATH", requires = "wrap_with_trusted")]
+    so_pin_file: Option<PathBuf>,
     /// Parameters must stay valid at least this many minutes.
     #[arg(long, default_value_t = 60)]
     min_remaining_minutes: i64,
@@ -213,11 +228,16 @@ impl HsmArgs {
         }
     }
     fn pin(&self) -> PinSource {
-        match (&self.pin_env, &self.pin_file) {
-            (Some(v), _) => PinSource::Env(v.clone()),
-            (None, Some(f)) => PinSource::File(f.clone()),
-            (None, None) => PinSource::Prompt,
-        }
+        pin_source(&self.pin_env, &self.pin_file)
+    }
+}
+
+/// A PIN from an environment variable, a file, or (default) a no-echo prompt.
+fn pin_source(env: &Option<String>, file: &Option<PathBuf>) -> PinSource {
+    match (env, file) {
+        (Some(v), _) => PinSource::Env(v.clone()),
+        (None, Some(f)) => PinSource::File(f.clone()),
+        (None, None) => PinSource::Prompt,
     }
 }
 
@@ -339,11 +359,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         },
         out: a.out.clone(),
         aes_wrap: a.aes_key_wrap,
-        so_pin: match (&a.so_pin_env, &a.so_pin_file) {
-            (Some(v), _) => PinSource::Env(v.clone()),
-            (None, Some(f)) => PinSource::File(f.clone()),
-            (None, None) => PinSource::Prompt,
-        },
+        so_pin: pin_source(&a.so_pin_env, &a.so_pin_file),
     };
     wrap::preflight(&req, &params, algorithm)?;
     let fp = Fingerprint(params.wrapping_key_sha256());
@@ -561,11 +577,7 @@ fn cmd_plan(a: PlanArgs) -> Result<ExitCode, Error> {
 
 fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
     let (c, local) = ceremony_and_module(&a.file, a.min_remaining_minutes, &a.module)?;
-    let pin = match (&a.pin_env, &a.pin_file) {
-        (Some(v), _) => PinSource::Env(v.clone()),
-        (None, Some(f)) => PinSource::File(f.clone()),
-        (None, None) => PinSource::Prompt,
-    };
+    let pin = pin_source(&a.pin_env, &a.pin_file);
     let terminal = std::io::stdin().is_terminal();
     if !a.non_interactive && !terminal {
         eprintln!("error: no terminal to confirm on; pass --non-interactive with --expect-parameters-digest HEX (both are recorded in the transcript)");
@@ -597,6 +609,9 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
         module: local,
         non_interactive: a.non_interactive,
         parameters,
+        trusted: a
+            .wrap_with_trusted
+            .then(|| pin_source(&a.so_pin_env, &a.so_pin_file)),
     };
     let id = c.file.ceremony_id.to_string();
     let summary = byok_ceremony::ceremony::run::run(

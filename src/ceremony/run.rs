@@ -32,7 +32,7 @@ use super::file::{CheckedCeremony, CheckedTarget, KeyPlan, Source};
 use super::transcript::{self, TranscriptWriter};
 use crate::airgap::confirm::ConfirmedParameters;
 use crate::airgap::module::LocalModule;
-use crate::airgap::wrap::{bundle_files, wrap_for_target, Wrapped};
+use crate::airgap::wrap::{bundle_files, wrap_for_target_with, Wrapped};
 use crate::airgap::Error;
 use crate::bundle::manifest;
 use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
@@ -43,9 +43,11 @@ use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
 use crate::hsm::selftest::{self, SelfTestPass};
+use crate::hsm::wrap::{AesWrapPreference, WrappingKey};
 use crate::hsm::{Hsm, HsmError, TokenSelector, UserSession};
 use crate::kms::{ImportParameters, KeySpec, WrappingAlgorithm};
 use crate::names::{KeyLabel, TargetName};
+use cryptoki::object::ObjectHandle;
 
 /// Options of a run.
 #[derive(Clone, Debug)]
@@ -58,6 +60,10 @@ pub struct RunOptions {
     pub non_interactive: bool,
     /// The parameters digest, confirmed from outside the media.
     pub parameters: ConfirmedParameters,
+    /// Trusted wrapping: keys are generated with `CKA_WRAP_WITH_TRUSTED`, and the
+    /// security officer (PIN from this source) marks the confirmed KMS
+    /// wrapping keys `CKA_TRUSTED` for the session.
+    pub trusted: Option<PinSource>,
 }
 
 /// What a run did.
@@ -151,28 +157,26 @@ pub fn run(
         .pin
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(HsmError::from)?;
-    let session = hsm.login(&pin)?;
+    let (session, trusted) = login(c, opts, &hsm, &pin)?;
     drop(pin);
+    let trusted = trusted.adopt(&session);
     append(
         &mut t,
         "hsm-session",
-        json!({ "token": hsm.facts, "module": module_record(&opts.module), "resumed": done.resumed }),
+        json!({ "token": hsm.facts, "module": module_record(&opts.module), "resumed": done.resumed,
+                "wrap_with_trusted": opts.trusted.is_some() }),
     )?;
 
     check_labels(c, &session, &done)?;
     let mechanisms = Mechanisms::probe(&hsm)?;
-    let mut passes = SelfTests::default();
+    // Every self-test before the first key is generated, so a token that
+    // cannot do one leaves no key behind; trusted test keys go right after.
+    let passes = SelfTests::prove_all(c, &done, &session, &mechanisms, trusted.test_keys)?;
+    let policy = KeyPolicy {
+        wrap_with_trusted: opts.trusted.is_some(),
+    };
     for (k, targets) in f.keys.iter().zip(&c.targets) {
-        let key = obtain(
-            &session,
-            &mechanisms,
-            &mut passes,
-            k,
-            targets,
-            &done,
-            &mut t,
-            &tpath,
-        )?;
+        let key = obtain(&session, policy, k, &done, &mut t, &tpath)?;
         if key.generated && !done.keys.contains_key(&k.label) {
             summary.generated.push(k.label.to_string());
         }
@@ -188,7 +192,7 @@ pub fn run(
             }
             ensure_real_dir(&key_dir)?;
             discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)?;
-            let wrapped = wrap_target(c, opts, &session, &mechanisms, &mut passes, k, ct, &key)?;
+            let wrapped = wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)?;
             let dir = ct.target.name.join_to(&key_dir);
             let files = write_bundle(&dir, &wrapped, ct)?;
             append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
@@ -452,15 +456,95 @@ fn check_labels(c: &CheckedCeremony, session: &UserSession, done: &Progress) -> 
     Ok(())
 }
 
+/// The trusted objects the security officer created for this session.
+#[derive(Default)]
+struct Trusted<'s, 'h> {
+    /// The confirmed KMS wrapping keys, by wrapping-key SHA-256 (hex).
+    kms_keys: BTreeMap<String, WrappingKey<'s, 'h>>,
+    /// The self-test's throwaway KMS keys, by size; dropped (destroyed) once
+    /// the self-tests are done.
+    test_keys: BTreeMap<usize, WrappingKey<'s, 'h>>,
+}
+
+/// Log in as the user; with trusted wrapping, first as the security officer
+/// to mark the confirmed wrapping keys (and the self-test's) trusted.
+fn login<'h>(
+    c: &CheckedCeremony,
+    opts: &RunOptions,
+    hsm: &'h Hsm,
+    pin: &secrecy::SecretString,
+) -> Result<(UserSession<'h>, TrustedHandles), Error> {
+    let Some(so) = &opts.trusted else {
+        return Ok((hsm.login(pin)?, TrustedHandles::default()));
+    };
+    let so_pin = so
+        .read(&format!(
+            "the security officer of token {:?}",
+            hsm.facts.label
+        ))
+        .map_err(HsmError::from)?;
+    let mut kms: BTreeMap<String, rsa::RsaPublicKey> = BTreeMap::new();
+    let mut tests: BTreeMap<usize, rsa::RsaPublicKey> = BTreeMap::new();
+    for ct in c.targets.iter().flatten() {
+        kms.entry(hex::encode(ct.params.wrapping_key_sha256()))
+            .or_insert_with(|| ct.params.public_key.clone());
+        tests
+            .entry(ct.params.wrapping_key_bits)
+            .or_insert_with(|| selftest::test_rsa_key(ct.params.wrapping_key_bits).to_public_key());
+    }
+    let objects: Vec<(&rsa::RsaPublicKey, &str)> = kms
+        .values()
+        .map(|k| (k, "byok-ceremony KMS wrapping key (trusted)"))
+        .chain(
+            tests
+                .values()
+                .map(|k| (k, "byok-ceremony self-test KMS key (trusted, throwaway)")),
+        )
+        .collect();
+    let (session, handles) = hsm.login_trusting(pin, &so_pin, &objects)?;
+    let mut h = handles.into_iter();
+    let kms = kms
+        .into_iter()
+        .map(|(fp, key)| (fp, (h.next(), key)))
+        .filter_map(|(fp, (handle, key))| handle.map(|handle| (fp, (handle, key))))
+        .collect();
+    let tests = tests
+        .into_iter()
+        .filter_map(|(bits, key)| h.next().map(|handle| (bits, (handle, key))))
+        .collect();
+    Ok((session, TrustedHandles { kms, tests }))
+}
+
+/// Handles of the security officer's trusted objects, before they are adopted.
+#[derive(Default)]
+struct TrustedHandles {
+    kms: BTreeMap<String, (ObjectHandle, rsa::RsaPublicKey)>,
+    tests: BTreeMap<usize, (ObjectHandle, rsa::RsaPublicKey)>,
+}
+
+impl TrustedHandles {
+    fn adopt<'s, 'h>(self, session: &'s UserSession<'h>) -> Trusted<'s, 'h> {
+        Trusted {
+            kms_keys: self
+                .kms
+                .into_iter()
+                .map(|(fp, (h, k))| (fp, WrappingKey::adopt(session, h, &k)))
+                .collect(),
+            test_keys: self
+                .tests
+                .into_iter()
+                .map(|(bits, (h, k))| (bits, WrappingKey::adopt(session, h, &k)))
+                .collect(),
+        }
+    }
+}
+
 /// The key for `k`: found again (checked against the transcript), adopted
 /// after a crash between generation and its record, or generated now.
-#[allow(clippy::too_many_arguments)]
 fn obtain(
     session: &UserSession,
-    mechanisms: &Mechanisms,
-    passes: &mut SelfTests,
+    policy: KeyPolicy,
     k: &KeyPlan,
-    targets: &[CheckedTarget],
     done: &Progress,
     t: &mut TranscriptWriter,
     tpath: &Path,
@@ -468,23 +552,13 @@ fn obtain(
     if let Some(recorded) = done.keys.get(&k.label) {
         return found_again(session, k, recorded);
     }
-    // Self-test first, so a token that cannot do it leaves no key behind.
-    for ct in targets {
-        passes.prove(
-            session,
-            mechanisms,
-            k.key_spec,
-            ct.target.wrapping_algorithm,
-            ct.params.wrapping_key_bits,
-        )?;
-    }
     let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
         (Source::Existing, _) => (
             keygen::find_existing(session, k.key_spec, k.label.as_str())?,
             "key-found",
             false,
         ),
-        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, k, id_hex)?,
+        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, policy, k, id_hex)?,
         (Source::Generate, None) => {
             let id = session.random(16)?;
             t.append(
@@ -492,13 +566,7 @@ fn obtain(
                 json!({ "label": k.label, "id_hex": hex::encode(&id), "key_spec": k.key_spec }),
             )
             .map_err(io(tpath))?;
-            let key = keygen::generate_with_id(
-                session,
-                k.key_spec,
-                k.label.as_str(),
-                &id,
-                KeyPolicy::default(),
-            )?;
+            let key = keygen::generate_with_id(session, k.key_spec, k.label.as_str(), &id, policy)?;
             (key, "key-generated", false)
         }
     };
@@ -549,6 +617,7 @@ fn found_again(
 /// it; if not, generate it now with the intended CKA_ID.
 fn adopt_or_generate(
     session: &UserSession,
+    policy: KeyPolicy,
     k: &KeyPlan,
     id_hex: &str,
 ) -> Result<(HsmKey, &'static str, bool), Error> {
@@ -570,13 +639,8 @@ fn adopt_or_generate(
                 label: k.label.to_string(),
                 reason: format!("the recorded CKA_ID {id_hex:?} is not hex"),
             })?;
-            let key = keygen::generate_with_id(
-                session,
-                k.key_spec,
-                k.label.as_str(),
-                &id,
-                KeyPolicy::default(),
-            )?;
+            let key =
+                keygen::generate_with_id(session, k.key_spec, k.label.as_str(), &id, policy)?;
             Ok((key, "key-generated", false))
         }
         Err(e) => Err(e.into()),
@@ -607,28 +671,27 @@ fn wrap_target(
     c: &CheckedCeremony,
     opts: &RunOptions,
     session: &UserSession,
-    mechanisms: &Mechanisms,
-    passes: &mut SelfTests,
+    passes: &SelfTests,
+    trusted: &BTreeMap<String, WrappingKey>,
     k: &KeyPlan,
     ct: &CheckedTarget,
     key: &HsmKey,
 ) -> Result<Wrapped, Error> {
     let params = ImportParameters::parse(&ct.params_bytes, time::OffsetDateTime::now_utc())?;
     let confirmed = opts.parameters.wrapping_key(c, &params)?;
-    let pass = passes.prove(
-        session,
-        mechanisms,
+    let pass = passes.get(
         k.key_spec,
         ct.target.wrapping_algorithm,
         params.wrapping_key_bits,
     )?;
-    wrap_for_target(
+    wrap_for_target_with(
         session,
         key,
         &params,
         ct.target.wrapping_algorithm,
         &confirmed,
-        &pass,
+        pass,
+        trusted.get(&hex::encode(params.wrapping_key_sha256())),
     )
 }
 
@@ -833,23 +896,67 @@ fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
 }
 
 /// Self-test results, one per key spec × algorithm × wrapping-key size.
-#[derive(Default)]
 struct SelfTests(BTreeMap<(KeySpec, WrappingAlgorithm, usize), SelfTestPass>);
 
 impl SelfTests {
-    fn prove(
-        &mut self,
+    /// Self-test every combination the remaining work needs; with trusted
+    /// wrapping, under the security officer's trusted test keys, which are
+    /// destroyed as soon as this returns.
+    fn prove_all(
+        c: &CheckedCeremony,
+        done: &Progress,
         session: &UserSession,
         mechanisms: &Mechanisms,
+        trusted_test_keys: BTreeMap<usize, WrappingKey>,
+    ) -> Result<Self, Error> {
+        let mut passes = BTreeMap::new();
+        for (k, targets) in c.file.keys.iter().zip(&c.targets) {
+            for ct in targets {
+                if done
+                    .wraps
+                    .contains(&(k.label.clone(), ct.target.name.clone()))
+                {
+                    continue;
+                }
+                let (spec, alg, bits) = (
+                    k.key_spec,
+                    ct.target.wrapping_algorithm,
+                    ct.params.wrapping_key_bits,
+                );
+                if passes.contains_key(&(spec, alg, bits)) {
+                    continue;
+                }
+                let pass = match trusted_test_keys.get(&bits) {
+                    Some(test_key) => selftest::prove_trusted(
+                        session,
+                        mechanisms,
+                        spec,
+                        alg,
+                        bits,
+                        AesWrapPreference::Auto,
+                        test_key,
+                    )?,
+                    None => selftest::prove(session, mechanisms, spec, alg, bits)?,
+                };
+                passes.insert((spec, alg, bits), pass);
+            }
+        }
+        drop(trusted_test_keys);
+        Ok(SelfTests(passes))
+    }
+
+    fn get(
+        &self,
         spec: KeySpec,
         alg: WrappingAlgorithm,
         bits: usize,
-    ) -> Result<SelfTestPass, Error> {
-        if let Some(p) = self.0.get(&(spec, alg, bits)) {
-            return Ok(p.clone());
-        }
-        let p = selftest::prove(session, mechanisms, spec, alg, bits)?;
-        self.0.insert((spec, alg, bits), p.clone());
-        Ok(p)
+    ) -> Result<&SelfTestPass, Error> {
+        self.0.get(&(spec, alg, bits)).ok_or_else(|| {
+            Error::Hsm(HsmError::SelfTest {
+                token: String::new(),
+                what: format!("{spec} with {alg} under RSA-{bits}"),
+                detail: "no self-test was run for this combination before wrapping".into(),
+            })
+        })
     }
 }
