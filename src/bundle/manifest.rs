@@ -47,6 +47,12 @@ pub struct KeyProtectionRecord {
     pub always_sensitive: bool,
     /// `CKA_NEVER_EXTRACTABLE`.
     pub never_extractable: bool,
+    /// `CKA_MODIFIABLE` as the token reports it (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modifiable: Option<bool>,
+    /// `CKA_COPYABLE` as the token reports it (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copyable: Option<bool>,
 }
 
 impl From<KeyProtection> for KeyProtectionRecord {
@@ -56,6 +62,8 @@ impl From<KeyProtection> for KeyProtectionRecord {
             extractable: p.extractable,
             always_sensitive: p.always_sensitive,
             never_extractable: p.never_extractable,
+            modifiable: Some(p.modifiable),
+            copyable: Some(p.copyable),
         }
     }
 }
