@@ -498,6 +498,29 @@ fn unfinished_ceremony_is_signed_only_with_partial() {
     assert_eq!(payload["partial"], true, "{payload}");
     let o = verify(&dir, &policy);
     assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["complete"], false, "{v}");
+
+    // A signature over the unfinished run that does not say so (as older
+    // versions made them) is refused: replay the payload without `partial`.
+    let d = hsm.path("unfinished-unacknowledged");
+    copy_dir(&dir, &d);
+    std::fs::remove_dir_all(d.join("attestations")).unwrap();
+    let mut quiet = payload.clone();
+    quiet.as_object_mut().unwrap().remove("partial");
+    let body = serde_json::to_vec(&quiet).unwrap();
+    let mut forged = env.clone();
+    forged["payload"] = b64().encode(&body).into();
+    std::fs::create_dir(d.join("attestations")).unwrap();
+    std::fs::write(
+        d.join("attestations/alice.dsse.json"),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    refused_with(
+        &verify(&d, &policy),
+        "signs a transcript that does not record a finished run, without saying so",
+    );
 
     // A finished wrap needs no --partial, and its payload says nothing about it.
     let out = hsm.path("webhooks.out");

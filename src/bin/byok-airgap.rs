@@ -694,6 +694,7 @@ fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
             "transcript_sha256": v.transcript_digest(),
             "transcript_entries": v.entries().len(),
             "signers": v.signers(),
+            "complete": v.is_complete(),
             "threshold": policy.threshold,
             "outputs": v.outputs(),
         });
@@ -703,6 +704,9 @@ fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
         );
     } else {
         println!("VERIFIED: ceremony {}", v.ceremony_id());
+        if !v.is_complete() {
+            println!("  PARTIAL:    the transcript does not record a finished run; every signer signed it with --partial");
+        }
         println!(
             "  transcript: {} entries, chain intact, digest {}",
             v.entries().len(),
