@@ -149,7 +149,7 @@ pub enum SignatureError {
     #[error("is not well-formed ({0})")]
     Malformed(String),
     /// An ECDSA signature whose S is in the upper half of the group order.
-    #[error("has a high S value (s > n/2): only low-S ECDSA signatures are accepted, so each signature has exactly one valid encoding. byok-airgap always signs with low S, so this signature was made or altered by another tool; have the custodian sign again")]
+    #[error("has a high S value (s > n/2): only low-S ECDSA signatures are accepted, so each signature has exactly one valid encoding. byok-airgap signs with low S; a signature made by an earlier version (which did not normalize) or altered by someone has a high S. Move that attestation aside and have the custodian sign again")]
     HighS,
     /// Well-formed, but not this key's signature over the message.
     #[error("does not verify")]
