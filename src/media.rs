@@ -18,6 +18,12 @@ pub const MAX_MANIFEST: u64 = 64 * 1024;
 pub const MAX_ENVELOPE: u64 = 256 * 1024;
 /// Largest transcript (a 1000-key ceremony writes about 3 MiB).
 pub const MAX_TRANSCRIPT: u64 = 64 * 1024 * 1024;
+/// Largest file of a wrap bundle (`EncryptedKeyMaterial.bin` and
+/// `ImportToken.bin` are at most 6144 bytes, `ImportParameters.json` and
+/// `manifest.json` at most 64 KiB): checked before a bundle file is hashed.
+pub const MAX_BUNDLE_FILE: u64 = 64 * 1024;
+/// Largest `SUMMARY.md` of a ceremony directory (a few KiB per bundle).
+pub const MAX_SUMMARY: u64 = 16 * 1024 * 1024;
 
 /// Why a file from the media could not be read.
 #[derive(Debug, thiserror::Error)]

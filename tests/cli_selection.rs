@@ -102,6 +102,12 @@ fn pin_file_and_missing_terminal() {
     let t = SoftHsm::new("pins");
     let pin_file = t.path("pin");
     std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
+    // Owner-only, as PIN files must be (tests/hostile_token.rs has the refusals).
+    std::fs::set_permissions(
+        &pin_file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let o = run(t
         .airgap()
         .args(probe_args(&["--pin-file", pin_file.to_str().unwrap()])));

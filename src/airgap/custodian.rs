@@ -13,6 +13,7 @@ use crate::ceremony::policy::CustodianEntry;
 use crate::hsm::pin::PinSource;
 use crate::hsm::sign::{self, CustodianKeyType};
 use crate::hsm::{Hsm, HsmError, ModuleSpec, TokenSelector};
+use crate::names::CustodianName;
 
 /// The result of `custodian init`: the entry to put in the policy.
 #[derive(Debug, Serialize)]
@@ -28,7 +29,7 @@ pub fn init(
     module: &ModuleSpec,
     token: &TokenSelector,
     pin: &PinSource,
-    name: &str,
+    name: &CustodianName,
     key_label: &str,
     kind: CustodianKeyType,
 ) -> Result<NewCustodian, Error> {
@@ -41,16 +42,22 @@ pub fn init(
     let spki = sign::generate(&session, kind, key_label)?;
     Ok(NewCustodian {
         entry: CustodianEntry {
-            name: name.to_string(),
+            name: name.clone(),
             public_key: base64::engine::general_purpose::STANDARD.encode(&spki),
         },
         keyid: dsse::keyid(&spki),
     })
 }
 
-/// What a custodian is about to sign, checked (chain and files) first.
-pub fn prepare(dir: &Path, custodian: &str, confirmation: &str) -> Result<Payload, Error> {
-    attest::payload_for(dir, custodian, confirmation).map_err(Error::from)
+/// What a custodian is about to sign, checked (chain, files, and that the
+/// run finished unless `partial`) first; see [`attest::payload_for`].
+pub fn prepare(
+    dir: &Path,
+    custodian: &CustodianName,
+    confirmation: &str,
+    partial: bool,
+) -> Result<Payload, Error> {
+    attest::payload_for(dir, custodian, confirmation, partial).map_err(Error::from)
 }
 
 /// Sign `payload` with the custodian's key on their token and write
@@ -81,11 +88,11 @@ pub fn sign(
         label: key_label.into(),
         reason: e.to_string(),
     })?;
-    if !verifier.verify(&message, &sig) {
+    if let Err(e) = verifier.verify(&message, &sig) {
         return Err(HsmError::Unsupported {
             token: hsm.facts.label.clone(),
             what: "produce a valid signature".into(),
-            detail: "the signature does not verify with the key's own public key".into(),
+            detail: format!("checked with the key's own public key, the signature {e}"),
         }
         .into());
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::Error;
+use crate::hsm::keygen;
 use crate::hsm::mechanisms::{self, Mechanisms, CKF_WRAP};
 use crate::hsm::pin::PinSource;
 use crate::hsm::wrap::AesWrapPreference;
@@ -33,6 +34,9 @@ pub struct ProbeReport {
     pub mechanisms: Vec<(String, bool)>,
     /// Self-test results.
     pub rows: Vec<ProbeRow>,
+    /// Whether the token keeps `CKA_MODIFIABLE=false` and `CKA_COPYABLE=false`
+    /// (tried on a throwaway session key); `Err` says why it could not be tried.
+    pub attribute_promises: Result<keygen::AttributePromises, String>,
 }
 
 /// Which key specs to test: one per family and size class by default.
@@ -77,6 +81,7 @@ pub fn probe(
     .into_iter()
     .map(|m| (mechanisms::name(m), mechs.supports(m, CKF_WRAP)))
     .collect();
+    let attribute_promises = keygen::attribute_promises(&session).map_err(|e| e.to_string());
     let mut rows = Vec::new();
     for &spec in specs {
         for &alg in algorithms {
@@ -119,6 +124,7 @@ pub fn probe(
         token: hsm.facts.clone(),
         mechanisms: listed,
         rows,
+        attribute_promises,
     })
 }
 

@@ -370,6 +370,8 @@ pub fn run(
     let trusted_kms = trusted_handles
         .first()
         .map(|h| WrappingKey::adopt(&session, *h, &params.public_key));
+    // The self-test's trusted throwaway key: destroyed when the self-test ends
+    // (prove_trusted consumes it), or on any earlier return.
     let trusted_test = trusted_handles
         .get(1)
         .map(|h| WrappingKey::adopt(&session, *h, &test_public));
@@ -379,7 +381,7 @@ pub fn run(
         keygen::ensure_label_free(&session, &req.label)?;
     }
     let mechanisms = Mechanisms::probe(&hsm)?;
-    let pass = match &trusted_test {
+    let pass = match trusted_test {
         Some(test_key) => selftest::prove_trusted(
             &session,
             &mechanisms,

@@ -16,6 +16,7 @@ use byok_ceremony::hsm::sign::CustodianKeyType;
 use byok_ceremony::hsm::wrap::AesWrapPreference;
 use byok_ceremony::hsm::{ModuleSpec, TokenSelector};
 use byok_ceremony::kms::{KeySpec, WrappingAlgorithm};
+use byok_ceremony::names::CustodianName;
 use clap::{Args, Parser, Subcommand};
 
 /// Generate key material inside an HSM and wrap it there for AWS KMS import.
@@ -58,7 +59,7 @@ struct CustodianInitArgs {
     hsm: HsmArgs,
     /// The custodian's name, as it will appear in the policy.
     #[arg(long)]
-    name: String,
+    name: CustodianName,
     /// CKA_LABEL of the signing key on the token.
     #[arg(long)]
     key_label: String,
@@ -147,13 +148,17 @@ struct SignArgs {
     hsm: HsmArgs,
     /// Your name in the custodian policy.
     #[arg(long)]
-    custodian: String,
+    custodian: CustodianName,
     /// CKA_LABEL of your signing key on your token.
     #[arg(long)]
     key_label: String,
     /// Sign without the interactive confirmation; recorded in the attestation.
     #[arg(long)]
     yes: bool,
+    /// Sign a run that has not finished (no closing transcript entry); recorded
+    /// in the attestation as `partial`.
+    #[arg(long)]
+    partial: bool,
 }
 
 #[derive(Args)]
@@ -482,6 +487,18 @@ fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
             for (name, ok) in &report.mechanisms {
                 println!("  {:<40} {}", name, if *ok { "yes" } else { "no" });
             }
+            println!("Key attributes generated keys ask for (throwaway session key):");
+            match &report.attribute_promises {
+                Ok(p) => {
+                    let word = |b: bool| if b { "honoured" } else { "NOT honoured" };
+                    println!("  {:<40} {}", "CKA_MODIFIABLE=false", word(p.unmodifiable));
+                    println!("  {:<40} {}", "CKA_COPYABLE=false", word(p.uncopyable));
+                    for line in &p.observed {
+                        println!("    {line}");
+                    }
+                }
+                Err(e) => println!("  could not be checked: {e}"),
+            }
         }
         println!("Self-test (known answer, throwaway keys):");
         for r in &report.rows {
@@ -652,8 +669,18 @@ fn cmd_sign(a: SignArgs) -> Result<ExitCode, Error> {
         eprintln!("error: no terminal to confirm on; pass --yes to sign non-interactively (it is recorded in the attestation)");
         return Ok(ExitCode::FAILURE);
     }
-    let payload = custodian::prepare(&a.dir, &a.custodian, if a.yes { "--yes" } else { "typed" })?;
+    let payload = custodian::prepare(
+        &a.dir,
+        &a.custodian,
+        if a.yes { "--yes" } else { "typed" },
+        a.partial,
+    )?;
     eprintln!("Ceremony:          {}", payload.ceremony_id);
+    if payload.partial {
+        eprintln!("PARTIAL:           the run has not finished; this attestation says so");
+    } else if a.partial {
+        eprintln!("note: the run has finished; --partial changes nothing");
+    }
     eprintln!("Custodian:         {}", payload.custodian);
     eprintln!(
         "Transcript:        {} entries, digest",
@@ -716,6 +743,7 @@ fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
             "transcript_sha256": v.transcript_digest(),
             "transcript_entries": v.entries().len(),
             "signers": v.signers(),
+            "complete": v.is_complete(),
             "threshold": policy.threshold,
             "outputs": v.outputs(),
         });
@@ -725,6 +753,9 @@ fn cmd_verify(a: VerifyArgs) -> Result<ExitCode, Error> {
         );
     } else {
         println!("VERIFIED: ceremony {}", v.ceremony_id());
+        if !v.is_complete() {
+            println!("  PARTIAL:    the transcript does not record a finished run; every signer signed it with --partial");
+        }
         println!(
             "  transcript: {} entries, chain intact, digest {}",
             v.entries().len(),

@@ -47,6 +47,12 @@ pub struct KeyProtectionRecord {
     pub always_sensitive: bool,
     /// `CKA_NEVER_EXTRACTABLE`.
     pub never_extractable: bool,
+    /// `CKA_MODIFIABLE` as the token reports it (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modifiable: Option<bool>,
+    /// `CKA_COPYABLE` as the token reports it (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copyable: Option<bool>,
 }
 
 impl From<KeyProtection> for KeyProtectionRecord {
@@ -56,6 +62,8 @@ impl From<KeyProtection> for KeyProtectionRecord {
             extractable: p.extractable,
             always_sensitive: p.always_sensitive,
             never_extractable: p.never_extractable,
+            modifiable: Some(p.modifiable),
+            copyable: Some(p.copyable),
         }
     }
 }
@@ -142,11 +150,73 @@ pub struct Manifest {
     pub public_key: Option<String>,
 }
 
+/// Why a `manifest.json` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestReadError {
+    /// Unreadable, not a regular file, or larger than [`crate::media::MAX_MANIFEST`].
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaReadError),
+    /// Not a manifest of this format.
+    #[error(
+        "{path} is not a byok-ceremony manifest ({source}); unknown and missing fields are refused"
+    )]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parser's message.
+        source: serde_json::Error,
+    },
+}
+
 impl Manifest {
+    /// Read `path` (at most [`crate::media::MAX_MANIFEST`] bytes, checked
+    /// before reading) and parse it strictly. Returns the bytes as read too,
+    /// for hashing against the transcript.
+    pub fn read(path: &std::path::Path) -> Result<(Self, Vec<u8>), ManifestReadError> {
+        let bytes = crate::media::read_bounded(path, "manifest", crate::media::MAX_MANIFEST)?;
+        let m = serde_json::from_slice(&bytes).map_err(|source| ManifestReadError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok((m, bytes))
+    }
+
     /// Copy the check values in.
     pub fn set_checks(&mut self, checks: KeyChecks) {
         self.kcv = checks.kcv;
         self.hmac_check = checks.hmac_check;
         self.public_key = checks.public_key;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_is_bounded_and_strict() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(MANIFEST);
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(crate::media::MAX_MANIFEST + 1)
+            .unwrap();
+        let e = Manifest::read(&p).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ManifestReadError::Media(crate::media::MediaReadError::TooLarge { .. })
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("more than any genuine manifest"),
+            "{e}"
+        );
+        std::fs::write(&p, br#"{"format":"byok-ceremony/wrap-manifest/v1"}"#).unwrap();
+        assert!(matches!(
+            Manifest::read(&p),
+            Err(ManifestReadError::Json { .. })
+        ));
     }
 }

@@ -14,16 +14,16 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::dsse::{self, Envelope, PAYLOAD_TYPE};
+use super::dsse::{self, Envelope, SignatureError, PAYLOAD_TYPE};
 use super::policy::Policy;
-use super::transcript::{self, ChainError, VerifiedTranscript};
+use super::transcript::{self, ChainError, Completion, VerifiedTranscript};
+use crate::media::{self, MediaReadError};
+use crate::names::CustodianName;
 
 /// Directory of attestations inside a ceremony directory.
 pub const ATTESTATIONS: &str = "attestations";
 /// The payload format tag.
 pub const PAYLOAD_FORMAT: &str = "byok-ceremony/attestation/v1";
-/// Largest envelope we read.
-const MAX_ENVELOPE: u64 = 1024 * 1024;
 
 /// An output file and its SHA-256, path relative to the ceremony directory with `/`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -44,7 +44,7 @@ pub struct Payload {
     /// The ceremony's ID, from the transcript's first entry.
     pub ceremony_id: String,
     /// The signing custodian's name.
-    pub custodian: String,
+    pub custodian: CustodianName,
     /// The transcript digest (SHA-256 of its last line).
     pub transcript_sha256: String,
     /// Number of transcript entries.
@@ -55,6 +55,10 @@ pub struct Payload {
     pub confirmation: String,
     /// UTC time of signing, RFC 3339.
     pub signed_at: String,
+    /// The custodian knowingly signed a transcript that does not record a
+    /// finished run (`ceremony sign --partial`). Absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// Why a ceremony directory does not verify.
@@ -88,6 +92,27 @@ pub enum VerifyError {
         /// What is wrong.
         problem: String,
     },
+    /// A file from the media is too large, not a regular file, or unreadable.
+    #[error(transparent)]
+    Media(#[from] MediaReadError),
+    /// A signature in an attestation is refused (high-S ECDSA, malformed, or not valid).
+    #[error("attestation {file}: signature by {custodian:?} {source}")]
+    Signature {
+        /// The envelope file.
+        file: String,
+        /// The custodian whose key it claims.
+        custodian: String,
+        /// Why.
+        source: SignatureError,
+    },
+    /// The transcript records a run that has not finished.
+    #[error("the {kind} transcript ends with step {last_step:?}, not its closing entry: the run has not finished. Resume it (`byok-airgap ceremony run` with the same --out) and sign the finished ceremony, or sign with --partial to attest only what it records so far (your attestation will say so)")]
+    Incomplete {
+        /// `ceremony`, `wrap`, or the unknown first step.
+        kind: String,
+        /// The transcript's last step.
+        last_step: String,
+    },
     /// Not enough custodians signed.
     #[error("only {signed} of the {threshold} custodians the policy requires signed this ceremony (valid signatures from: {names}); collect the missing signatures with `byok-airgap ceremony sign`")]
     Threshold {
@@ -108,6 +133,7 @@ pub struct VerifiedCeremony {
     transcript: VerifiedTranscript,
     outputs: Vec<OutputFile>,
     signers: Vec<String>,
+    complete: bool,
 }
 
 impl VerifiedCeremony {
@@ -139,6 +165,11 @@ impl VerifiedCeremony {
     /// The custodians whose signatures verified, sorted.
     pub fn signers(&self) -> &[String] {
         &self.signers
+    }
+    /// Whether the transcript records a finished run (else every signer
+    /// signed it knowingly with `--partial`).
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
     /// The wrap bundles in the directory, in sorted order: `""` for a single
     /// wrap (`manifest.json` at the top), else `LABEL/TARGET` of a ceremony.
@@ -199,7 +230,14 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<OutputFile>) -> Result<(), VerifyE
         if meta.is_dir() {
             walk(root, &path, out)?;
         } else if meta.is_file() {
-            let bytes = std::fs::read(&full).map_err(io_err(&full))?;
+            // Checked against the transcript's hashes: nothing genuine is
+            // larger, so a huge file is refused before it is read.
+            let (what, limit) = if rel.is_empty() && name == super::run::SUMMARY {
+                ("ceremony summary", media::MAX_SUMMARY)
+            } else {
+                ("bundle file", media::MAX_BUNDLE_FILE)
+            };
+            let bytes = media::read_bounded(&full, what, limit)?;
             out.push(OutputFile {
                 path,
                 sha256: hex::encode(Sha256::digest(&bytes)),
@@ -275,17 +313,31 @@ pub fn check_directory(
     Ok((ceremony_id, t, on_disk))
 }
 
-/// Build the payload a custodian signs for `dir`.
+/// Build the payload a custodian signs for `dir`. A transcript that does not
+/// record a finished run ([`VerifiedTranscript::completion`]) is refused
+/// ([`VerifyError::Incomplete`]) unless `partial`, which the payload then
+/// records; `partial` on a finished run changes nothing.
 pub fn payload_for(
     dir: &Path,
-    custodian: &str,
+    custodian: &CustodianName,
     confirmation: &str,
+    partial: bool,
 ) -> Result<Payload, VerifyError> {
     let (ceremony_id, t, outputs) = check_directory(dir)?;
+    let incomplete = match t.completion() {
+        Completion::Complete => false,
+        Completion::Incomplete { kind, last_step } => {
+            if !partial {
+                return Err(VerifyError::Incomplete { kind, last_step });
+            }
+            true
+        }
+    };
     Ok(Payload {
+        partial: incomplete,
         format: PAYLOAD_FORMAT.into(),
         ceremony_id,
-        custodian: custodian.to_string(),
+        custodian: custodian.clone(),
         transcript_sha256: t.digest.clone(),
         transcript_entries: t.entries.len(),
         outputs,
@@ -297,7 +349,7 @@ pub fn payload_for(
 }
 
 /// Path of a custodian's envelope in `dir`.
-pub fn envelope_path(dir: &Path, custodian: &str) -> PathBuf {
+pub fn envelope_path(dir: &Path, custodian: &CustodianName) -> PathBuf {
     dir.join(ATTESTATIONS)
         .join(format!("{custodian}.dsse.json"))
 }
@@ -308,6 +360,7 @@ pub fn envelope_path(dir: &Path, custodian: &str) -> PathBuf {
 /// whole directory: a bundle carries only good signatures.
 pub fn verify(dir: &Path, policy: &Policy) -> Result<VerifiedCeremony, VerifyError> {
     let (ceremony_id, t, outputs) = check_directory(dir)?;
+    let complete = t.completion() == Completion::Complete;
     let att_dir = dir.join(ATTESTATIONS);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&att_dir) {
         Ok(rd) => rd
@@ -329,13 +382,13 @@ pub fn verify(dir: &Path, policy: &Policy) -> Result<VerifiedCeremony, VerifyErr
             problem,
         };
         let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        if !meta.is_file() || meta.len() > MAX_ENVELOPE || !file.ends_with(".dsse.json") {
+        if !meta.is_file() || !file.ends_with(".dsse.json") {
             return Err(bad(
-                "is not an attestation envelope (NAME.dsse.json, a regular file under 1 MiB)"
-                    .into(),
+                "is not an attestation envelope (NAME.dsse.json, a regular file)".into(),
             ));
         }
-        let env: Envelope = serde_json::from_slice(&std::fs::read(&path).map_err(io_err(&path))?)
+        let bytes = media::read_bounded(&path, "attestation envelope", media::MAX_ENVELOPE)?;
+        let env: Envelope = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("is not a DSSE envelope ({e})")))?;
         if env.payload_type != PAYLOAD_TYPE {
             return Err(bad(format!(
@@ -353,8 +406,15 @@ pub fn verify(dir: &Path, policy: &Policy) -> Result<VerifiedCeremony, VerifyErr
         if file != format!("{}.dsse.json", payload.custodian) {
             return Err(bad(format!(
                 "is named for another custodian than the one it names ({:?})",
-                payload.custodian
+                payload.custodian.as_str()
             )));
+        }
+        if payload.partial == complete {
+            return Err(bad(if complete {
+                "says it signs an unfinished run (partial), but the transcript records a finished one".into()
+            } else {
+                "signs a transcript that does not record a finished run, without saying so (--partial): sign the finished ceremony, or re-sign with --partial".into()
+            }));
         }
         if payload.ceremony_id != ceremony_id {
             return Err(bad(format!(
@@ -395,27 +455,30 @@ pub fn verify(dir: &Path, policy: &Policy) -> Result<VerifiedCeremony, VerifyErr
             if custodian.name != payload.custodian {
                 return Err(bad(format!(
                     "claims custodian {:?} but is signed by {:?}'s key",
-                    payload.custodian, custodian.name
+                    payload.custodian.as_str(),
+                    custodian.name.as_str()
                 )));
             }
             let sig = base64::engine::general_purpose::STANDARD
                 .decode(&s.sig)
                 .map_err(|e| bad(format!("signature is not base64 ({e})")))?;
-            if !custodian.key.verify(&message, &sig) {
-                return Err(bad(format!(
-                    "signature by {:?} does not verify",
-                    custodian.name
-                )));
-            }
+            custodian
+                .key
+                .verify(&message, &sig)
+                .map_err(|source| VerifyError::Signature {
+                    file: file.clone(),
+                    custodian: custodian.name.to_string(),
+                    source,
+                })?;
             if !in_envelope.insert(custodian.name.clone()) {
                 return Err(bad(format!(
                     "carries {:?}'s signature twice; each custodian counts once and signs once",
-                    custodian.name
+                    custodian.name.as_str()
                 )));
             }
-            if let Some(first) = signers.insert(custodian.name.clone(), file.clone()) {
+            if let Some(first) = signers.insert(custodian.name.to_string(), file.clone()) {
                 if first != file {
-                    return Err(bad(format!("is a second attestation by {:?} (first: {first}); each custodian signs once", custodian.name)));
+                    return Err(bad(format!("is a second attestation by {:?} (first: {first}); each custodian signs once", custodian.name.as_str())));
                 }
             }
         }
@@ -437,11 +500,16 @@ pub fn verify(dir: &Path, policy: &Policy) -> Result<VerifiedCeremony, VerifyErr
         transcript: t,
         outputs,
         signers: signers.into_keys().collect(),
+        complete,
     })
 }
 
 /// Write `env` as `custodian`'s attestation in `dir`, refusing to overwrite.
-pub fn write_envelope(dir: &Path, custodian: &str, env: &Envelope) -> Result<PathBuf, VerifyError> {
+pub fn write_envelope(
+    dir: &Path,
+    custodian: &CustodianName,
+    env: &Envelope,
+) -> Result<PathBuf, VerifyError> {
     let att_dir = dir.join(ATTESTATIONS);
     std::fs::create_dir_all(&att_dir).map_err(io_err(&att_dir))?;
     let path = envelope_path(dir, custodian);

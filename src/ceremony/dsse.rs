@@ -2,6 +2,11 @@
 //! key types we verify: ECDSA P-256 with SHA-256, ECDSA P-384 with SHA-384
 //! (ASN.1 DER signatures, as DSSE tooling expects), and RSA-PSS with SHA-256
 //! (MGF1-SHA-256, 32-byte salt).
+//!
+//! ECDSA signatures are unique here: `(r, s)` and `(r, n - s)` both satisfy
+//! the ECDSA equation, so only the low-S form (`s <= n/2`) is accepted, and
+//! signing normalizes to it. A second, equally valid encoding of a
+//! custodian's signature cannot be minted from the first.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -101,24 +106,54 @@ impl CustodianKey {
         }
     }
 
-    /// Whether `sig` is this key's signature over `message`.
-    pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
+    /// Check that `sig` is this key's signature over `message`. ECDSA
+    /// signatures must be ASN.1 DER with a low S ([`SignatureError::HighS`]).
+    pub fn verify(&self, message: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
         use p256::ecdsa::signature::Verifier;
+        let malformed = |e: &dyn std::fmt::Display| SignatureError::Malformed(e.to_string());
+        let checked = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SignatureError::Invalid)
+            }
+        };
         match self {
-            CustodianKey::P256(k) => p256::ecdsa::Signature::from_der(sig)
-                .map(|s| k.verify(message, &s).is_ok())
-                .unwrap_or(false),
-            CustodianKey::P384(k) => p384::ecdsa::Signature::from_der(sig)
-                .map(|s| k.verify(message, &s).is_ok())
-                .unwrap_or(false),
+            CustodianKey::P256(k) => {
+                let s = p256::ecdsa::Signature::from_der(sig).map_err(|e| malformed(&e))?;
+                if s.normalize_s().is_some() {
+                    return Err(SignatureError::HighS);
+                }
+                checked(k.verify(message, &s).is_ok())
+            }
+            CustodianKey::P384(k) => {
+                let s = p384::ecdsa::Signature::from_der(sig).map_err(|e| malformed(&e))?;
+                if s.normalize_s().is_some() {
+                    return Err(SignatureError::HighS);
+                }
+                checked(k.verify(message, &s).is_ok())
+            }
             CustodianKey::RsaPss(k) => {
                 let vk = rsa::pss::VerifyingKey::<Sha256>::new(k.clone());
-                rsa::pss::Signature::try_from(sig)
-                    .map(|s| vk.verify(message, &s).is_ok())
-                    .unwrap_or(false)
+                let s = rsa::pss::Signature::try_from(sig).map_err(|e| malformed(&e))?;
+                checked(vk.verify(message, &s).is_ok())
             }
         }
     }
+}
+
+/// Why a signature was refused (each message completes "the signature …").
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    /// Not a signature of the key's kind (ECDSA: ASN.1 DER).
+    #[error("is not well-formed ({0})")]
+    Malformed(String),
+    /// An ECDSA signature whose S is in the upper half of the group order.
+    #[error("has a high S value (s > n/2): only low-S ECDSA signatures are accepted, so each signature has exactly one valid encoding. byok-airgap signs with low S; a signature made by an earlier version (which did not normalize) or altered by someone has a high S. Move that attestation aside and have the custodian sign again")]
+    HighS,
+    /// Well-formed, but not this key's signature over the message.
+    #[error("does not verify")]
+    Invalid,
 }
 
 /// The DSSE key ID of a DER SubjectPublicKeyInfo: its SHA-256, hex.
@@ -131,15 +166,19 @@ pub fn payload_bytes(env: &Envelope) -> Result<Vec<u8>, base64::DecodeError> {
     base64::engine::general_purpose::STANDARD.decode(&env.payload)
 }
 
-/// Encode a raw `r || s` ECDSA signature (as PKCS#11 returns it) as ASN.1 DER.
+/// Encode a raw `r || s` ECDSA signature (as PKCS#11 returns it) as ASN.1
+/// DER, normalized to low S (a token may return either form; only low S
+/// verifies here). 64 bytes is P-256, 96 bytes P-384.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
     match raw.len() {
-        64 => p256::ecdsa::Signature::from_slice(raw)
-            .ok()
-            .map(|s| s.to_der().as_bytes().to_vec()),
-        96 => p384::ecdsa::Signature::from_slice(raw)
-            .ok()
-            .map(|s| s.to_der().as_bytes().to_vec()),
+        64 => p256::ecdsa::Signature::from_slice(raw).ok().map(|s| {
+            let low = s.normalize_s().unwrap_or(s);
+            low.to_der().as_bytes().to_vec()
+        }),
+        96 => p384::ecdsa::Signature::from_slice(raw).ok().map(|s| {
+            let low = s.normalize_s().unwrap_or(s);
+            low.to_der().as_bytes().to_vec()
+        }),
         _ => None,
     }
 }
@@ -166,17 +205,76 @@ mod tests {
         let key = CustodianKey::from_spki_der(der.as_bytes()).unwrap();
         let msg = pae(PAYLOAD_TYPE, b"{}");
         let sig: p256::ecdsa::Signature = sk.sign(&msg);
-        assert!(key.verify(&msg, sig.to_der().as_bytes()));
-        assert!(!key.verify(&pae(PAYLOAD_TYPE, b"{ }"), sig.to_der().as_bytes()));
+        // The RustCrypto signer does not normalize S; half its signatures are high.
+        let sig = sig.normalize_s().unwrap_or(sig);
+        assert_eq!(key.verify(&msg, sig.to_der().as_bytes()), Ok(()));
+        assert_eq!(
+            key.verify(&pae(PAYLOAD_TYPE, b"{ }"), sig.to_der().as_bytes()),
+            Err(SignatureError::Invalid)
+        );
         assert!(
-            !key.verify(&msg, &sig.to_bytes()),
+            matches!(
+                key.verify(&msg, &sig.to_bytes()),
+                Err(SignatureError::Malformed(_))
+            ),
             "raw r||s is not accepted, only DER"
         );
         let der_again = ecdsa_raw_to_der(&sig.to_bytes()).unwrap();
-        assert!(key.verify(&msg, &der_again));
+        assert_eq!(key.verify(&msg, &der_again), Ok(()));
         let small = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
         let small_der =
             rsa::pkcs8::EncodePublicKey::to_public_key_der(&small.to_public_key()).unwrap();
         assert!(CustodianKey::from_spki_der(small_der.as_bytes()).is_err());
+    }
+
+    /// `(r, n - s)` from `(r, s)`, for the curve's order `n` (big-endian).
+    fn flip_s(raw: &[u8], order_be: &[u8]) -> Vec<u8> {
+        let half = raw.len() / 2;
+        let n = rsa::BigUint::from_bytes_be(order_be);
+        let s = rsa::BigUint::from_bytes_be(&raw[half..]);
+        let flipped = (n - s).to_bytes_be();
+        let mut out = raw[..half].to_vec();
+        out.extend(std::iter::repeat_n(0u8, half - flipped.len()));
+        out.extend(flipped);
+        out
+    }
+
+    #[test]
+    fn high_s_is_refused_and_never_produced() {
+        use p256::elliptic_curve::bigint::Encoding as _;
+        use p256::elliptic_curve::Curve as _;
+        let msg = pae(PAYLOAD_TYPE, b"{\"k\":1}");
+        // P-256
+        let sk = p256::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng);
+        let der = p256::pkcs8::EncodePublicKey::to_public_key_der(sk.verifying_key()).unwrap();
+        let key = CustodianKey::from_spki_der(der.as_bytes()).unwrap();
+        let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&sk, &msg);
+        let sig = sig.normalize_s().unwrap_or(sig);
+        let order = p256::NistP256::ORDER.to_be_bytes();
+        let high = flip_s(&sig.to_bytes(), &order);
+        let high_sig = p256::ecdsa::Signature::from_slice(&high).unwrap();
+        assert!(high_sig.normalize_s().is_some(), "the flipped S is high");
+        assert_eq!(
+            key.verify(&msg, high_sig.to_der().as_bytes()),
+            Err(SignatureError::HighS)
+        );
+        // A token may hand back a high S: signing normalizes it.
+        let normalized = ecdsa_raw_to_der(&high).unwrap();
+        assert_eq!(normalized, sig.to_der().as_bytes());
+        assert_eq!(key.verify(&msg, &normalized), Ok(()));
+        // P-384
+        let sk = p384::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng);
+        let der = p384::pkcs8::EncodePublicKey::to_public_key_der(sk.verifying_key()).unwrap();
+        let key = CustodianKey::from_spki_der(der.as_bytes()).unwrap();
+        let sig: p384::ecdsa::Signature = p384::ecdsa::signature::Signer::sign(&sk, &msg);
+        let sig = sig.normalize_s().unwrap_or(sig);
+        let order = p384::NistP384::ORDER.to_be_bytes();
+        let high = flip_s(&sig.to_bytes(), &order);
+        let high_sig = p384::ecdsa::Signature::from_slice(&high).unwrap();
+        assert_eq!(
+            key.verify(&msg, high_sig.to_der().as_bytes()),
+            Err(SignatureError::HighS)
+        );
+        assert_eq!(key.verify(&msg, &ecdsa_raw_to_der(&high).unwrap()), Ok(()));
     }
 }

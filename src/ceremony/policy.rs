@@ -20,6 +20,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::dsse::{keyid, CustodianKey, KeyError};
+use crate::media::{self, MediaReadError};
+use crate::names::{CustodianName, NameError};
 
 /// The policy format tag.
 pub const FORMAT: &str = "byok-ceremony/custodian-policy/v1";
@@ -29,9 +31,16 @@ pub const FORMAT: &str = "byok-ceremony/custodian-policy/v1";
 #[serde(deny_unknown_fields)]
 pub struct CustodianEntry {
     /// Name, as custodians sign with `--custodian NAME`.
-    pub name: String,
+    pub name: CustodianName,
     /// Base64 DER SubjectPublicKeyInfo of the custodian's signing key.
     pub public_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: String,
+    public_key: String,
 }
 
 #[derive(Deserialize)]
@@ -39,14 +48,14 @@ pub struct CustodianEntry {
 struct RawPolicy {
     format: String,
     threshold: usize,
-    custodians: Vec<CustodianEntry>,
+    custodians: Vec<RawEntry>,
 }
 
 /// A custodian with a parsed key.
 #[derive(Clone, Debug)]
 pub struct Custodian {
     /// Name.
-    pub name: String,
+    pub name: CustodianName,
     /// DSSE key ID (SHA-256 of the SPKI DER, hex).
     pub keyid: String,
     /// The verifying key.
@@ -65,9 +74,9 @@ pub struct Policy {
 /// Why a policy was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// Could not read it.
-    #[error("cannot read the policy {0}: {1}")]
-    Read(String, std::io::Error),
+    /// Could not read it, or it is larger than any policy.
+    #[error("custodian policy: {0}")]
+    Read(#[from] MediaReadError),
     /// Not policy JSON.
     #[error("the policy is not valid policy JSON ({0}); unknown and duplicate fields are refused")]
     Json(#[from] serde_json::Error),
@@ -84,20 +93,23 @@ pub enum PolicyError {
         /// Number of custodians.
         count: usize,
     },
-    /// Bad or duplicate name.
-    #[error("custodian name {0:?} is empty, not simple (letters, digits, '-', '_', '.') or listed twice")]
-    Name(String),
+    /// A custodian name breaks the name rule.
+    #[error("the policy lists a custodian whose name is refused: {0}")]
+    Name(#[from] NameError),
+    /// A custodian name is listed twice.
+    #[error("custodian \"{0}\" is listed twice in the policy; each custodian appears once")]
+    DuplicateName(CustodianName),
     /// Key not usable.
-    #[error("the key of custodian {name:?} is refused: {source}")]
+    #[error("the key of custodian \"{name}\" is refused: {source}")]
     Key {
         /// The custodian.
-        name: String,
+        name: CustodianName,
         /// Why.
         source: KeyError,
     },
     /// Two custodians share a key.
-    #[error("custodians {0:?} and {1:?} have the same key; each custodian needs their own")]
-    SharedKey(String, String),
+    #[error("custodians \"{0}\" and \"{1}\" have the same key; each custodian needs their own")]
+    SharedKey(CustodianName, CustodianName),
 }
 
 impl Policy {
@@ -116,14 +128,13 @@ impl Policy {
         }
         let mut names = BTreeSet::new();
         let mut custodians: Vec<Custodian> = Vec::new();
-        for c in raw.custodians {
-            let simple = !c.name.is_empty()
-                && c.name.len() <= 64
-                && c.name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
-            if !simple || !names.insert(c.name.clone()) {
-                return Err(PolicyError::Name(c.name));
+        for raw_entry in raw.custodians {
+            let c = CustodianEntry {
+                name: CustodianName::new(&raw_entry.name)?,
+                public_key: raw_entry.public_key,
+            };
+            if !names.insert(c.name.clone()) {
+                return Err(PolicyError::DuplicateName(c.name));
             }
             let der = base64::engine::general_purpose::STANDARD
                 .decode(c.public_key.trim())
@@ -151,10 +162,9 @@ impl Policy {
         })
     }
 
-    /// Read and validate a policy file.
+    /// Read (at most [`media::MAX_POLICY`] bytes) and validate a policy file.
     pub fn read(path: &Path) -> Result<Self, PolicyError> {
-        let bytes =
-            std::fs::read(path).map_err(|e| PolicyError::Read(path.display().to_string(), e))?;
+        let bytes = media::read_bounded(path, "custodian policy", media::MAX_POLICY)?;
         Self::parse(&bytes)
     }
 

@@ -157,7 +157,8 @@ pub fn run(
         .pin
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(HsmError::from)?;
-    let (session, trusted) = login(c, opts, &hsm, &pin)?;
+    let needed = needed_self_tests(c, &done);
+    let (session, trusted) = login(c, opts, &needed, &hsm, &pin)?;
     drop(pin);
     let trusted = trusted.adopt(&session);
     append(
@@ -171,7 +172,7 @@ pub fn run(
     let mechanisms = Mechanisms::probe(&hsm)?;
     // Every self-test before the first key is generated, so a token that
     // cannot do one leaves no key behind; trusted test keys go right after.
-    let passes = SelfTests::prove_all(c, &done, &session, &mechanisms, trusted.test_keys)?;
+    let passes = SelfTests::prove_all(&needed, &session, &mechanisms, trusted.test_keys)?;
     let policy = KeyPolicy {
         wrap_with_trusted: opts.trusted.is_some(),
     };
@@ -461,9 +462,37 @@ fn check_labels(c: &CheckedCeremony, session: &UserSession, done: &Progress) -> 
 struct Trusted<'s, 'h> {
     /// The confirmed KMS wrapping keys, by wrapping-key SHA-256 (hex).
     kms_keys: BTreeMap<String, WrappingKey<'s, 'h>>,
-    /// The self-test's throwaway KMS keys, by size; dropped (destroyed) once
-    /// the self-tests are done.
-    test_keys: BTreeMap<usize, WrappingKey<'s, 'h>>,
+    /// The self-test's throwaway KMS keys, one per self-test; each is
+    /// destroyed as soon as its self-test ends.
+    test_keys: BTreeMap<Combination, WrappingKey<'s, 'h>>,
+}
+
+/// A key spec × wrapping algorithm × wrapping-key size: what one self-test proves.
+type Combination = (KeySpec, WrappingAlgorithm, usize);
+
+/// The self-tests the remaining work needs, each once.
+fn needed_self_tests(c: &CheckedCeremony, done: &Progress) -> Vec<Combination> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (k, targets) in c.file.keys.iter().zip(&c.targets) {
+        for ct in targets {
+            if done
+                .wraps
+                .contains(&(k.label.clone(), ct.target.name.clone()))
+            {
+                continue;
+            }
+            let combo = (
+                k.key_spec,
+                ct.target.wrapping_algorithm,
+                ct.params.wrapping_key_bits,
+            );
+            if seen.insert(combo) {
+                out.push(combo);
+            }
+        }
+    }
+    out
 }
 
 /// Log in as the user; with trusted wrapping, first as the security officer
@@ -471,6 +500,7 @@ struct Trusted<'s, 'h> {
 fn login<'h>(
     c: &CheckedCeremony,
     opts: &RunOptions,
+    needed: &[Combination],
     hsm: &'h Hsm,
     pin: &secrecy::SecretString,
 ) -> Result<(UserSession<'h>, TrustedHandles), Error> {
@@ -484,14 +514,14 @@ fn login<'h>(
         ))
         .map_err(HsmError::from)?;
     let mut kms: BTreeMap<String, rsa::RsaPublicKey> = BTreeMap::new();
-    let mut tests: BTreeMap<usize, rsa::RsaPublicKey> = BTreeMap::new();
     for ct in c.targets.iter().flatten() {
         kms.entry(hex::encode(ct.params.wrapping_key_sha256()))
             .or_insert_with(|| ct.params.public_key.clone());
-        tests
-            .entry(ct.params.wrapping_key_bits)
-            .or_insert_with(|| selftest::test_rsa_key(ct.params.wrapping_key_bits).to_public_key());
     }
+    let tests: BTreeMap<Combination, rsa::RsaPublicKey> = needed
+        .iter()
+        .map(|combo| (*combo, selftest::test_rsa_key(combo.2).to_public_key()))
+        .collect();
     let objects: Vec<(&rsa::RsaPublicKey, &str)> = kms
         .values()
         .map(|k| (k, "byok-ceremony KMS wrapping key (trusted)"))
@@ -510,7 +540,7 @@ fn login<'h>(
         .collect();
     let tests = tests
         .into_iter()
-        .filter_map(|(bits, key)| h.next().map(|handle| (bits, (handle, key))))
+        .filter_map(|(combo, key)| h.next().map(|handle| (combo, (handle, key))))
         .collect();
     Ok((session, TrustedHandles { kms, tests }))
 }
@@ -519,7 +549,7 @@ fn login<'h>(
 #[derive(Default)]
 struct TrustedHandles {
     kms: BTreeMap<String, (ObjectHandle, rsa::RsaPublicKey)>,
-    tests: BTreeMap<usize, (ObjectHandle, rsa::RsaPublicKey)>,
+    tests: BTreeMap<Combination, (ObjectHandle, rsa::RsaPublicKey)>,
 }
 
 impl TrustedHandles {
@@ -533,7 +563,7 @@ impl TrustedHandles {
             test_keys: self
                 .tests
                 .into_iter()
-                .map(|(bits, (h, k))| (bits, WrappingKey::adopt(session, h, &k)))
+                .map(|(combo, (h, k))| (combo, WrappingKey::adopt(session, h, &k)))
                 .collect(),
         }
     }
@@ -896,52 +926,33 @@ fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
 }
 
 /// Self-test results, one per key spec × algorithm × wrapping-key size.
-struct SelfTests(BTreeMap<(KeySpec, WrappingAlgorithm, usize), SelfTestPass>);
+struct SelfTests(BTreeMap<Combination, SelfTestPass>);
 
 impl SelfTests {
-    /// Self-test every combination the remaining work needs; with trusted
-    /// wrapping, under the security officer's trusted test keys, which are
-    /// destroyed as soon as this returns.
+    /// Self-test every combination in `needed`; with trusted wrapping, each
+    /// under its own trusted test key, destroyed as soon as its test ends.
     fn prove_all(
-        c: &CheckedCeremony,
-        done: &Progress,
+        needed: &[Combination],
         session: &UserSession,
         mechanisms: &Mechanisms,
-        trusted_test_keys: BTreeMap<usize, WrappingKey>,
+        mut trusted_test_keys: BTreeMap<Combination, WrappingKey>,
     ) -> Result<Self, Error> {
         let mut passes = BTreeMap::new();
-        for (k, targets) in c.file.keys.iter().zip(&c.targets) {
-            for ct in targets {
-                if done
-                    .wraps
-                    .contains(&(k.label.clone(), ct.target.name.clone()))
-                {
-                    continue;
-                }
-                let (spec, alg, bits) = (
-                    k.key_spec,
-                    ct.target.wrapping_algorithm,
-                    ct.params.wrapping_key_bits,
-                );
-                if passes.contains_key(&(spec, alg, bits)) {
-                    continue;
-                }
-                let pass = match trusted_test_keys.get(&bits) {
-                    Some(test_key) => selftest::prove_trusted(
-                        session,
-                        mechanisms,
-                        spec,
-                        alg,
-                        bits,
-                        AesWrapPreference::Auto,
-                        test_key,
-                    )?,
-                    None => selftest::prove(session, mechanisms, spec, alg, bits)?,
-                };
-                passes.insert((spec, alg, bits), pass);
-            }
+        for &(spec, alg, bits) in needed {
+            let pass = match trusted_test_keys.remove(&(spec, alg, bits)) {
+                Some(test_key) => selftest::prove_trusted(
+                    session,
+                    mechanisms,
+                    spec,
+                    alg,
+                    bits,
+                    AesWrapPreference::Auto,
+                    test_key,
+                )?,
+                None => selftest::prove(session, mechanisms, spec, alg, bits)?,
+            };
+            passes.insert((spec, alg, bits), pass);
         }
-        drop(trusted_test_keys);
         Ok(SelfTests(passes))
     }
 

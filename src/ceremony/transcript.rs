@@ -19,8 +19,9 @@ use time::format_description::well_known::Rfc3339;
 
 /// The file name of the transcript in a ceremony directory.
 pub const FILE_NAME: &str = "transcript.jsonl";
-/// Largest transcript we read (a thousand-key ceremony stays far below).
-pub const MAX_LEN: u64 = 64 * 1024 * 1024;
+/// Largest transcript we read (a thousand-key ceremony stays far below):
+/// [`crate::media::MAX_TRANSCRIPT`].
+pub const MAX_LEN: u64 = crate::media::MAX_TRANSCRIPT;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One transcript entry.
@@ -45,9 +46,17 @@ pub enum ChainError {
     /// The file could not be read.
     #[error("cannot read the transcript {0}: {1}")]
     Read(PathBuf, String),
-    /// Larger than any real transcript.
-    #[error("the transcript is larger than {MAX_LEN} bytes")]
-    TooLarge,
+    /// Larger than any real transcript: refused unread.
+    #[error("the transcript {path} is {len} bytes, more than any genuine transcript ({MAX_LEN} bytes): refused unread; check the media")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least).
+        len: u64,
+    },
+    /// Not a regular file.
+    #[error("the transcript {0} is not a regular file: refused")]
+    NotAFile(PathBuf),
     /// No entries.
     #[error("the transcript is empty")]
     Empty,
@@ -144,14 +153,63 @@ pub fn verify_bytes(bytes: &[u8]) -> Result<VerifiedTranscript, ChainError> {
     })
 }
 
-/// Read and verify the transcript at `path`.
+/// Read (at most [`MAX_LEN`] bytes) and verify the transcript at `path`.
 pub fn verify_file(path: &Path) -> Result<VerifiedTranscript, ChainError> {
-    let read_err = |e: std::io::Error| ChainError::Read(path.to_path_buf(), e.to_string());
-    let len = std::fs::metadata(path).map_err(read_err)?.len();
-    if len > MAX_LEN {
-        return Err(ChainError::TooLarge);
+    use crate::media::MediaReadError;
+    let bytes = crate::media::read_bounded(path, "transcript", MAX_LEN).map_err(|e| match e {
+        MediaReadError::Io { path, source } => ChainError::Read(path, source.to_string()),
+        MediaReadError::TooLarge { path, len, .. } => ChainError::TooLarge { path, len },
+        MediaReadError::NotAFile { path } => ChainError::NotAFile(path),
+    })?;
+    verify_bytes(&bytes)
+}
+
+/// The step that opens a multi-key ceremony's transcript (`ceremony run`).
+pub const CEREMONY_START: &str = "ceremony-start";
+/// The step that closes a finished ceremony's transcript.
+pub const CEREMONY_COMPLETE: &str = "ceremony-complete";
+/// The step that opens a single `wrap`'s transcript.
+pub const WRAP_START: &str = "wrap-start";
+/// The step that closes a single `wrap`'s transcript (its output files).
+pub const WRAP_OUTPUTS: &str = "outputs";
+
+/// Whether a transcript records a finished run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// A ceremony ending with `ceremony-complete`, or a wrap ending with its `outputs`.
+    Complete,
+    /// Not finished: `kind` is what the first entry says it is (`ceremony`,
+    /// `wrap`, or the unknown first step), `last_step` is where it stops.
+    Incomplete {
+        /// What kind of transcript it is.
+        kind: String,
+        /// The last entry's step.
+        last_step: String,
+    },
+}
+
+impl VerifiedTranscript {
+    /// Whether this transcript records a finished run: a ceremony's
+    /// (`ceremony-start` … `ceremony-complete`) or a single wrap's
+    /// (`wrap-start` … `outputs`); the closing step must be the last entry.
+    /// A transcript of any other kind is never complete.
+    pub fn completion(&self) -> Completion {
+        let first = self.entries.first().map(|e| e.step.as_str()).unwrap_or("");
+        let last = self.entries.last().map(|e| e.step.as_str()).unwrap_or("");
+        let (kind, closing) = match first {
+            CEREMONY_START => ("ceremony", CEREMONY_COMPLETE),
+            WRAP_START => ("wrap", WRAP_OUTPUTS),
+            other => (other, ""),
+        };
+        if !closing.is_empty() && last == closing && self.entries.len() > 1 {
+            Completion::Complete
+        } else {
+            Completion::Incomplete {
+                kind: kind.to_string(),
+                last_step: last.to_string(),
+            }
+        }
     }
-    verify_bytes(&std::fs::read(path).map_err(read_err)?)
 }
 
 /// What resume cut off a transcript whose last line was incomplete.
@@ -170,11 +228,13 @@ pub struct TornTail {
 /// cut the incomplete one off, fsynced. Nothing is changed unless the rest
 /// verifies. Returns what was removed, or `None` for a complete transcript.
 pub fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
+    use crate::media::MediaReadError;
     let read_err = |e: std::io::Error| ChainError::Read(path.to_path_buf(), e.to_string());
-    if std::fs::metadata(path).map_err(read_err)?.len() > MAX_LEN {
-        return Err(ChainError::TooLarge);
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+    let bytes = crate::media::read_bounded(path, "transcript", MAX_LEN).map_err(|e| match e {
+        MediaReadError::Io { path, source } => ChainError::Read(path, source.to_string()),
+        MediaReadError::TooLarge { path, len, .. } => ChainError::TooLarge { path, len },
+        MediaReadError::NotAFile { path } => ChainError::NotAFile(path),
+    })?;
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(None);
     }
@@ -388,5 +448,55 @@ mod tests {
         let prefix = verify_bytes(&join(&l[..4])).unwrap();
         assert_ne!(prefix.digest, verify_bytes(&join(&l)).unwrap().digest);
         assert_eq!(verify_bytes(b"").unwrap_err(), ChainError::Empty);
+    }
+
+    #[test]
+    fn completion_needs_the_closing_step_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut w = TranscriptWriter::create(&path, CEREMONY_START, json!({})).unwrap();
+        w.append("wrapped", json!({})).unwrap();
+        assert_eq!(
+            verify_file(&path).unwrap().completion(),
+            Completion::Incomplete {
+                kind: "ceremony".into(),
+                last_step: "wrapped".into()
+            }
+        );
+        w.append(CEREMONY_COMPLETE, json!({})).unwrap();
+        assert_eq!(
+            verify_file(&path).unwrap().completion(),
+            Completion::Complete
+        );
+        w.append("wrapped", json!({})).unwrap();
+        assert!(matches!(
+            verify_file(&path).unwrap().completion(),
+            Completion::Incomplete { .. }
+        ));
+        // A wrap closes with its outputs; a ceremony's closing step does not close it.
+        let wpath = dir.path().join("w.jsonl");
+        let mut w = TranscriptWriter::create(&wpath, WRAP_START, json!({})).unwrap();
+        w.append(CEREMONY_COMPLETE, json!({})).unwrap();
+        assert!(matches!(
+            verify_file(&wpath).unwrap().completion(),
+            Completion::Incomplete { .. }
+        ));
+        w.append(WRAP_OUTPUTS, json!({})).unwrap();
+        assert_eq!(
+            verify_file(&wpath).unwrap().completion(),
+            Completion::Complete
+        );
+    }
+
+    #[test]
+    fn oversized_transcript_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(MAX_LEN + 1).unwrap();
+        assert!(matches!(
+            verify_file(&path),
+            Err(ChainError::TooLarge { len, .. }) if len == MAX_LEN + 1
+        ));
     }
 }

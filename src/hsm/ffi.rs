@@ -9,10 +9,13 @@
 //! * passes the `pReserved` init string some modules (NSS softoken) need only
 //!   through an `unsafe` constructor.
 //!
-//! So this module opens the *same* module file a second time (the dynamic
-//! loader returns the already-loaded library, so the function list, sessions
-//! and object handles are the ones `cryptoki` uses) and makes exactly three
-//! raw calls: `C_GetMechanismList`, `C_GetMechanismInfo` and `C_WrapKey`.
+//! So this module takes a second handle on the module `cryptoki` already
+//! loaded, with `dlopen(path, RTLD_NOW | RTLD_NOLOAD)`: the dynamic loader
+//! returns the library that is already mapped (so the function list, sessions
+//! and object handles are the ones `cryptoki` uses) and never maps a file; if
+//! the module is not loaded, that is an error, not a load. It then makes
+//! exactly three raw calls: `C_GetMechanismList`, `C_GetMechanismInfo` and
+//! `C_WrapKey`.
 //! (`cryptoki`'s own `wrap_key` also keeps the length a module first estimated
 //! rather than the one it finally reports, which adds zero bytes on NSS for the
 //! AES key wraps; our `C_WrapKey` trims.)
@@ -22,7 +25,7 @@
 #![allow(clippy::unnecessary_cast)]
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -94,27 +97,71 @@ pub fn initialize(ctx: &Pkcs11, init_string: Option<&CString>) -> cryptoki::erro
 /// The module's function list, reached through a second handle on the same library.
 pub struct RawModule {
     // Keeps the library mapped while `functions` is used.
-    _library: libloading::Library,
+    _library: libloading::os::unix::Library,
     functions: *const CK_FUNCTION_LIST,
 }
 
+/// Why [`RawModule::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RawOpenError {
+    /// The module is not loaded in this process (or `path` names another file).
+    #[error("{path} is not the module already loaded in this process ({reason}); the raw PKCS#11 calls only reuse a loaded module and never load one")]
+    NotLoaded {
+        /// The path given.
+        path: PathBuf,
+        /// The loader's message.
+        reason: String,
+    },
+    /// The module has no usable `C_GetFunctionList`.
+    #[error("the module {path} has no usable C_GetFunctionList: {reason}")]
+    FunctionList {
+        /// The module.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
 impl RawModule {
-    /// Open the module at `path` (already loaded by `cryptoki`) and fetch its function list.
-    pub fn open(path: &Path) -> Result<Self, String> {
-        // SAFETY: the module is already loaded and initialized by cryptoki, so
-        // loading it again runs no initializers; it is the same trusted library.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
+    /// Take a second handle on the module at `path`, which `cryptoki` has
+    /// already loaded, and fetch its function list. The module is looked up
+    /// with `RTLD_NOLOAD`: nothing is mapped and no initializer runs; a module
+    /// that is not loaded yet is refused ([`RawOpenError::NotLoaded`]).
+    ///
+    /// # Safety
+    ///
+    /// `path` must be the module a live [`Pkcs11`] context loaded and
+    /// initialized (`C_Initialize`), and the returned value must only be used
+    /// while that context is initialized: the raw calls assume an initialized
+    /// module and use its handles.
+    pub(crate) unsafe fn open(path: &Path) -> Result<Self, RawOpenError> {
+        use libloading::os::unix::{Library, RTLD_NOW};
+        // SAFETY: RTLD_NOLOAD only returns a library that is already mapped
+        // (the caller guarantees it is the initialized module), so no
+        // initializer runs; the handle only bumps its reference count.
+        let library =
+            unsafe { Library::open(Some(path), RTLD_NOW | libc::RTLD_NOLOAD) }.map_err(|e| {
+                RawOpenError::NotLoaded {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let fl = |reason: String| RawOpenError::FunctionList {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut functions: *mut CK_FUNCTION_LIST = ptr::null_mut();
         // SAFETY: C_GetFunctionList has this signature in every PKCS#11 module.
         let rv = unsafe {
-            let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
-                library
-                    .get(b"C_GetFunctionList\0")
-                    .map_err(|e| e.to_string())?;
+            let get: libloading::os::unix::Symbol<
+                unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV,
+            > = library
+                .get(b"C_GetFunctionList\0")
+                .map_err(|e| fl(e.to_string()))?;
             get(&mut functions)
         };
         if rv != CKR_OK || functions.is_null() {
-            return Err(format!("C_GetFunctionList failed: {}", RawError(rv)));
+            return Err(fl(format!("C_GetFunctionList failed: {}", RawError(rv))));
         }
         Ok(RawModule {
             _library: library,
@@ -280,5 +327,36 @@ impl RawMechanism {
             pSourceData: ptr::null_mut(),
             ulSourceDataLen: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+    #[test]
+    fn reuses_a_loaded_module_and_never_loads_one() {
+        let path = Path::new(SOFTHSM);
+        assert!(
+            path.exists(),
+            "SoftHSM2 is not installed: run scripts/install-deps.sh"
+        );
+        // No other unit test loads SoftHSM2: here it is not loaded yet, and
+        // the raw handle must not load it.
+        // SAFETY: nothing is called through the result (there is none).
+        let e = unsafe { RawModule::open(path) }
+            .err()
+            .expect("a module that is not loaded is refused, not loaded");
+        assert!(matches!(e, RawOpenError::NotLoaded { .. }), "{e}");
+        assert!(e.to_string().contains("never load"), "{e}");
+        // Once cryptoki has loaded it, the same path gives the same library.
+        let ctx = Pkcs11::new(path).expect("cryptoki loads SoftHSM2");
+        // SAFETY: only the function-list pointer is read; no PKCS#11 call is made.
+        let raw = unsafe { RawModule::open(path) }.expect("the loaded module is found");
+        assert!(raw.list().C_WrapKey.is_some());
+        drop(raw);
+        drop(ctx);
     }
 }

@@ -5,7 +5,15 @@
 //! private, sensitive and extractable (only so that it can be wrapped), with
 //! no usage beyond the check value the bastion compares with KMS: AES keys may
 //! sign (CMAC, for the KCV), HMAC keys sign and verify; RSA and EC private keys
-//! may do nothing at all in the HSM.
+//! may do nothing at all in the HSM. Generated keys (and public halves) are
+//! also `CKA_MODIFIABLE=false` and `CKA_COPYABLE=false`, so nobody can later
+//! loosen their attributes or copy them into a looser object; a token that
+//! ignores either is not refused, but [`protection`] reads the attributes
+//! back and the transcript records what the token reports.
+//!
+//! An existing key ([`find_existing`]) is accepted only if the token generated
+//! it (`CKA_LOCAL`) and it was always sensitive (`CKA_ALWAYS_SENSITIVE`): a key
+//! created from a known value with `C_CreateObject` is refused.
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -79,6 +87,8 @@ fn private_attributes(label: &str, id: &[u8], policy: KeyPolicy) -> Vec<Attribut
         Attribute::Decrypt(false),
         Attribute::Unwrap(false),
         Attribute::Derive(false),
+        Attribute::Modifiable(false),
+        Attribute::Copyable(false),
     ];
     if policy.wrap_with_trusted {
         attrs.push(Attribute::WrapWithTrusted(true));
@@ -86,7 +96,11 @@ fn private_attributes(label: &str, id: &[u8], policy: KeyPolicy) -> Vec<Attribut
     attrs
 }
 
-/// Generate a key of `spec` labelled `label` inside the token, with a random `CKA_ID`.
+/// Longest `CKA_ID` [`generate_with_id`] accepts.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Generate a key of `spec` labelled `label` inside the token, with a random
+/// 16-byte `CKA_ID` (see [`generate_with_id`]).
 pub fn generate(
     session: &UserSession,
     spec: KeySpec,
@@ -97,9 +111,10 @@ pub fn generate(
     generate_with_id(session, spec, label, &id, policy)
 }
 
-/// Generate a key of `spec` labelled `label` with the `CKA_ID` `id`, chosen
-/// (and recorded) by the caller beforehand, so that a crash between
-/// generation and its record can be recognised on resume.
+/// Generate a key of `spec` labelled `label` with `CKA_ID` `id` inside the
+/// token, so a caller can record the intended ID before generating (and
+/// adopt the key after a crash). Refuses a taken label, and an ID that is
+/// empty, longer than [`MAX_ID_LEN`] or already on the token.
 pub fn generate_with_id(
     session: &UserSession,
     spec: KeySpec,
@@ -108,6 +123,22 @@ pub fn generate_with_id(
     policy: KeyPolicy,
 ) -> Result<HsmKey, HsmError> {
     ensure_label_free(session, label)?;
+    let token = || session.hsm().facts.label.clone();
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(HsmError::BadKeyId {
+            id_hex: hex::encode(id),
+            reason: format!("it must be 1 to {MAX_ID_LEN} bytes"),
+        });
+    }
+    if !find(session, &[Attribute::Id(id.to_vec())])?.is_empty() {
+        return Err(HsmError::BadKeyId {
+            id_hex: hex::encode(id),
+            reason: format!(
+                "an object with this CKA_ID is already on token {:?}; each key needs its own",
+                token()
+            ),
+        });
+    }
     let id = id.to_vec();
     let s = session.raw_session();
     let mut attrs = private_attributes(label, &id, policy);
@@ -132,7 +163,10 @@ pub fn generate_with_id(
                 Attribute::Encrypt(false),
                 Attribute::Wrap(false),
             ]);
-            (s.generate_key(&mechanism, &attrs).during(&what)?, None)
+            let handle =
+                with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
+                    .during(&what)?;
+            (handle, None)
         }
         KeyFamily::Rsa | KeyFamily::Ec => {
             let mut public = vec![
@@ -143,6 +177,8 @@ pub fn generate_with_id(
                 Attribute::Verify(false),
                 Attribute::Encrypt(false),
                 Attribute::Wrap(false),
+                Attribute::Modifiable(false),
+                Attribute::Copyable(false),
             ];
             attrs.push(Attribute::Sign(false));
             let mechanism = if let Some(bits) = spec.rsa_bits() {
@@ -153,9 +189,15 @@ pub fn generate_with_id(
                 public.push(Attribute::EcParams(ec_params(spec)));
                 Mechanism::EccKeyPairGen
             };
-            let (public, private) = s
-                .generate_key_pair(&mechanism, &public, &attrs)
-                .during(&what)?;
+            let (public, private) = with_copyable_fallback(session, label, &attrs, |a| {
+                let public_attrs = if a.len() < attrs.len() {
+                    without_copyable(&public)
+                } else {
+                    public.clone()
+                };
+                s.generate_key_pair(&mechanism, &public_attrs, a)
+            })
+            .during(&what)?;
             (private, Some(public))
         }
     };
@@ -168,6 +210,46 @@ pub fn generate_with_id(
         generated: true,
         wrap_with_trusted: policy.wrap_with_trusted,
     })
+}
+
+fn without_copyable(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter(|a| !matches!(a, Attribute::Copyable(_)))
+        .cloned()
+        .collect()
+}
+
+/// Generate with `attrs`; if the token refuses the template and nothing
+/// labelled `label` was created, generate again without `CKA_COPYABLE`.
+/// (NSS softoken answers `CKR_GENERAL_ERROR` to `CKA_COPYABLE` on token
+/// objects.) The key is then copyable as far as the token is concerned, and
+/// [`protection`] reads it back so the transcript says so.
+fn with_copyable_fallback<T>(
+    session: &UserSession,
+    label: &str,
+    attrs: &[Attribute],
+    mut generate: impl FnMut(&[Attribute]) -> Result<T, cryptoki::error::Error>,
+) -> Result<T, cryptoki::error::Error> {
+    use cryptoki::error::{Error, RvError};
+    let refused_template = |e: &Error| {
+        matches!(
+            e,
+            Error::Pkcs11(
+                RvError::GeneralError
+                    | RvError::AttributeTypeInvalid
+                    | RvError::AttributeValueInvalid
+                    | RvError::TemplateInconsistent,
+                _,
+            )
+        )
+    };
+    match generate(attrs) {
+        Err(e) if refused_template(&e) && ensure_label_free(session, label).is_ok() => {
+            generate(&without_copyable(attrs)).map_err(|_| e)
+        }
+        other => other,
+    }
 }
 
 /// Find the existing key labelled `label` and check it matches `spec` and is safe to export.
@@ -216,10 +298,13 @@ pub fn find_existing(
                 AttributeType::Modulus,
                 AttributeType::EcParams,
                 AttributeType::WrapWithTrusted,
+                AttributeType::Local,
+                AttributeType::AlwaysSensitive,
             ],
         )
         .during("reading the key's attributes")?;
     let mut wrap_with_trusted = false;
+    let (mut local, mut always_sensitive) = (None, None);
     let (mut key_type, mut sensitive, mut extractable, mut id) = (None, None, None, Vec::new());
     let (mut value_len, mut modulus, mut params) = (None, None, None);
     for a in attrs {
@@ -232,8 +317,20 @@ pub fn find_existing(
             Attribute::Modulus(m) => modulus = Some(m),
             Attribute::EcParams(p) => params = Some(p),
             Attribute::WrapWithTrusted(b) => wrap_with_trusted = b,
+            Attribute::Local(b) => local = Some(b),
+            Attribute::AlwaysSensitive(b) => always_sensitive = Some(b),
             _ => {}
         }
+    }
+    if local != Some(true) {
+        return Err(unsuitable(
+            "it was not generated inside this token (CKA_LOCAL is not true): it was imported (C_CreateObject or C_UnwrapKey), so someone may know its value. Generate a new key instead (drop --existing, or choose another label)".into(),
+        ));
+    }
+    if always_sensitive != Some(true) {
+        return Err(unsuitable(
+            "it has not always been sensitive (CKA_ALWAYS_SENSITIVE is not true): its value could have been read out of the HSM before it was made sensitive. Generate a new key instead (drop --existing, or choose another label)".into(),
+        ));
     }
     if sensitive != Some(true) {
         return Err(unsuitable(
@@ -320,6 +417,12 @@ pub struct KeyProtection {
     pub token: bool,
     /// `CKA_PRIVATE`.
     pub private: bool,
+    /// `CKA_MODIFIABLE` (true when the token does not report it: the
+    /// PKCS#11 default). Generated keys ask for false.
+    pub modifiable: bool,
+    /// `CKA_COPYABLE` (true when the token does not report it: the PKCS#11
+    /// default). Generated keys ask for false.
+    pub copyable: bool,
 }
 
 /// Read the protection attributes of `handle`.
@@ -335,6 +438,8 @@ pub fn protection(session: &UserSession, handle: ObjectHandle) -> Result<KeyProt
                 AttributeType::NeverExtractable,
                 AttributeType::Token,
                 AttributeType::Private,
+                AttributeType::Modifiable,
+                AttributeType::Copyable,
             ],
         )
         .during("reading the key's protection attributes")?;
@@ -345,6 +450,8 @@ pub fn protection(session: &UserSession, handle: ObjectHandle) -> Result<KeyProt
         never_extractable: false,
         token: false,
         private: false,
+        modifiable: true,
+        copyable: true,
     };
     for a in attrs {
         match a {
@@ -354,6 +461,8 @@ pub fn protection(session: &UserSession, handle: ObjectHandle) -> Result<KeyProt
             Attribute::NeverExtractable(b) => p.never_extractable = b,
             Attribute::Token(b) => p.token = b,
             Attribute::Private(b) => p.private = b,
+            Attribute::Modifiable(b) => p.modifiable = b,
+            Attribute::Copyable(b) => p.copyable = b,
             _ => {}
         }
     }
@@ -437,4 +546,72 @@ pub fn list(session: &UserSession) -> Result<Vec<KeyListing>, HsmError> {
     }
     out.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(out)
+}
+
+/// Whether the token keeps the promises [`generate`] asks of keys:
+/// `CKA_MODIFIABLE=false` and `CKA_COPYABLE=false`, tried on a throwaway
+/// AES session key (`byok-airgap mechanisms` reports it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AttributePromises {
+    /// `CKA_MODIFIABLE` reads back false and `C_SetAttributeValue` is refused.
+    pub unmodifiable: bool,
+    /// `CKA_COPYABLE` reads back false and `C_CopyObject` is refused.
+    pub uncopyable: bool,
+    /// What was observed, one line per check.
+    pub observed: Vec<String>,
+}
+
+/// Generate a throwaway AES session key with `CKA_MODIFIABLE=false` and
+/// `CKA_COPYABLE=false`, read both back, try to change its label and to copy
+/// it, and destroy whatever was created.
+pub fn attribute_promises(session: &UserSession) -> Result<AttributePromises, HsmError> {
+    let s = session.raw_session();
+    let label = b"byok-ceremony attribute check (throwaway)".to_vec();
+    let key = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Token(false),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Label(label),
+                Attribute::Modifiable(false),
+                Attribute::Copyable(false),
+            ],
+        )
+        .during("generating a throwaway key to check CKA_MODIFIABLE and CKA_COPYABLE")?;
+    let outcome = (|| {
+        let p = protection(session, key)?;
+        let mut observed = Vec::new();
+        let modify_refused = s
+            .update_attributes(key, &[Attribute::Label(b"changed".to_vec())])
+            .is_err();
+        observed.push(format!(
+            "CKA_MODIFIABLE reads back {}; changing CKA_LABEL was {}",
+            p.modifiable,
+            if modify_refused { "refused" } else { "allowed" }
+        ));
+        let copy_refused = match s.copy_object(key, &[]) {
+            Ok(copy) => {
+                let _ = s.destroy_object(copy);
+                false
+            }
+            Err(_) => true,
+        };
+        observed.push(format!(
+            "CKA_COPYABLE reads back {}; C_CopyObject was {}",
+            p.copyable,
+            if copy_refused { "refused" } else { "allowed" }
+        ));
+        Ok(AttributePromises {
+            unmodifiable: !p.modifiable && modify_refused,
+            uncopyable: !p.copyable && copy_refused,
+            observed,
+        })
+    })();
+    let _ = s.destroy_object(key);
+    outcome
 }

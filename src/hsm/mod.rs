@@ -145,6 +145,14 @@ pub enum HsmError {
         /// Why.
         reason: String,
     },
+    /// A `CKA_ID` given for a new key cannot be used.
+    #[error("CKA_ID {id_hex} cannot be used for a new key: {reason}")]
+    BadKeyId {
+        /// The ID, hex.
+        id_hex: String,
+        /// Why.
+        reason: String,
+    },
     /// The token lacks a mechanism we need.
     #[error("token {token:?} cannot {what}: {detail}")]
     Unsupported {
@@ -267,7 +275,14 @@ impl Hsm {
                 }
             ))
         })?;
-        let raw = ffi::RawModule::open(&module.path).map_err(load_err)?;
+        // The one unsafe call outside `ffi`: a second handle on the module
+        // `ctx` just loaded and initialized, looked up with RTLD_NOLOAD.
+        #[allow(unsafe_code)]
+        // SAFETY: `module.path` is the module `ctx` loaded and initialized
+        // above; `raw` lives in the same `Hsm` as `ctx` and is not used after
+        // `Hsm::drop` finalizes it.
+        let raw =
+            unsafe { ffi::RawModule::open(&module.path) }.map_err(|e| load_err(e.to_string()))?;
         let slots = ctx
             .get_slots_with_initialized_token()
             .during("listing token slots")?;

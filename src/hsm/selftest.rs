@@ -503,6 +503,10 @@ pub fn prove_with(
 /// carries the attribute, `trusted_test_key` must be the security officer's
 /// trusted copy of [`test_rsa_key`]`(wrapping_key_bits)`, and the token must
 /// also refuse to wrap the known key under an untrusted key.
+///
+/// `trusted_test_key` is consumed: it is destroyed when the self-test ends,
+/// whether it passed or not, so a trusted key whose private half is public
+/// (the self-test key is embedded in this program) never outlives the test.
 pub fn prove_trusted(
     session: &UserSession,
     mechanisms: &Mechanisms,
@@ -510,19 +514,22 @@ pub fn prove_trusted(
     algorithm: WrappingAlgorithm,
     wrapping_key_bits: usize,
     preference: AesWrapPreference,
-    trusted_test_key: &WrappingKey,
+    trusted_test_key: WrappingKey,
 ) -> Result<SelfTestPass, HsmError> {
     let kms = test_rsa_key(wrapping_key_bits);
-    prove_inner(
+    let outcome = prove_inner(
         session,
         mechanisms,
         spec,
         algorithm,
         preference,
         &kms,
-        trusted_test_key,
+        &trusted_test_key,
         true,
-    )
+    );
+    // Destroyed here on every path (its Drop calls C_DestroyObject).
+    drop(trusted_test_key);
+    outcome
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -193,7 +193,8 @@ pub fn find(session: &UserSession, label: &str) -> Result<SigningKey, HsmError> 
 }
 
 /// Sign `message` in the token: ECDSA over its SHA-256 / SHA-384 (returned as
-/// ASN.1 DER), or RSA-PSS SHA-256 with a 32-byte salt.
+/// ASN.1 DER, normalized to low S after the token signs, since verification
+/// accepts only low S), or RSA-PSS SHA-256 with a 32-byte salt.
 pub fn sign(session: &UserSession, key: &SigningKey, message: &[u8]) -> Result<Vec<u8>, HsmError> {
     let s = session.raw_session();
     match key.kind {
