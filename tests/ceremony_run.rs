@@ -230,6 +230,20 @@ fn plan_run_crash_resume_sign_verify() {
         a.extend(["--custodian", name, "--key-label", "sig", "--yes"].map(String::from));
         let o = run(card.airgap().args(a));
         assert!(o.status.success(), "{}", stderr(&o));
+        // Signers see the parameters digest and every wrapping key.
+        let d = params_digest(&f.file);
+        let err = stderr(&o);
+        assert!(
+            err.contains("Parameters digest confirmed at the run")
+                && err.contains(&format!("{} {}", &d[..4], &d[4..8])),
+            "{err}"
+        );
+        for (label, region, k) in &f.kms {
+            assert!(
+                err.contains(&format!("{label}/{region}")) && err.contains(&k.fingerprint()),
+                "{err}"
+            );
+        }
     }
     let o = run(Command::new(env!("CARGO_BIN_EXE_byok-airgap")).args([
         "ceremony",

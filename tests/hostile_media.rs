@@ -587,6 +587,39 @@ fn a_key_swapped_between_crash_and_resume_is_refused() {
         "{}",
         stderr(&o)
     );
+    // A key imported with a value the attacker knows (C_CreateObject), same
+    // label and CKA_ID: the token says it was not generated there.
+    common::pkcs11::replace_key(&c.hsm, "key-00", |session, label, id| {
+        use cryptoki::object::{Attribute, KeyType, ObjectClass};
+        session
+            .create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Label(label.to_vec()),
+                Attribute::Id(id.to_vec()),
+                Attribute::Value(vec![7u8; 32]),
+                Attribute::Sign(true),
+            ])
+            .unwrap();
+    });
+    let o = run(&mut c.run_cmd(
+        &c.file,
+        &out,
+        &["--non-interactive", "--expect-parameters-digest", &digest],
+    ));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not generated inside this token (CKA_LOCAL is not true)"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing was wrapped under either impostor.
+    let t = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    assert_eq!(t.matches("\"step\":\"wrapped\"").count(), 1, "{t}");
 }
 
 fn resumable(out: &Path) -> bool {

@@ -107,3 +107,42 @@ pub fn sign(
     };
     Ok(attest::write_envelope(dir, &payload.custodian, &env)?)
 }
+
+/// What a custodian is shown about the wrapping keys before signing: the
+/// parameters digest the run confirmed, and every wrap's KMS key and
+/// wrapping-key fingerprint, as the (already verified) transcript records them.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WrappingKeysShown {
+    /// The parameters digest confirmed at `ceremony run` (absent for a single `wrap`).
+    pub parameters_digest: Option<String>,
+    /// `(bundle, KMS key, wrapping key SHA-256)` for every wrap.
+    pub wraps: Vec<(String, String, String)>,
+}
+
+/// Read what [`WrappingKeysShown`] describes from `dir`'s transcript.
+pub fn wrapping_keys(dir: &Path) -> Result<WrappingKeysShown, Error> {
+    let t =
+        crate::ceremony::transcript::verify_file(&dir.join(crate::ceremony::transcript::FILE_NAME))
+            .map_err(crate::ceremony::VerifyError::from)?;
+    let text = |v: &serde_json::Value, f: &str| v[f].as_str().unwrap_or("?").to_string();
+    let mut shown = WrappingKeysShown::default();
+    for e in &t.entries {
+        match e.step.as_str() {
+            "ceremony-start" => {
+                shown.parameters_digest = e.data["parameters_digest"].as_str().map(String::from)
+            }
+            "wrap-start" => shown.wraps.push((
+                ".".into(),
+                text(&e.data, "key_id"),
+                text(&e.data, "wrapping_key_sha256"),
+            )),
+            "wrapped" if e.data.get("target").is_some() => shown.wraps.push((
+                format!("{}/{}", text(&e.data, "label"), text(&e.data, "target")),
+                text(&e.data, "key_id"),
+                text(&e.data, "wrapping_key_sha256"),
+            )),
+            _ => {}
+        }
+    }
+    Ok(shown)
+}

@@ -692,6 +692,17 @@ fn cmd_sign(a: SignArgs) -> Result<ExitCode, Error> {
     {
         eprintln!("    {line}");
     }
+    let keys = custodian::wrapping_keys(&a.dir)?;
+    if let Some(d) = &keys.parameters_digest {
+        eprintln!("Parameters digest confirmed at the run (compare with the bastion's):");
+        for line in Fingerprint(hex_array(d)).grouped().lines() {
+            eprintln!("    {line}");
+        }
+    }
+    eprintln!("Wrapped for:");
+    for (bundle, key, fp) in &keys.wraps {
+        eprintln!("    {bundle}  {key}  wrapping key SHA-256 {fp}");
+    }
     eprintln!("Outputs:");
     for o in &payload.outputs {
         eprintln!("    {}  {}", &o.sha256[..16], o.path);
