@@ -510,37 +510,20 @@ pub fn write_envelope(
     custodian: &CustodianName,
     env: &Envelope,
 ) -> Result<PathBuf, VerifyError> {
+    use crate::bundle::output::{ensure_real_dir, write_new_file};
+    use crate::bundle::OutputError;
     let att_dir = dir.join(ATTESTATIONS);
-    std::fs::create_dir_all(&att_dir).map_err(io_err(&att_dir))?;
     let path = envelope_path(dir, custodian);
-    let tmp = att_dir.join(format!(
-        ".{custodian}.dsse.json.partial-{}",
-        std::process::id()
-    ));
-    let json = serde_json::to_vec_pretty(env).expect("envelopes serialize");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(&json)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        // hard_link fails if the target exists: never overwrite a signature.
-        std::fs::hard_link(&tmp, &path)?;
-        std::fs::remove_file(&tmp)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            VerifyError::Attestation {
+    let mut json = serde_json::to_vec_pretty(env).expect("envelopes serialize");
+    json.push(b'\n');
+    ensure_real_dir(&att_dir)
+        .and_then(|()| write_new_file(&path, &json))
+        .map_err(|e| match e {
+            OutputError::Exists(_) => VerifyError::Attestation {
                 file: format!("{custodian}.dsse.json"),
                 problem: "already exists: this custodian has signed; remove it only if that signature is void".into(),
-            }
-        } else {
-            VerifyError::Io(path.clone(), e.to_string())
-        }
-    })?;
+            },
+            e => VerifyError::Io(path.clone(), e.to_string()),
+        })?;
     Ok(path)
 }
