@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what byok-ceremony needs on a Debian machine: SoftHSM2, NSS softoken
-# and its tools (the second PKCS#11 implementation the tests use), Python for
+# and its tools (the second PKCS#11 implementation the tests use), the tools to
+# build SoftHSM 2.7.0 from source (the third; scripts/softhsm27.sh), Python for
 # LocalStack, and a Rust toolchain if none is present. Safe to run repeatedly.
 set -euo pipefail
 
@@ -13,6 +14,14 @@ command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v curl >/dev/null || need+=(curl)
+# Building SoftHSM 2.7.0 (scripts/softhsm27.sh): autotools, a C++ compiler, OpenSSL headers.
+command -v autoreconf >/dev/null || need+=(autoconf)
+command -v automake >/dev/null || need+=(automake)
+command -v libtoolize >/dev/null || need+=(libtool)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v g++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
+[ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -35,4 +44,4 @@ if ! command -v cargo >/dev/null; then
     exit 1
   fi
 fi
-echo "dependencies present: softhsm2, NSS softoken, python3, cargo $(cargo --version | cut -d' ' -f2)" >&2
+echo "dependencies present: softhsm2, NSS softoken, SoftHSM 2.7.0 build tools, python3, cargo $(cargo --version | cut -d' ' -f2)" >&2

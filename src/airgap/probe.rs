@@ -7,10 +7,14 @@ use super::Error;
 use crate::hsm::keygen;
 use crate::hsm::mechanisms::{self, Mechanisms, CKF_WRAP};
 use crate::hsm::pin::PinSource;
-use crate::hsm::wrap::AesWrapPreference;
+use crate::hsm::wrap::{AesWrapPreference, WrapMethod};
 use crate::hsm::{selftest, Hsm, HsmError, ModuleSpec, TokenFacts, TokenSelector};
 use crate::kms::key_spec::{oaep_payload_limit, KeyFamily};
 use crate::kms::{check_combination, KeySpec, WrappingAlgorithm};
+
+/// The `format` of `byok-airgap mechanisms --json` and `selftest --json`
+/// output (docs/formats.md). Fields are only ever added under this name.
+pub const PROBE_FORMAT: &str = "byok-ceremony/mechanisms/v1";
 
 /// One key spec × algorithm result.
 #[derive(Debug, Serialize)]
@@ -19,8 +23,12 @@ pub struct ProbeRow {
     pub key_spec: KeySpec,
     /// Algorithm.
     pub wrapping_algorithm: WrappingAlgorithm,
+    /// The size of the throwaway wrapping key the self-test used.
+    pub wrapping_key_bits: usize,
     /// `pass`, `unsupported` (token cannot), or `kms-forbids`.
     pub result: &'static str,
+    /// The method proven (`pass` only), machine-readable.
+    pub method: Option<WrapMethod>,
     /// Method proven, or the reason.
     pub detail: String,
 }
@@ -28,6 +36,8 @@ pub struct ProbeRow {
 /// The whole probe.
 #[derive(Debug, Serialize)]
 pub struct ProbeReport {
+    /// Always [`PROBE_FORMAT`].
+    pub format: &'static str,
     /// The token.
     pub token: TokenFacts,
     /// Relevant mechanisms and whether the token lists them for wrapping.
@@ -90,7 +100,9 @@ pub fn probe(
                 Err(e) => ProbeRow {
                     key_spec: spec,
                     wrapping_algorithm: alg,
+                    wrapping_key_bits: bits,
                     result: "kms-forbids",
+                    method: None,
                     detail: e.to_string(),
                 },
                 Ok(()) => match selftest::prove_with(&session, &mechs, spec, alg, bits, preference)
@@ -98,14 +110,18 @@ pub fn probe(
                     Ok(pass) => ProbeRow {
                         key_spec: spec,
                         wrapping_algorithm: alg,
+                        wrapping_key_bits: bits,
                         result: "pass",
+                        method: Some(pass.method),
                         detail: pass.method.describe(),
                     },
                     Err(HsmError::SelfTest { detail, .. })
                     | Err(HsmError::Unsupported { detail, .. }) => ProbeRow {
                         key_spec: spec,
                         wrapping_algorithm: alg,
+                        wrapping_key_bits: bits,
                         result: "unsupported",
+                        method: None,
                         detail: one_line(&detail),
                     },
                     Err(e) => return Err(e.into()),
@@ -121,6 +137,7 @@ pub fn probe(
         }
     }
     Ok(ProbeReport {
+        format: PROBE_FORMAT,
         token: hsm.facts.clone(),
         mechanisms: listed,
         rows,

@@ -158,17 +158,59 @@ fn create_known(
     Ok((handle, known))
 }
 
-fn oaep_decrypt(kms: &RsaPrivateKey, hash: OaepHash, c: &[u8]) -> Result<Vec<u8>, String> {
-    let padding = match hash {
-        OaepHash::Sha1 => rsa::Oaep::new::<sha1::Sha1>(),
-        OaepHash::Sha256 => rsa::Oaep::new::<sha2::Sha256>(),
+fn oaep_with(hash: OaepHash, mgf: OaepHash) -> rsa::Oaep {
+    match (hash, mgf) {
+        (OaepHash::Sha1, OaepHash::Sha1) => rsa::Oaep::new::<sha1::Sha1>(),
+        (OaepHash::Sha256, OaepHash::Sha256) => rsa::Oaep::new::<sha2::Sha256>(),
+        (OaepHash::Sha1, OaepHash::Sha256) => {
+            rsa::Oaep::new_with_mgf_hash::<sha1::Sha1, sha2::Sha256>()
+        }
+        (OaepHash::Sha256, OaepHash::Sha1) => {
+            rsa::Oaep::new_with_mgf_hash::<sha2::Sha256, sha1::Sha1>()
+        }
+    }
+}
+
+/// RSA-OAEP decryption as KMS does it (the same hash for OAEP and MGF1, empty
+/// label). On failure, find out whether the token used other hashes than it
+/// was asked for (SoftHSM 2.7.0's `CKM_RSA_AES_KEY_WRAP` ignores the OAEP
+/// parameters and always uses SHA-1): that is a token defect to name, not a
+/// corrupt output.
+fn oaep_decrypt(
+    kms: &RsaPrivateKey,
+    hash: OaepHash,
+    c: &[u8],
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let e = match kms.decrypt(oaep_with(hash, hash), c) {
+        Ok(p) => return Ok(p),
+        Err(e) => e,
     };
-    kms.decrypt(padding, c).map_err(|e| {
-        format!(
-            "the RSA-OAEP {} part does not decrypt as KMS would ({e})",
-            hash.name()
-        )
-    })
+    let asked = hash.name();
+    for (h, mgf) in [
+        (OaepHash::Sha1, OaepHash::Sha1),
+        (OaepHash::Sha256, OaepHash::Sha256),
+        (OaepHash::Sha1, OaepHash::Sha256),
+        (OaepHash::Sha256, OaepHash::Sha1),
+    ] {
+        if (h, mgf) == (hash, hash) {
+            continue;
+        }
+        if let Ok(mut p) = kms.decrypt(oaep_with(h, mgf), c) {
+            zeroize::Zeroize::zeroize(&mut p);
+            let used = if h == mgf {
+                h.name().to_string()
+            } else {
+                format!("{} with MGF1-{}", h.name(), mgf.name())
+            };
+            return Err(format!(
+                "the token wrapped {what} with RSA-OAEP {used} despite being asked for {asked}: the OAEP part decrypts with {used} and not with {asked} (MGF1-{asked}), so the token ignores the OAEP parameters it accepted (SoftHSM 2.7.0's CKM_RSA_AES_KEY_WRAP does) and KMS would refuse the import (InvalidCiphertextException)"
+            ));
+        }
+    }
+    Err(format!(
+        "the RSA-OAEP {asked} part does not decrypt as KMS would ({e}), nor with any other SHA-1/SHA-256 combination"
+    ))
 }
 
 /// Unwrap `blob` in software exactly as KMS does.
@@ -179,7 +221,7 @@ fn software_unwrap(
 ) -> Result<Vec<u8>, String> {
     let hash = method.hash();
     match method {
-        WrapMethod::Oaep { .. } => oaep_decrypt(kms, hash, blob),
+        WrapMethod::Oaep { .. } => oaep_decrypt(kms, hash, blob, "the key"),
         WrapMethod::NativeRsaAes { .. } | WrapMethod::TwoStepRsaAes { .. } => {
             let k = kms.size();
             if blob.len() <= k {
@@ -188,7 +230,7 @@ fn software_unwrap(
                     blob.len()
                 ));
             }
-            let aes_key = oaep_decrypt(kms, hash, &blob[..k])?;
+            let aes_key = oaep_decrypt(kms, hash, &blob[..k], "the AES key")?;
             if aes_key.len() != 32 {
                 return Err(format!(
                     "the OAEP part holds a {}-byte key, not AES-256",
@@ -581,4 +623,54 @@ fn prove_inner(
             advice(spec, algorithm)
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encrypt(hash: OaepHash, mgf: OaepHash, msg: &[u8]) -> Vec<u8> {
+        test_rsa_key(2048)
+            .to_public_key()
+            .encrypt(&mut rsa::rand_core::OsRng, oaep_with(hash, mgf), msg)
+            .expect("encrypts")
+    }
+
+    #[test]
+    fn oaep_part_with_the_requested_hash_decrypts() {
+        let c = encrypt(OaepHash::Sha256, OaepHash::Sha256, &[7; 32]);
+        assert_eq!(
+            oaep_decrypt(&test_rsa_key(2048), OaepHash::Sha256, &c, "the AES key").unwrap(),
+            vec![7; 32]
+        );
+    }
+
+    #[test]
+    fn sha1_used_despite_sha256_asked_is_named() {
+        let c = encrypt(OaepHash::Sha1, OaepHash::Sha1, &[7; 32]);
+        let e = oaep_decrypt(&test_rsa_key(2048), OaepHash::Sha256, &c, "the AES key").unwrap_err();
+        assert!(
+            e.contains("wrapped the AES key with RSA-OAEP SHA-1 despite being asked for SHA-256"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mixed_mgf1_hash_is_named() {
+        let c = encrypt(OaepHash::Sha256, OaepHash::Sha1, &[7; 32]);
+        let e = oaep_decrypt(&test_rsa_key(2048), OaepHash::Sha256, &c, "the key").unwrap_err();
+        assert!(
+            e.contains("with RSA-OAEP SHA-256 with MGF1-SHA-1 despite being asked for SHA-256"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_blamed_on_a_hash() {
+        let mut c = encrypt(OaepHash::Sha1, OaepHash::Sha1, &[7; 32]);
+        c[10] ^= 1;
+        let e = oaep_decrypt(&test_rsa_key(2048), OaepHash::Sha1, &c, "the key").unwrap_err();
+        assert!(e.contains("does not decrypt as KMS would"), "{e}");
+        assert!(!e.contains("despite"), "{e}");
+    }
 }

@@ -241,8 +241,8 @@ fn unsupported_hash(session: &UserSession, hash: OaepHash, e: &cryptoki::error::
         what: format!("wrap with RSA-OAEP {}", hash.name()),
         detail: format!(
             "C_WrapKey refused the OAEP parameters ({}): this token does not do RSA-OAEP with {} (SoftHSM2 does SHA-1 only). Nothing is ever wrapped in software.",
-            hash.name(),
-            super::short(e)
+            super::short(e),
+            hash.name()
         ),
     }
 }

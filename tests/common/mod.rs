@@ -25,14 +25,63 @@ pub struct SoftHsm {
     pub dir: tempfile::TempDir,
     pub conf: PathBuf,
     pub label: String,
+    /// The PKCS#11 module: Debian's SoftHSM2 2.6.1, or a SoftHSM 2.7.0 build.
+    pub module: PathBuf,
+}
+
+/// The environment variable `scripts/test.sh` sets to the SoftHSM 2.7.0
+/// module that `scripts/softhsm27.sh` built.
+pub const SOFTHSM27_ENV: &str = "BYOK_TEST_SOFTHSM27_MODULE";
+
+/// The SoftHSM 2.7.0 module and its `softhsm2-util` (installed next to it by
+/// `make install`). Missing is a failure, never a skip.
+pub fn softhsm27() -> (PathBuf, PathBuf) {
+    let module = PathBuf::from(std::env::var_os(SOFTHSM27_ENV).unwrap_or_else(|| {
+        panic!(
+            "{SOFTHSM27_ENV} is not set: build SoftHSM 2.7.0 with `export {SOFTHSM27_ENV}=\"$(scripts/softhsm27.sh)\"` (scripts/test.sh does this)"
+        )
+    }));
+    assert!(
+        module.is_file(),
+        "{SOFTHSM27_ENV}={} does not exist: run scripts/softhsm27.sh again",
+        module.display()
+    );
+    let util = module
+        .ancestors()
+        .nth(3)
+        .map(|prefix| prefix.join("bin/softhsm2-util"))
+        .filter(|u| u.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no bin/softhsm2-util in the install prefix of {}: {SOFTHSM27_ENV} must be PREFIX/lib/softhsm/libsofthsm2.so as scripts/softhsm27.sh prints it",
+                module.display()
+            )
+        });
+    (module, util)
 }
 
 impl SoftHsm {
+    /// A fresh token on Debian's SoftHSM2 2.6.1.
     pub fn new(label: &str) -> Self {
         assert!(
             Path::new(SOFTHSM_MODULE).exists(),
             "SoftHSM2 is not installed: run scripts/install-deps.sh (apt-get install softhsm2)"
         );
+        Self::init(
+            label,
+            PathBuf::from(SOFTHSM_MODULE),
+            PathBuf::from("softhsm2-util"),
+        )
+    }
+
+    /// A fresh token on SoftHSM 2.7.0 (built by `scripts/softhsm27.sh`),
+    /// initialized by 2.7.0's own `softhsm2-util`.
+    pub fn v27(label: &str) -> Self {
+        let (module, util) = softhsm27();
+        Self::init(label, module, util)
+    }
+
+    fn init(label: &str, module: PathBuf, util: PathBuf) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens");
         std::fs::create_dir(&tokens).unwrap();
@@ -45,8 +94,10 @@ impl SoftHsm {
             ),
         )
         .unwrap();
-        let out = Command::new("softhsm2-util")
+        let out = Command::new(&util)
             .env("SOFTHSM2_CONF", &conf)
+            .arg("--module")
+            .arg(&module)
             .args([
                 "--init-token",
                 "--free",
@@ -68,6 +119,7 @@ impl SoftHsm {
             dir,
             conf,
             label: label.to_string(),
+            module,
         }
     }
 
@@ -83,7 +135,7 @@ impl SoftHsm {
     pub fn hsm_args(&self) -> Vec<String> {
         vec![
             "--module".into(),
-            SOFTHSM_MODULE.into(),
+            self.module.to_string_lossy().into_owned(),
             "--token-label".into(),
             self.label.clone(),
             "--pin-env".into(),
