@@ -78,6 +78,8 @@ fn ceremony_run_through_the_native_mechanism() {
         "--pin-env",
         "BYOK_TEST_PIN",
         "--non-interactive",
+        "--expect-parameters-digest",
+        &params_digest(&file),
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
 
