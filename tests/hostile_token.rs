@@ -226,7 +226,58 @@ fn token_objects_keep_their_promises() {
     args.push("--existing".into());
     let o = run(t.airgap().args(args));
     assert!(o.status.success(), "{}", stderr(&o));
-    let _ = ctx.finalize();
+    ctx.finalize().unwrap();
+
+    // The library: a ceremony records the CKA_ID it intends before generating.
+    use byok_ceremony::hsm::keygen::{self, KeyPolicy};
+    use byok_ceremony::hsm::{Hsm, HsmError, ModuleSpec, TokenSelector};
+    use byok_ceremony::kms::KeySpec;
+    let hsm = Hsm::open(
+        &ModuleSpec {
+            path: SOFTHSM_MODULE.into(),
+            init_string: None,
+        },
+        &TokenSelector::Label(t.label.clone()),
+    )
+    .unwrap();
+    let session = hsm
+        .login(&secrecy::SecretString::from(USER_PIN.to_string()))
+        .unwrap();
+    let spec = KeySpec::SymmetricDefault;
+    let key = keygen::generate_with_id(
+        &session,
+        spec,
+        "with-id",
+        b"intended-id",
+        KeyPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(key.id, b"intended-id");
+    let p = keygen::protection(&session, key.handle).unwrap();
+    assert!(!p.modifiable && !p.copyable && p.sensitive, "{p:?}");
+    let found = keygen::find_existing(&session, spec, "with-id").unwrap();
+    assert_eq!(found.id, b"intended-id");
+    for (label, id) in [
+        ("other", &b"intended-id"[..]),
+        ("other", &b""[..]),
+        ("other", &[7u8; 65][..]),
+    ] {
+        match keygen::generate_with_id(&session, spec, label, id, KeyPolicy::default()) {
+            Err(HsmError::BadKeyId { .. }) => {}
+            other => panic!("CKA_ID {id:?} must be refused, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        keygen::generate_with_id(&session, spec, "with-id", b"fresh", KeyPolicy::default()),
+        Err(HsmError::LabelTaken { .. })
+    ));
+    // The planted key is refused by the library too, with the reason.
+    match keygen::find_existing(&session, spec, "planted") {
+        Err(HsmError::KeyUnsuitable { reason, .. }) => {
+            assert!(reason.contains("CKA_LOCAL"), "{reason}")
+        }
+        other => panic!("the planted key must be refused, got {other:?}"),
+    }
 }
 
 /// `mechanisms` says whether the token keeps CKA_MODIFIABLE and CKA_COPYABLE false.
@@ -430,7 +481,7 @@ fn oversized_files_from_the_media_are_refused_unread() {
     sparse(&d.join("attestations/alice.dsse.json"), HUGE);
     refused_with(
         &verify(&d, &policy),
-        "more than any genuine attestation envelope (262144 bytes): refused unread",
+        "more than any genuine attestation envelope (67108864 bytes): refused unread",
     );
 
     // Manifest (any bundle file).
