@@ -890,10 +890,8 @@ fn media_summary(c: &CheckedCeremony, out: &Path) -> Result<String, Error> {
         for t in &k.targets {
             let dir = t.name.join_to(&k.label.join_to(out));
             let path = dir.join(manifest::MANIFEST);
-            let bytes = crate::media::read_bounded(&path, "manifest", crate::media::MAX_MANIFEST)
-                .map_err(|e| io(&path)(std::io::Error::other(e)))?;
-            let m: manifest::Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| io(&dir)(std::io::Error::other(e)))?;
+            let (m, _) =
+                manifest::Manifest::read(&path).map_err(|e| io(&path)(std::io::Error::other(e)))?;
             let check = m
                 .kcv
                 .map(|v| format!("KCV {v}"))
