@@ -42,6 +42,8 @@ json.dump({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1,
 PY
 
 export BYOK_LOCALSTACK_STATE="$work/localstack"
+# The bastion's own receipts and parameters records, for this run only.
+export BYOK_STATE_DIR="$work/bastion-state"
 eval "$(scripts/localstack/start.sh)"
 trap 'scripts/localstack/stop.sh >/dev/null 2>&1 || true' EXIT
 if [ "$latency" != 0 ]; then

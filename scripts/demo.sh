@@ -50,6 +50,8 @@ echo "policy: $work/policy.json"
 
 say "Starting LocalStack KMS on loopback"
 export BYOK_LOCALSTACK_STATE="$work/localstack"
+# The bastion's own receipts and parameters records, for this run only.
+export BYOK_STATE_DIR="$work/bastion-state"
 exports="$(scripts/localstack/start.sh)"
 eval "$exports"
 trap 'scripts/localstack/stop.sh >/dev/null 2>&1 || true' EXIT
@@ -109,7 +111,7 @@ draft "$work/draft-rotation.json" demo-2026-12 "[{\"label\": \"demo-s3-2026-12\"
 "$bastion" prepare --ceremony "$work/draft-rotation.json" --out "$work/rotation.json"
 run_ceremony "$work/rotation.json" "$work/out-2026-12"
 "$bastion" import "$work/out-2026-12" --policy "$work/policy.json" --params-dir "$work/params" --no-expiry --new-key-material
-"$bastion" rotate "$work/out-2026-12"
+"$bastion" rotate "$work/out-2026-12" --policy "$work/policy.json"
 "$bastion" verify "$work/out-2026-12" --policy "$work/policy.json"
 
 say "Rotation status of every imported key in both Regions"

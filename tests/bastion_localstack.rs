@@ -4,136 +4,14 @@
 #![cfg(feature = "bastion")]
 
 mod common;
+#[path = "common/localstack.rs"]
+mod localstack;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
-
-/// LocalStack for this test binary, stopped when dropped (also on panic).
-struct LocalStack {
-    state: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl LocalStack {
-    fn start() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let state = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(root.join("scripts/localstack/start.sh"))
-            .env("BYOK_LOCALSTACK_STATE", state.path())
-            .output()
-            .expect("start.sh runs");
-        assert!(
-            out.status.success(),
-            "LocalStack did not start:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches(['\'', '"']).to_string()))
-            .collect::<Vec<_>>();
-        assert!(
-            env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL_KMS"),
-            "{env:?}"
-        );
-        LocalStack { state, env }
-    }
-
-    fn bastion(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_byok-bastion"));
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c.env_remove("AWS_PROFILE");
-        c
-    }
-
-    fn peer(&self) -> Command {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = self
-            .env
-            .iter()
-            .find(|(k, _)| k == "BYOK_LOCALSTACK_PYTHON")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| "python3".into());
-        let mut c = Command::new(python);
-        c.arg(root.join("scripts/localstack/kms_peer.py"));
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c
-    }
-}
-
-impl Drop for LocalStack {
-    fn drop(&mut self) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let _ = Command::new("bash")
-            .arg(root.join("scripts/localstack/stop.sh"))
-            .env("BYOK_LOCALSTACK_STATE", self.state.path())
-            .output();
-    }
-}
-
-fn ok(o: Output, what: &str) -> Output {
-    assert!(o.status.success(), "{what} failed:\n{}", stderr(&o));
-    o
-}
-
-fn custodian(name: &str) -> (SoftHsm, serde_json::Value) {
-    let t = SoftHsm::new(&format!("{name}-card"));
-    let mut a = vec!["custodian".to_string(), "init".into()];
-    a.extend(t.hsm_args());
-    a.extend(["--name", name, "--key-label", "sig", "--json"].map(String::from));
-    let o = ok(run(t.airgap().args(a)), "custodian init");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    (t, v["entry"].clone())
-}
-
-fn sign(t: &SoftHsm, name: &str, dir: &Path) {
-    let mut a = vec![
-        "ceremony".to_string(),
-        "sign".into(),
-        dir.to_str().unwrap().into(),
-    ];
-    a.extend(t.hsm_args());
-    a.extend(["--custodian", name, "--key-label", "sig", "--yes"].map(String::from));
-    ok(run(t.airgap().args(a)), "ceremony sign");
-}
-
-/// prepare with the bastion; returns (params file, key ARN, fingerprint).
-fn prepare(ls: &LocalStack, dir: &Path, spec: &str, alg: &str) -> (PathBuf, String, String) {
-    let out_dir = dir.join(format!("params-{}", spec.to_lowercase()));
-    let o = ok(
-        run(ls.bastion().args([
-            "prepare",
-            "--create",
-            spec,
-            "--wrapping-algorithm",
-            alg,
-            "--out-dir",
-            out_dir.to_str().unwrap(),
-            "--json",
-        ])),
-        "prepare",
-    );
-    assert!(
-        stderr(&o).contains("KMS endpoint: http://127.0.0.1:"),
-        "{}",
-        stderr(&o)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let p = &v[0];
-    (
-        PathBuf::from(p["params_file"].as_str().unwrap()),
-        p["key_arn"].as_str().unwrap().to_string(),
-        p["wrapping_key_sha256"].as_str().unwrap().to_string(),
-    )
-}
+use localstack::*;
 
 #[test]
 fn prepare_wrap_sign_import_verify_against_localstack() {
@@ -228,10 +106,22 @@ fn prepare_wrap_sign_import_verify_against_localstack() {
                 "{method}"
             );
         } else {
+            assert_eq!(method, "Encrypt/Decrypt round trip works");
+        }
+        // Proven, with the material this bastion's own ImportKeyMaterial returned.
+        assert_eq!(proof["verdict"], "proven", "{proof}");
+        assert_eq!(
+            proof["imported_key_material_id"], receipt["key_material_id"],
+            "{proof}"
+        );
+        if spec == "SYMMETRIC_DEFAULT" {
             assert!(
-                method.starts_with("Encrypt/Decrypt round trip works"),
-                "{method}"
+                proof["statement"].as_str().unwrap().starts_with(
+                    "KMS holds the material this bastion imported from this signed bundle"
+                ),
+                "{proof}"
             );
+            assert_eq!(proof["current_key_material_id"], receipt["key_material_id"]);
         }
     }
 }
@@ -521,7 +411,8 @@ fn rotation_with_new_key_material() {
     let o = ok(
         run(ls
             .bastion()
-            .args(["rotate", v2.to_str().unwrap(), "--json"])),
+            .args(["rotate", v2.to_str().unwrap(), "--json", "--policy"])
+            .arg(&policy)),
         "rotate",
     );
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -558,7 +449,8 @@ fn rotation_with_new_key_material() {
     let o = ok(
         run(ls
             .bastion()
-            .args(["rotate", v2.to_str().unwrap(), "--json"])),
+            .args(["rotate", v2.to_str().unwrap(), "--json", "--policy"])
+            .arg(&policy)),
         "rotate again",
     );
     let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -960,16 +852,6 @@ fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
     assert_eq!(meta["KeyState"], "PendingDeletion", "{meta}");
 }
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            stderr(o)
-        )
-    })
-}
-
 /// A whole batch across two Regions from one ceremony file: prepare fills
 /// in the draft (creating the keys it lacks), the air-gapped side runs it,
 /// then one command imports every bundle (a bundle imported earlier is
@@ -1291,7 +1173,8 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
     let o = ok(
         run(ls
             .bastion()
-            .args(["rotate", out2.to_str().unwrap(), "--json"])),
+            .args(["rotate", out2.to_str().unwrap(), "--json", "--policy"])
+            .arg(&policy)),
         "batch rotate",
     );
     let rot = json(&o);
@@ -1322,20 +1205,13 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
         "receipts",
     ));
     assert_eq!(first["summary"]["counts"]["already_imported"], 4);
-    // A receipt that belongs to another ceremony (a reused directory name) is
-    // refused, not taken for "already imported".
-    let receipt = hsm.path("out.webhooks.eu-west-1.import-receipt.json");
-    let mut r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
-    r["transcript_sha256"] = "00".repeat(32).into();
-    std::fs::write(&receipt, r.to_string()).unwrap();
-    let o = import(&out, &params_dir, &["--no-expiry"]);
+    // Receipts live in the bastion's state directory, not next to the bundles.
     assert!(
-        !o.status.success()
-            && stderr(&o).contains("is the receipt of another import")
-            && !stderr(&o).contains("KMS endpoint"),
-        "{}",
-        stderr(&o)
+        !std::fs::read_dir(hsm.dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("receipt")),
+        "a receipt was written next to the bundles"
     );
 
     // Without a ceremony file: a key created with an alias and tags, then prepared from a list.

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::client::{key_id_of, Bastion};
 use super::errors::{kms, BastionError};
-use super::prove::{prove, Proof};
+use super::prove::{prove, Proof, Verdict};
+use super::state::{AliasMoveRecord, StateDir};
 use crate::ceremony::VerifiedCeremony;
 use crate::kms::import_params::rfc3339;
 
@@ -41,10 +42,13 @@ async fn alias_target(b: &Bastion, alias: &str) -> Result<Option<String>, Bastio
         .map(|(_, target)| target))
 }
 
-/// Point `alias` at the verified bundle's KMS key, after proving KMS holds the
-/// HSM's key, and tag both keys with the ceremony and the date.
+/// Point `alias` at the verified bundle's KMS key, only after proving KMS
+/// holds the HSM's key (verdict [`Verdict::Proven`]), tag both keys with the
+/// ceremony and the date, and record the move in the state directory (which
+/// `retire` requires).
 pub async fn move_alias(
     b: &Bastion,
+    state: &StateDir,
     v: &VerifiedCeremony,
     target: &str,
     alias: &str,
@@ -55,9 +59,15 @@ pub async fn move_alias(
         )));
     }
     // Refuse to move an alias to a key that is not proven to hold the HSM's key.
-    let proof = prove(b, v, target)
+    let proof = prove(b, state, v, target)
         .await
         .map_err(|e| BastionError::Refused(format!("the alias stays where it is: {e}")))?;
+    if proof.verdict != Verdict::Proven {
+        return Err(BastionError::Refused(format!(
+            "the alias stays where it is: not proven: {}",
+            proof.statement
+        )));
+    }
     let new_key = proof.key_arn.clone();
     let new_id = key_id_of(&new_key).to_string();
     let previous = alias_target(b, alias).await?;
@@ -108,6 +118,14 @@ pub async fn move_alias(
             .map_err(|e| kms("TagResource", e))?;
     }
     new_tags.send().await.map_err(|e| kms("TagResource", e))?;
+    state.record_alias_move(&AliasMoveRecord {
+        alias: alias.into(),
+        region: b.region.clone(),
+        previous_key: previous.clone(),
+        new_key: new_key.clone(),
+        proof: proof.statement.clone(),
+        moved_at: now.clone(),
+    })?;
     Ok(AliasMove {
         alias: alias.into(),
         previous_key: previous,
@@ -126,22 +144,42 @@ pub struct Retirement {
 }
 
 /// Disable `key` and schedule its deletion after `grace_days` (7 to 30),
-/// refusing while any alias still points to it.
-pub async fn retire(b: &Bastion, key: &str, grace_days: i32) -> Result<Retirement, BastionError> {
+/// refusing while any alias still points to it, and unless this bastion
+/// recorded moving an alias from it to a proven key that the alias still
+/// points to.
+pub async fn retire(
+    b: &Bastion,
+    state: &StateDir,
+    key: &str,
+    grace_days: i32,
+) -> Result<Retirement, BastionError> {
     if !(7..=30).contains(&grace_days) {
         return Err(BastionError::Local(
             "--grace-days must be 7 to 30 (KMS's pending window)".into(),
         ));
     }
     let id = b.describe(key).await?.key_id;
-    if let Some((alias, _)) = b
-        .aliases()
-        .await?
-        .into_iter()
-        .find(|(_, target)| *target == id)
-    {
+    let aliases = b.aliases().await?;
+    if let Some((alias, _)) = aliases.iter().find(|(_, target)| *target == id) {
         return Err(BastionError::Refused(format!(
             "{alias} still points to {key}; move it first (byok-bastion move-alias)"
+        )));
+    }
+    let moves = state.moves_replacing(&id)?;
+    let replaced = moves.iter().find(|m| {
+        aliases
+            .iter()
+            .any(|(a, t)| *a == m.alias && t == key_id_of(&m.new_key))
+    });
+    if replaced.is_none() {
+        return Err(BastionError::Refused(format!(
+            "this bastion never moved an alias from {key} to a proven key (no record in {}{}); run `byok-bastion move-alias` for its replacement first",
+            state.path().display(),
+            if moves.is_empty() {
+                String::new()
+            } else {
+                ", or the alias it moved points elsewhere now".into()
+            }
         )));
     }
     b.kms

@@ -13,10 +13,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::errors::BastionError;
-use super::import::{self, check_bundle, existing_receipt, ImportOptions, Receipt};
-use super::prove::{self, Proof};
+use super::import::{self, check_bundle, ImportOptions, Receipt};
+use super::prove::{self, Proof, Verdict};
 use super::regions::Regions;
 use super::rotate::{self, Rotation};
+use super::state::StateDir;
 use crate::bundle::manifest::{self, Manifest};
 use crate::ceremony::VerifiedCeremony;
 use crate::kms::import_params::MAX_FILE_LEN;
@@ -29,12 +30,19 @@ pub enum Status {
     Imported,
     /// A receipt shows an earlier import; nothing was sent.
     AlreadyImported,
-    /// KMS holds the HSM's key.
+    /// KMS already held this bundle's key (a lost response or a crash before
+    /// the receipt): proven, receipt written, no import sent.
+    Reconciled,
+    /// KMS's own answer ties the key to this bundle.
     Proven,
+    /// The key works, but nothing KMS said ties it to this bundle (see `detail`).
+    NotProven,
     /// RotateKeyOnDemand made the imported material current (or it already was).
     Rotated,
     /// Nothing to do for this bundle (see `detail`).
     Skipped,
+    /// Not started: the batch was interrupted (SIGINT/SIGTERM) first.
+    Left,
     /// It failed (see `detail`).
     Failed,
 }
@@ -52,6 +60,8 @@ pub struct Outcome {
     pub key_material_id: Option<String>,
     /// What was proven, why it was skipped, or why it failed.
     pub detail: String,
+    /// ImportKeyMaterial retries (throttling, server errors, lost connections).
+    pub retries: u32,
 }
 
 impl Outcome {
@@ -62,6 +72,7 @@ impl Outcome {
             status: Status::Failed,
             key_material_id: None,
             detail: e.to_string(),
+            retries: 0,
         }
     }
 }
@@ -73,6 +84,8 @@ pub struct Summary {
     pub counts: BTreeMap<String, usize>,
     /// Bundles in the batch.
     pub total: usize,
+    /// ImportKeyMaterial retries in all.
+    pub retries: u64,
 }
 
 impl Summary {
@@ -89,12 +102,23 @@ impl Summary {
         Summary {
             counts,
             total: outcomes.len(),
+            retries: outcomes.iter().map(|o| u64::from(o.retries)).sum(),
         }
     }
 
     /// Bundles that failed.
     pub fn failed(&self) -> usize {
         self.counts.get("failed").copied().unwrap_or(0)
+    }
+
+    /// Bundles not started because the batch was interrupted.
+    pub fn left(&self) -> usize {
+        self.counts.get("left").copied().unwrap_or(0)
+    }
+
+    /// Bundles whose key is usable but not proven.
+    pub fn not_proven(&self) -> usize {
+        self.counts.get("not_proven").copied().unwrap_or(0)
     }
 
     /// `4 imported, 2 already_imported, 0 failed (of 6 bundles)`.
@@ -106,7 +130,64 @@ impl Summary {
             .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
             .collect();
         parts.push(format!("{} failed", self.failed()));
-        format!("{} (of {} bundles)", parts.join(", "), self.total)
+        let retries = if self.retries > 0 {
+            format!("; {} ImportKeyMaterial retries", self.retries)
+        } else {
+            String::new()
+        };
+        format!("{} (of {} bundles){retries}", parts.join(", "), self.total)
+    }
+}
+
+/// Set when a batch should start nothing more (SIGINT or SIGTERM): calls in
+/// flight finish and are recorded, the rest are reported as left.
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl StopFlag {
+    /// A flag nothing sets (yet).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Start nothing more; returns whether it was already set.
+    pub fn stop(&self) -> bool {
+        self.0.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the batch should start nothing more.
+    pub fn stopped(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A flag set by the first SIGINT or SIGTERM (which no longer kill the
+    /// process); a second one exits at once with status 130. Call inside the runtime.
+    pub fn on_signals() -> Result<Self, BastionError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let flag = StopFlag::new();
+        let listen = |kind| {
+            signal(kind)
+                .map_err(|e| BastionError::Local(format!("cannot listen for SIGINT/SIGTERM: {e}")))
+        };
+        let (mut int, mut term) = (
+            listen(SignalKind::interrupt())?,
+            listen(SignalKind::terminate())?,
+        );
+        let f = flag.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                if f.stop() {
+                    eprintln!("interrupted again: stopping now; calls in flight may have reached KMS without a receipt: the next run reconciles them with KMS");
+                    std::process::exit(130);
+                }
+                eprintln!("interrupted: starting nothing more; waiting for the calls in flight to finish and be recorded (interrupt again to stop at once)");
+            }
+        });
+        Ok(flag)
     }
 }
 
@@ -115,13 +196,17 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize, &Outcome) + Sync);
 
 /// Run `work` on every item, at most `jobs` at a time; results in the items'
 /// order. `on_done` sees each result as it finishes (for a progress line).
-/// A task that panicked gives `on_panic(item)`'s result instead.
+/// A task that panicked gives `on_panic(item)`'s result instead. Once `stop`
+/// is set nothing more starts: running tasks finish, and items never started
+/// give `on_left(item)`'s result.
 pub async fn map_bounded<I, T, F, Fut>(
     items: Vec<I>,
     jobs: usize,
     work: F,
     mut on_done: impl FnMut(usize, &T),
     on_panic: impl Fn(&I) -> T,
+    stop: &StopFlag,
+    on_left: impl Fn(&I) -> T,
 ) -> Vec<T>
 where
     I: Clone,
@@ -135,7 +220,7 @@ where
     let mut done: Vec<(usize, T)> = Vec::with_capacity(total);
     let mut ids = BTreeMap::new();
     loop {
-        while running.len() < jobs.max(1) {
+        while running.len() < jobs.max(1) && !stop.stopped() {
             let Some((i, item)) = pending.next() else {
                 break;
             };
@@ -155,6 +240,9 @@ where
         let (_, last) = done.last().expect("just pushed");
         on_done(done.len(), last);
     }
+    for (i, item) in pending {
+        done.push((i, on_left(&item)));
+    }
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, t)| t).collect()
 }
@@ -166,6 +254,7 @@ pub async fn run_bounded<F, Fut>(
     jobs: usize,
     work: F,
     progress: Progress<'_>,
+    stop: &StopFlag,
 ) -> Vec<Outcome>
 where
     F: Fn(String) -> Fut,
@@ -184,6 +273,15 @@ where
                 None,
                 &BastionError::Local("internal error: the task panicked".into()),
             )
+        },
+        stop,
+        |t| Outcome {
+            target: t.clone(),
+            key_arn: None,
+            status: Status::Left,
+            key_material_id: None,
+            detail: "not started: interrupted".into(),
+            retries: 0,
         },
     )
     .await
@@ -248,6 +346,7 @@ pub struct PlannedImport {
 /// and run every check `import` runs. Refuses the whole batch, listing every
 /// problem, if any bundle fails: nothing is sent for a half-good ceremony.
 pub fn plan_import(
+    state: &StateDir,
     v: &VerifiedCeremony,
     targets: &[String],
     params_dir: &Path,
@@ -261,7 +360,7 @@ pub fn plan_import(
         } else {
             target
         };
-        let receipt = match import::receipt_of_this_bundle(v, target) {
+        let receipt = match import::receipt_of_this_bundle(state, v, target) {
             Ok(r) => r,
             Err(e) => {
                 problems.push(format!("{name}: {e}"));
@@ -294,7 +393,7 @@ pub fn plan_import(
             ));
             continue;
         };
-        match check_bundle(v, target, params_file) {
+        match check_bundle(state, v, target, params_file) {
             Ok((_, _, params)) => plans.push(PlannedImport {
                 target: target.clone(),
                 params_file: params_file.clone(),
@@ -316,14 +415,18 @@ pub fn plan_import(
     Ok(plans)
 }
 
-/// Import every planned bundle, `jobs` at a time.
+/// Import every planned bundle, `jobs` at a time; once `stop` is set,
+/// nothing more starts.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the batch
 pub async fn import_all(
     regions: Arc<Regions>,
+    state: Arc<StateDir>,
     v: Arc<VerifiedCeremony>,
     plans: Vec<PlannedImport>,
     opts: ImportOptions,
     jobs: usize,
     progress: Progress<'_>,
+    stop: &StopFlag,
 ) -> Vec<Outcome> {
     let by_target: Arc<BTreeMap<String, PlannedImport>> =
         Arc::new(plans.into_iter().map(|p| (p.target.clone(), p)).collect());
@@ -332,8 +435,13 @@ pub async fn import_all(
         targets,
         jobs,
         |target| {
-            let (regions, v, by_target, opts) =
-                (regions.clone(), v.clone(), by_target.clone(), opts.clone());
+            let (regions, state, v, by_target, opts) = (
+                regions.clone(),
+                state.clone(),
+                v.clone(),
+                by_target.clone(),
+                opts.clone(),
+            );
             async move {
                 let plan = &by_target[&target];
                 if let Some(r) = &plan.receipt {
@@ -343,6 +451,7 @@ pub async fn import_all(
                         status: Status::AlreadyImported,
                         key_material_id: r.key_material_id.clone(),
                         detail: format!("imported on {}; nothing sent", r.imported_at),
+                        retries: 0,
                     };
                 }
                 let b = match regions.for_key(&plan.key_arn, plan.region.as_deref()).await {
@@ -353,23 +462,32 @@ pub async fn import_all(
                     params_file: plan.params_file.clone(),
                     ..opts
                 };
-                match import::import(&b, &v, &target, &opts).await {
-                    Ok((r, sent)) => Outcome {
+                match import::import(&b, &state, &v, &target, &opts).await {
+                    Ok((r, how)) => Outcome {
                         target,
                         key_arn: Some(r.key_arn.clone()),
-                        status: if sent {
-                            Status::Imported
-                        } else {
-                            Status::AlreadyImported
+                        status: match how {
+                            import::Imported::Sent => Status::Imported,
+                            import::Imported::Recorded => Status::AlreadyImported,
+                            import::Imported::Reconciled => Status::Reconciled,
                         },
                         key_material_id: r.key_material_id.clone(),
-                        detail: format!("{} import", r.import_type),
+                        detail: match how {
+                            import::Imported::Reconciled => r.how.clone(),
+                            _ => format!("{} import", r.import_type),
+                        },
+                        retries: if how == import::Imported::Recorded {
+                            0
+                        } else {
+                            r.retries
+                        },
                     },
                     Err(e) => Outcome::failed(&target, Some(plan.key_arn.clone()), &e),
                 }
             }
         },
         progress,
+        stop,
     )
     .await
 }
@@ -390,15 +508,17 @@ pub fn bundle_key(
 /// Prove every bundle's KMS key holds the HSM's key, `jobs` at a time.
 pub async fn verify_all(
     regions: Arc<Regions>,
+    state: Arc<StateDir>,
     v: Arc<VerifiedCeremony>,
     jobs: usize,
     progress: Progress<'_>,
+    stop: &StopFlag,
 ) -> Vec<Outcome> {
     run_bounded(
         v.bundles(),
         jobs,
         |target| {
-            let (regions, v) = (regions.clone(), v.clone());
+            let (regions, state, v) = (regions.clone(), state.clone(), v.clone());
             async move {
                 let (key, region) = match bundle_key(&v, &target) {
                     Ok(k) => k,
@@ -406,55 +526,64 @@ pub async fn verify_all(
                 };
                 let proof: Result<Proof, BastionError> = async {
                     let b = regions.for_key(&key, region.as_deref()).await?;
-                    prove::prove(&b, &v, &target).await
+                    prove::prove(&b, &state, &v, &target).await
                 }
                 .await;
                 match proof {
                     Ok(p) => Outcome {
                         target,
                         key_arn: Some(p.key_arn),
-                        status: Status::Proven,
+                        status: match p.verdict {
+                            Verdict::Proven => Status::Proven,
+                            Verdict::UsableNotProven => Status::NotProven,
+                        },
                         key_material_id: p.current_key_material_id,
-                        detail: p.method,
+                        detail: p.statement,
+                        retries: 0,
                     },
                     Err(e) => Outcome::failed(&target, Some(key), &e),
                 }
             }
         },
         progress,
+        stop,
     )
     .await
 }
 
-/// Rotate every bundle of `dir` imported as NEW_KEY_MATERIAL, `jobs` at a
-/// time; other bundles are skipped with the reason.
+/// Rotate every bundle of the verified ceremony that this bastion imported
+/// as NEW_KEY_MATERIAL (per its own receipts), `jobs` at a time; other
+/// bundles are skipped with the reason.
 pub async fn rotate_all(
     regions: Arc<Regions>,
-    dir: PathBuf,
+    state: Arc<StateDir>,
+    v: Arc<VerifiedCeremony>,
     targets: Vec<String>,
     jobs: usize,
     progress: Progress<'_>,
+    stop: &StopFlag,
 ) -> Vec<Outcome> {
-    let dir = Arc::new(dir);
     run_bounded(
         targets,
         jobs,
         |target| {
-            let (regions, dir) = (regions.clone(), dir.clone());
+            let (regions, state, v) = (regions.clone(), state.clone(), v.clone());
             async move {
-                let receipt = match existing_receipt(&dir, &target) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => {
-                        return Outcome {
+                let receipt =
+                    match rotate::rotation_receipt(&state, &v, &target) {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return Outcome {
                             target,
                             key_arn: None,
                             status: Status::Skipped,
                             key_material_id: None,
-                            detail: "not imported yet (no receipt)".into(),
-                        }
-                    }
-                    Err(e) => return Outcome::failed(&target, None, &e),
-                };
+                            detail:
+                                "not imported by this bastion (no receipt in its state directory)"
+                                    .into(),
+                            retries: 0,
+                        },
+                        Err(e) => return Outcome::failed(&target, None, &e),
+                    };
                 if receipt.import_type != "NEW_KEY_MATERIAL" {
                     return Outcome {
                         target,
@@ -464,11 +593,14 @@ pub async fn rotate_all(
                         detail:
                             "first material of its key (not NEW_KEY_MATERIAL): nothing to rotate"
                                 .into(),
+                        retries: 0,
                     };
                 }
                 let r: Result<Rotation, BastionError> = async {
-                    let b = regions.for_key(&receipt.key_arn, None).await?;
-                    rotate::rotate(&b, &dir, &target).await
+                    let b = regions
+                        .for_key(&receipt.key_arn, Some(&receipt.region))
+                        .await?;
+                    rotate::rotate(&b, &receipt).await
                 }
                 .await;
                 match r {
@@ -485,12 +617,14 @@ pub async fn rotate_all(
                             )
                         },
                         key_material_id: r.after,
+                        retries: 0,
                     },
                     Err(e) => Outcome::failed(&target, Some(receipt.key_arn), &e),
                 }
             }
         },
         progress,
+        stop,
     )
     .await
 }
@@ -507,6 +641,7 @@ mod tests {
             status: s,
             key_material_id: None,
             detail: String::new(),
+            retries: 0,
         };
         let s = Summary::of(&[
             o("a/x", Status::Imported),
@@ -548,6 +683,8 @@ mod tests {
                 seen = done;
             },
             |i| 1000 + i,
+            &StopFlag::new(),
+            |i| 2000 + i,
         )
         .await;
         let want: Vec<u64> = (0..20)
@@ -557,6 +694,41 @@ mod tests {
         assert_eq!(seen, 20);
         assert!(peak.load(SeqCst) <= 3, "peak {}", peak.load(SeqCst));
         assert!(peak.load(SeqCst) >= 2, "ran one at a time");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_lets_running_tasks_finish_and_starts_nothing_more() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let stop = StopFlag::new();
+        let started = Arc::new(AtomicUsize::new(0));
+        let out = map_bounded(
+            (0..10u64).collect(),
+            2,
+            |i| {
+                let (stop, started) = (stop.clone(), started.clone());
+                async move {
+                    started.fetch_add(1, SeqCst);
+                    if i == 2 {
+                        stop.stop();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    i
+                }
+            },
+            |_, _| {},
+            |i| 1000 + i,
+            &stop,
+            |i| 2000 + i,
+        )
+        .await;
+        // 0 and 1 ran, 2 started when a slot freed and set the flag; 3 may have
+        // started in the other slot before it was set; nothing after.
+        let ran = started.load(SeqCst);
+        assert!((3..=4).contains(&ran), "{ran} started");
+        let want: Vec<u64> = (0..10)
+            .map(|i| if (i as usize) < ran { i } else { 2000 + i })
+            .collect();
+        assert_eq!(out, want);
     }
 
     #[test]

@@ -13,9 +13,33 @@ pub enum BastionError {
         /// What happened and what to do.
         explanation: String,
     },
-    /// The endpoint is not acceptable.
-    #[error("refusing KMS endpoint {0}: only HTTPS, or plain HTTP on loopback (a local emulator), is allowed")]
-    Endpoint(String),
+    /// The endpoint is not acceptable (nothing was sent to it).
+    #[error("refusing KMS endpoint {url} ({origin}): {problem}; only HTTPS, or plain HTTP on loopback (a local emulator), is allowed: fix the setting named here (nothing was sent)")]
+    Endpoint {
+        /// The URL as configured.
+        url: String,
+        /// Where it was configured.
+        origin: super::client::EndpointSource,
+        /// What is wrong with it.
+        problem: super::client::EndpointProblem,
+    },
+    /// No Region anywhere in the configuration.
+    #[error("no AWS Region configured: pass --region or set AWS_REGION")]
+    NoRegion,
+    /// A batch was interrupted (SIGINT/SIGTERM) before every bundle started (exit code 130).
+    #[error("interrupted: {done} bundle(s) done, {left} left (not started); run the same command again to finish: done bundles are not repeated")]
+    Interrupted {
+        /// Bundles that finished (whatever their status).
+        done: usize,
+        /// Bundles never started.
+        left: usize,
+    },
+    /// KMS answered, but nothing ties the key to this bundle.
+    #[error("not proven: {0}")]
+    NotProven(String),
+    /// The bastion's state directory refused an operation.
+    #[error(transparent)]
+    State(#[from] super::state::StateError),
     /// The bundle did not verify or does not match.
     #[error("refusing to import: {0}")]
     Refused(String),

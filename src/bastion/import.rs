@@ -4,18 +4,19 @@
 
 use std::path::{Path, PathBuf};
 
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::{Blob, DateTime};
-use aws_sdk_kms::types::{ExpirationModelType, ImportType};
-use serde::{Deserialize, Serialize};
+use aws_sdk_kms::types::{ExpirationModelType, ImportType, KeyState};
 use sha2::{Digest, Sha256};
 
-use super::client::Bastion;
+use super::client::{account_of, Bastion};
 use super::errors::{kms, BastionError};
+use super::state::StateDir;
 use crate::bundle::manifest::{self, Manifest};
 use crate::ceremony::VerifiedCeremony;
 use crate::kms::import_params::rfc3339;
-use crate::kms::ImportParameters;
+use crate::kms::{ImportParameters, KeyFamily};
 
 /// How long the imported material lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,85 +36,28 @@ pub struct ImportOptions {
     pub expiration: Expiration,
     /// `ImportType=NEW_KEY_MATERIAL` (rotation of a symmetric key).
     pub new_key_material: bool,
+    /// Pacing of ImportKeyMaterial per account and Region (shared by a batch).
+    pub pace: Option<std::sync::Arc<super::prepare::RatePacer>>,
 }
 
-/// What an import did, written next to the bundle.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    /// KMS key ARN.
-    pub key_arn: String,
-    /// KMS's KeyMaterialId, when it returns one.
-    pub key_material_id: Option<String>,
-    /// AWS request ID.
-    pub request_id: Option<String>,
-    /// `NEW_KEY_MATERIAL`, `EXISTING_KEY_MATERIAL` or `DEFAULT`.
-    pub import_type: String,
-    /// UTC, RFC 3339.
-    pub imported_at: String,
-    /// The verified ceremony.
-    pub ceremony_id: String,
-    /// Its transcript digest.
-    pub transcript_sha256: String,
-    /// Custodians whose attestations verified.
-    pub signers: Vec<String>,
-    /// SHA-256 of the uploaded EncryptedKeyMaterial.bin.
-    pub encrypted_key_material_sha256: String,
-}
+pub use super::state::Receipt;
 
-/// Where the receipt of importing `target` (`""` for a single wrap, else
-/// `LABEL/TARGET` of a ceremony) of `dir` goes: next to the directory, not
-/// inside (the directory is exactly what the custodians signed).
-pub fn receipt_path(dir: &Path, target: &str) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "bundle".into());
-    let suffix = if target.is_empty() {
-        String::new()
-    } else {
-        format!(".{}", target.replace('/', "."))
-    };
-    dir.with_file_name(format!("{name}{suffix}.import-receipt.json"))
-}
-
-/// The receipt of an earlier import of `target` of `dir`, if there is one.
-pub fn existing_receipt(dir: &Path, target: &str) -> Result<Option<Receipt>, BastionError> {
-    let file = receipt_path(dir, target);
-    match std::fs::read(&file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            BastionError::Local(format!(
-                "{} is not a receipt ({e}); move it away if it is not one of ours",
-                file.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BastionError::Local(format!(
-            "cannot read {}: {e}",
-            file.display()
-        ))),
-    }
-}
-
-/// The receipt of an earlier import of exactly this verified bundle: the
-/// same transcript and the same encrypted key material. A receipt left by
-/// another ceremony under the same directory name is refused, never taken as
-/// "already imported".
+/// The receipt of an earlier import of exactly this verified bundle, from
+/// the bastion's own state directory (never from the media): keyed by the
+/// transcript digest and the bundle, and for the same encrypted key material.
 pub fn receipt_of_this_bundle(
+    state: &StateDir,
     v: &VerifiedCeremony,
     target: &str,
 ) -> Result<Option<Receipt>, BastionError> {
-    let Some(r) = existing_receipt(v.dir(), target)? else {
+    let Some(r) = state.receipt(v.transcript_digest(), target)? else {
         return Ok(None);
     };
     let blob = signed_file(v, &in_bundle(target, manifest::ENCRYPTED_KEY_MATERIAL))?;
-    if r.transcript_sha256 != v.transcript_digest()
-        || r.encrypted_key_material_sha256 != hex::encode(Sha256::digest(&blob))
-    {
-        return Err(BastionError::Local(format!(
-            "{} is the receipt of another import (ceremony {}, transcript {}), not of this directory's; move it away and run again",
-            receipt_path(v.dir(), target).display(),
-            r.ceremony_id,
-            r.transcript_sha256
+    if r.encrypted_key_material_sha256 != hex::encode(Sha256::digest(&blob)) {
+        return Err(BastionError::Refused(format!(
+            "the receipt {} records other encrypted key material than this bundle's; move it away only if you know why",
+            state.receipt_path(v.transcript_digest(), target).display()
         )));
     }
     Ok(Some(r))
@@ -155,8 +99,11 @@ pub fn material_description(ceremony_id: &str) -> String {
     clean.chars().take(256).collect()
 }
 
-/// The checks before anything is sent, shared by import and its tests.
+/// The checks before anything is sent, shared by import and its tests: the
+/// signed files, and the bastion's own parameters file (recorded in its state
+/// directory by `prepare`, unchanged since) holding this bundle's token.
 pub fn check_bundle(
+    state: &StateDir,
     v: &VerifiedCeremony,
     target: &str,
     params_file: &Path,
@@ -196,22 +143,168 @@ pub fn check_bundle(
             manifest.key_id, params.key_id
         )));
     }
+    let token_sha256: [u8; 32] = Sha256::digest(&params.import_token).into();
+    match state.params_record(&token_sha256)? {
+        None => {
+            return Err(BastionError::Refused(format!(
+                "{} is not a parameters file this bastion wrote: its state directory {} has no record of its import token (run `byok-bastion prepare` here, with the same --state-dir)",
+                params_file.display(),
+                state.path().display()
+            )))
+        }
+        Some(r) if r.sha256 != hex::encode(Sha256::digest(&own)) || r.key_arn != params.key_id => {
+            return Err(BastionError::Refused(format!(
+                "{} differs from the parameters file this bastion wrote ({}, SHA-256 {}): it was changed after prepare",
+                params_file.display(),
+                r.path.display(),
+                r.sha256
+            )))
+        }
+        Some(_) => {}
+    }
     Ok((manifest, blob, params))
 }
 
+/// Attempts at ImportKeyMaterial, counting the first.
+const IMPORT_ATTEMPTS: u32 = 6;
+
+/// How a failed ImportKeyMaterial may be retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// KMS refused it (ThrottlingException) or it never left: retry.
+    NotApplied,
+    /// A server error or a lost connection: KMS may have applied it, so
+    /// reconcile before sending it again.
+    MaybeApplied,
+    /// Any other error: report it.
+    Final,
+}
+
+fn classify<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Fault {
+    match e {
+        SdkError::ConstructionFailure(_) => Fault::Final,
+        // A dispatch failure that is not the caller's fault (I/O, timeout,
+        // a connection closed mid-response) may have reached KMS.
+        SdkError::DispatchFailure(d) if d.is_user() => Fault::Final,
+        SdkError::DispatchFailure(_) => Fault::MaybeApplied,
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Fault::MaybeApplied,
+        SdkError::ServiceError(_) => match e.code() {
+            Some("ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException") => {
+                Fault::NotApplied
+            }
+            Some(
+                "InternalFailure"
+                | "KMSInternalException"
+                | "KmsInternalException"
+                | "ServiceUnavailableException"
+                | "ServiceUnavailable"
+                | "InternalServerError",
+            ) => Fault::MaybeApplied,
+            _ => Fault::Final,
+        },
+        _ => Fault::MaybeApplied,
+    }
+}
+
+/// Exponential backoff with jitter: about 0.1, 0.2, 0.4, 0.8, 1.6 s.
+fn backoff(retry: u32) -> std::time::Duration {
+    use rand_like::jitter;
+    let base = 100u64 << retry.saturating_sub(1).min(6);
+    std::time::Duration::from_millis(base / 2 + jitter(base / 2 + 1))
+}
+
+mod rand_like {
+    /// A number below `n` from the clock (jitter needs no cryptographic randomness).
+    pub fn jitter(n: u64) -> u64 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+        t % n.max(1)
+    }
+}
+
+/// The pacing key of a key ARN in `region`: quotas are per account and Region.
+pub fn pace_key(key_arn: &str, region: &str) -> String {
+    format!("{}/{region}", account_of(key_arn).unwrap_or("-"))
+}
+
+/// What [`import`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// ImportKeyMaterial was sent now and answered.
+    Sent,
+    /// This bastion's receipt shows an earlier import; nothing was sent.
+    Recorded,
+    /// KMS already held this bundle's key (an earlier run lost the response or
+    /// crashed before its receipt): proven by KMS's answer, receipt written, no import sent.
+    Reconciled,
+}
+
+/// Before sending: does KMS already hold this bundle's key, from an earlier
+/// run whose response or receipt was lost? For HMAC and asymmetric keys
+/// GenerateMac / GetPublicKey answer it (then a receipt is written and nothing
+/// imported); a key still PENDING_IMPORT, and AES material (which no call
+/// reveals: KMS itself accepts a re-import only of the same material, and its
+/// KeyMaterialId answer then ties it), go on to ImportKeyMaterial.
+async fn reconcile(
+    b: &Bastion,
+    state: &StateDir,
+    v: &VerifiedCeremony,
+    target: &str,
+    manifest: &Manifest,
+    opts: &ImportOptions,
+) -> Result<Option<Receipt>, BastionError> {
+    let meta = b.describe(&manifest.key_id).await?;
+    if meta.key_state() == Some(&KeyState::PendingImport)
+        || opts.new_key_material
+        || manifest.key_spec.family() == KeyFamily::Aes
+    {
+        return Ok(None);
+    }
+    let method = super::prove::kms_check(b, manifest).await.map_err(|e| {
+        BastionError::Refused(format!(
+            "KMS key {} already holds key material, and not this bundle's ({e}); nothing sent",
+            manifest.key_id
+        ))
+    })?;
+    let receipt = Receipt {
+        account: account_of(&manifest.key_id).map(String::from),
+        region: b.region.clone(),
+        key_arn: manifest.key_id.clone(),
+        key_material_id: meta.current_key_material_id.clone(),
+        request_id: None,
+        import_type: "DEFAULT".into(),
+        how: format!("reconciled: {method}"),
+        imported_at: rfc3339(time::OffsetDateTime::now_utc()),
+        ceremony_id: v.ceremony_id().into(),
+        target: target.into(),
+        transcript_sha256: v.transcript_digest().into(),
+        signers: v.signers().to_vec(),
+        encrypted_key_material_sha256: manifest.encrypted_key_material_sha256.clone(),
+        retries: 0,
+    };
+    state.write_receipt(&receipt)?;
+    Ok(Some(receipt))
+}
+
 /// Import the verified bundle. Re-running after success reports the receipt
-/// and sends nothing.
+/// and sends nothing; re-running after a lost response or a crash first
+/// reconciles with KMS.
 pub async fn import(
     b: &Bastion,
+    state: &StateDir,
     v: &VerifiedCeremony,
     target: &str,
     opts: &ImportOptions,
-) -> Result<(Receipt, bool), BastionError> {
-    let receipt_file = receipt_path(v.dir(), target);
-    if let Some(r) = receipt_of_this_bundle(v, target)? {
-        return Ok((r, false));
+) -> Result<(Receipt, Imported), BastionError> {
+    if let Some(r) = receipt_of_this_bundle(state, v, target)? {
+        return Ok((r, Imported::Recorded));
     }
-    let (manifest, blob, params) = check_bundle(v, target, &opts.params_file)?;
+    let (manifest, blob, params) = check_bundle(state, v, target, &opts.params_file)?;
+    if let Some(r) = reconcile(b, state, v, target, &manifest, opts).await? {
+        return Ok((r, Imported::Reconciled));
+    }
     let mut req = b
         .kms
         .import_key_material()
@@ -229,8 +322,43 @@ pub async fn import(
             .import_type(ImportType::NewKeyMaterial)
             .key_material_description(material_description(v.ceremony_id()));
     }
-    let out = req.send().await.map_err(|e| kms("ImportKeyMaterial", e))?;
+    // ImportKeyMaterial is not retried by the SDK: a lost response (the
+    // connection dropped after KMS applied it) must be reconciled with KMS
+    // before anything is sent again, so this loop retries itself.
+    let mut retries = 0u32;
+    let out = loop {
+        if let Some(p) = &opts.pace {
+            p.wait(&pace_key(&params.key_id, &b.region)).await;
+        }
+        let sent = req
+            .clone()
+            .customize()
+            .config_override(
+                aws_sdk_kms::config::Builder::default()
+                    .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        let e = match sent {
+            Ok(out) => break out,
+            Err(e) => e,
+        };
+        let fault = classify(&e);
+        if fault == Fault::Final || retries + 1 >= IMPORT_ATTEMPTS {
+            return Err(kms("ImportKeyMaterial", e));
+        }
+        retries += 1;
+        tokio::time::sleep(backoff(retries)).await;
+        if fault == Fault::MaybeApplied {
+            if let Some(mut r) = reconcile(b, state, v, target, &manifest, opts).await? {
+                r.retries = retries;
+                return Ok((r, Imported::Reconciled));
+            }
+        }
+    };
     let receipt = Receipt {
+        account: account_of(&params.key_id).map(String::from),
+        region: b.region.clone(),
         key_arn: params.key_id.clone(),
         key_material_id: out.key_material_id().map(String::from),
         request_id: out.request_id().map(String::from),
@@ -240,24 +368,20 @@ pub async fn import(
             "DEFAULT"
         }
         .into(),
+        how: "imported".into(),
         imported_at: rfc3339(time::OffsetDateTime::now_utc()),
         ceremony_id: v.ceremony_id().into(),
+        target: target.into(),
         transcript_sha256: v.transcript_digest().into(),
         signers: v.signers().to_vec(),
         encrypted_key_material_sha256: manifest.encrypted_key_material_sha256.clone(),
+        retries,
     };
-    let json = serde_json::to_vec_pretty(&receipt).expect("serializes");
-    // Temporary file, then rename: a crash never leaves half a receipt.
-    let tmp = receipt_file.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, json)
-        .and_then(|()| std::fs::rename(&tmp, &receipt_file))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            BastionError::Local(format!(
-                "imported (KeyMaterialId {}), but cannot write the receipt {}: {e}",
-                receipt.key_material_id.as_deref().unwrap_or("not reported"),
-                receipt_file.display()
-            ))
-        })?;
-    Ok((receipt, true))
+    state.write_receipt(&receipt).map_err(|e| {
+        BastionError::Local(format!(
+            "imported (KeyMaterialId {}), but cannot record the receipt: {e}; run the same import again: it reconciles with KMS",
+            receipt.key_material_id.as_deref().unwrap_or("not reported"),
+        ))
+    })?;
+    Ok((receipt, Imported::Sent))
 }

@@ -10,6 +10,7 @@ pub mod prepare;
 pub mod prove;
 pub mod regions;
 pub mod rotate;
+pub mod state;
 pub mod status;
 
 pub use client::{Bastion, Endpoint};

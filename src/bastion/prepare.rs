@@ -11,10 +11,12 @@ use aws_sdk_kms::types::{
 };
 use base64::Engine as _;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::client::Bastion;
 use super::errors::{kms, BastionError};
 use super::regions::Regions;
+use super::state::{ParamsRecord, StateDir};
 use crate::fingerprint::Fingerprint;
 use crate::kms::{KeySpec, WrappingAlgorithm};
 
@@ -116,9 +118,12 @@ pub async fn create(b: &Bastion, c: &CreateSpec) -> Result<String, BastionError>
     Ok(arn)
 }
 
-/// Fetch import parameters for `key` and write them to `out_file` (which must not exist).
+/// Fetch import parameters for `key`, write them to `out_file` (which must
+/// not exist), and record the file (path, SHA-256, key, Region, time) in the
+/// state directory: `import` and `prepare --ceremony` accept only recorded files.
 pub async fn prepare(
     b: &Bastion,
+    state: &StateDir,
     key: &str,
     algorithm: WrappingAlgorithm,
     wrapping_key_spec: &str,
@@ -196,6 +201,18 @@ pub async fn prepare(
         ))
     })?;
     write_atomically(out_file, &bytes)?;
+    let now = crate::kms::import_params::rfc3339(time::OffsetDateTime::now_utc());
+    let path = std::fs::canonicalize(out_file)
+        .map_err(|e| local(format!("cannot resolve {}: {e}", out_file.display())))?;
+    state.record_params(&ParamsRecord {
+        path,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        import_token_sha256: hex::encode(Sha256::digest(token.as_ref())),
+        wrapping_key_sha256: Fingerprint::of(public.as_ref()).hex(),
+        key_arn: arn.clone(),
+        region: b.region.clone(),
+        recorded_at: now,
+    })?;
     Ok(Prepared {
         key_arn: arn,
         key_spec,
@@ -216,6 +233,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BastionError> {
     linked.map_err(err)
 }
 
+/// Whether a draft's params path stays inside the draft's directory: relative,
+/// with no `..` (symlinks inside are the operator's own directory).
+pub fn stays_inside(p: &Path) -> bool {
+    use std::path::Component;
+    !p.as_os_str().is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// Wait between GetParametersForImport calls to stay under its ~1/s quota.
 pub const PACE: Duration = Duration::from_millis(1100);
 
@@ -231,19 +257,80 @@ pub fn wrapping_key_bits(spec: &str) -> Result<usize, BastionError> {
     }
 }
 
-/// Spaces GetParametersForImport calls per Region (its quota is per account and Region).
-#[derive(Default)]
+/// Spaces calls per key (account and Region: KMS's quotas are per account and
+/// Region), shared between concurrent tasks: each call gets the next free slot
+/// at least `interval` after the previous one, and nobody sleeps holding the lock.
+#[derive(Debug)]
+pub struct RatePacer {
+    interval: Duration,
+    next: std::sync::Mutex<BTreeMap<String, Instant>>,
+}
+
+impl RatePacer {
+    /// At most `per_second` calls per second per key (`0` or less: no pacing).
+    pub fn per_second(per_second: f64) -> Self {
+        let interval = if per_second > 0.0 {
+            Duration::from_secs_f64(1.0 / per_second)
+        } else {
+            Duration::ZERO
+        };
+        RatePacer {
+            interval,
+            next: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Wait for this call's slot under `key`.
+    pub async fn wait(&self, key: &str) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = next.get(key).copied().filter(|t| *t > now).unwrap_or(now);
+            next.insert(key.to_string(), slot + self.interval);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// Spaces GetParametersForImport calls per Region (its quota is per account
+/// and Region; one invocation uses one account's credentials).
 pub struct Pacer {
     last: BTreeMap<String, Instant>,
+    interval: Duration,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer {
+            last: BTreeMap::new(),
+            interval: PACE,
+        }
+    }
 }
 
 impl Pacer {
+    /// At most `per_second` calls per second per Region (`0` or less: no pacing).
+    pub fn per_second(per_second: f64) -> Self {
+        Pacer {
+            last: BTreeMap::new(),
+            interval: if per_second > 0.0 {
+                Duration::from_secs_f64(1.0 / per_second)
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
     /// Wait until a call to `region` keeps under the quota, and record it.
     pub async fn wait(&mut self, region: &str) {
         if let Some(last) = self.last.get(region) {
             let since = last.elapsed();
-            if since < PACE {
-                tokio::time::sleep(PACE - since).await;
+            if since < self.interval {
+                tokio::time::sleep(self.interval - since).await;
             }
         }
         self.last.insert(region.to_string(), Instant::now());
@@ -280,6 +367,8 @@ pub struct CeremonyPrepare<'a> {
     pub default_wrapping_key_spec: &'a str,
     /// Tags for created keys (besides `byok:ceremony` and `byok:target`).
     pub tags: &'a [(String, String)],
+    /// GetParametersForImport calls per second per Region.
+    pub params_per_second: f64,
 }
 
 /// Parameters kept from an earlier, interrupted run must be valid at least this long.
@@ -296,6 +385,7 @@ fn local(e: impl std::fmt::Display) -> BastionError {
 /// interrupted run are kept when still valid, so re-running continues.
 pub async fn prepare_ceremony(
     regions: &Regions,
+    state: &StateDir,
     opts: &CeremonyPrepare<'_>,
     report: &(dyn Fn(&PreparedTarget) + Sync),
 ) -> Result<Vec<PreparedTarget>, BastionError> {
@@ -357,6 +447,13 @@ pub async fn prepare_ceremony(
                     return Err(local(format!("{here}: kms_key is in {k}, region says {r}")));
                 }
             }
+            if !stays_inside(&t.params) {
+                return Err(local(format!(
+                    "{here}: params path {} leaves the draft's directory (absolute, or with ..): name a file under {}",
+                    t.params.display(),
+                    base.display()
+                )));
+            }
             if !paths.insert(base.join(&t.params)) {
                 return Err(local(format!(
                     "{here}: another target writes {} too",
@@ -365,7 +462,7 @@ pub async fn prepare_ceremony(
             }
         }
     }
-    let mut pacer = Pacer::default();
+    let mut pacer = Pacer::per_second(opts.params_per_second);
     let mut done = Vec::new();
     let ceremony_id = file.ceremony_id.to_string();
     for key in &mut file.keys {
@@ -383,6 +480,18 @@ pub async fn prepare_ceremony(
                 let p = crate::kms::ImportParameters::parse(&pbytes, now).map_err(|e| {
                     local(format!("{here}: {} exists and is not usable ({e}); remove it to fetch new parameters", path.display()))
                 })?;
+                let token_sha256: [u8; 32] = Sha256::digest(&p.import_token).into();
+                let ours = state.params_record(&token_sha256)?.is_some_and(|r| {
+                    r.sha256 == hex::encode(Sha256::digest(&pbytes))
+                        && std::fs::canonicalize(&path).is_ok_and(|c| c == r.path)
+                });
+                if !ours {
+                    return Err(local(format!(
+                        "{here}: {} exists but this bastion did not write it (no matching record in its state directory {}), or it changed since; remove it to fetch new parameters",
+                        path.display(),
+                        state.path().display()
+                    )));
+                }
                 let matches = p.wrapping_algorithm == Some(t.wrapping_algorithm)
                     && p.key_spec == Some(key.key_spec)
                     && format!("RSA_{}", p.wrapping_key_bits) == spec
@@ -450,6 +559,7 @@ pub async fn prepare_ceremony(
                 pacer.wait(&b.region).await;
                 let p = prepare(
                     &b,
+                    state,
                     &key_ref,
                     t.wrapping_algorithm,
                     &spec,
@@ -479,4 +589,46 @@ pub async fn prepare_ceremony(
     json.push(b'\n');
     write_atomically(opts.out, &json)?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rate_pacer_spaces_calls_per_key() {
+        let p = std::sync::Arc::new(RatePacer::per_second(20.0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                p.wait(if i < 4 { "a/us-east-1" } else { "a/eu-west-1" })
+                    .await;
+                start.elapsed()
+            }));
+        }
+        let mut at = Vec::new();
+        for t in tasks {
+            at.push(t.await.unwrap());
+        }
+        let mut same: Vec<_> = at[..4].to_vec();
+        same.sort();
+        // Four calls for one account and Region: slots 0, 50, 100, 150 ms.
+        for (i, t) in same.iter().enumerate() {
+            assert!(*t >= Duration::from_millis(50 * i as u64), "{same:?}");
+        }
+        // Another Region is not held back behind them.
+        assert!(at[4] < same[3], "{at:?}");
+    }
+
+    #[test]
+    fn draft_params_paths_stay_inside() {
+        for ok in ["params/a.json", "./a.json", "a/b/c.json"] {
+            assert!(stays_inside(Path::new(ok)), "{ok}");
+        }
+        for bad in ["/etc/x.json", "../x.json", "params/../../x.json", ""] {
+            assert!(!stays_inside(Path::new(bad)), "{bad}");
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub type OnConnect = Box<dyn Fn(&Bastion) + Send + Sync>;
 pub struct Regions {
     default_region: Option<String>,
     profile: Option<String>,
+    endpoint_url: Option<String>,
     clients: Mutex<BTreeMap<String, Arc<Bastion>>>,
     default_client: Mutex<Option<Arc<Bastion>>>,
     on_connect: OnConnect,
@@ -41,10 +42,17 @@ impl Regions {
         Regions {
             default_region,
             profile,
+            endpoint_url: None,
             clients: Mutex::new(BTreeMap::new()),
             default_client: Mutex::new(None),
             on_connect,
         }
+    }
+
+    /// Send every request to `url` (`--endpoint-url`), still subject to the endpoint check.
+    pub fn with_endpoint_url(mut self, url: Option<String>) -> Self {
+        self.endpoint_url = url;
+        self
     }
 
     /// The client of the configured Region (`--region` or the standard chain).
@@ -56,7 +64,10 @@ impl Regions {
         let b = match &self.default_region {
             Some(r) => self.region(r).await?,
             None => {
-                let b = Arc::new(Bastion::connect(None, self.profile.as_deref()).await?);
+                let b = Arc::new(
+                    Bastion::connect(None, self.profile.as_deref(), self.endpoint_url.as_deref())
+                        .await?,
+                );
                 let mut clients = self.clients.lock().await;
                 match clients.get(&b.region) {
                     Some(existing) => existing.clone(),
@@ -88,7 +99,14 @@ impl Regions {
         if let Some(b) = clients.get(region) {
             return Ok(b.clone());
         }
-        let b = Arc::new(Bastion::connect(Some(region), self.profile.as_deref()).await?);
+        let b = Arc::new(
+            Bastion::connect(
+                Some(region),
+                self.profile.as_deref(),
+                self.endpoint_url.as_deref(),
+            )
+            .await?,
+        );
         (self.on_connect)(&b);
         clients.insert(region.to_string(), b.clone());
         Ok(b)

@@ -1,13 +1,18 @@
 //! `byok-bastion rotate`: promote imported NEW_KEY_MATERIAL to current with
 //! RotateKeyOnDemand, then confirm the key's current material changed to it.
-
-use std::path::Path;
+//!
+//! Only for a verified ceremony, and only the key that the signed manifest
+//! names and that this bastion's own receipt (in its state directory)
+//! recorded importing NEW_KEY_MATERIAL into: nothing on the media chooses the
+//! key to rotate.
 
 use serde::Serialize;
 
 use super::client::Bastion;
 use super::errors::{kms, BastionError};
-use super::import::{receipt_path, Receipt};
+use super::import::receipt_of_this_bundle;
+use super::state::{Receipt, StateDir};
+use crate::ceremony::VerifiedCeremony;
 
 /// What a rotation did.
 #[derive(Clone, Debug, Serialize)]
@@ -24,20 +29,30 @@ async fn current(b: &Bastion, key: &str) -> Result<Option<String>, BastionError>
     Ok(b.describe(key).await?.current_key_material_id)
 }
 
-/// Rotate the KMS key that `bundle_dir` was imported into as NEW_KEY_MATERIAL.
-pub async fn rotate(
-    b: &Bastion,
-    bundle_dir: &Path,
+/// The receipt that allows rotating bundle `target` of the verified ceremony:
+/// this bastion's own, for the key the signed manifest names, of a
+/// NEW_KEY_MATERIAL import. `Ok(None)`: not imported by this bastion yet.
+pub fn rotation_receipt(
+    state: &StateDir,
+    v: &VerifiedCeremony,
     target: &str,
-) -> Result<Rotation, BastionError> {
-    let path = receipt_path(bundle_dir, target);
-    let receipt: Receipt = serde_json::from_slice(&std::fs::read(&path).map_err(|e| {
-        BastionError::Local(format!(
-            "no import receipt {} ({e}): import the bundle first",
-            path.display()
-        ))
-    })?)
-    .map_err(|e| BastionError::Local(format!("{} is not a receipt ({e})", path.display())))?;
+) -> Result<Option<Receipt>, BastionError> {
+    let (key, _) = super::batch::bundle_key(v, target)?;
+    let Some(receipt) = receipt_of_this_bundle(state, v, target)? else {
+        return Ok(None);
+    };
+    if receipt.key_arn != key {
+        return Err(BastionError::Refused(format!(
+            "this bastion's receipt names key {}, the signed manifest {key}; nothing rotated",
+            receipt.key_arn
+        )));
+    }
+    Ok(Some(receipt))
+}
+
+/// Rotate the KMS key that bundle `target` of the verified ceremony was
+/// imported into as NEW_KEY_MATERIAL (by this bastion, per `receipt`).
+pub async fn rotate(b: &Bastion, receipt: &Receipt) -> Result<Rotation, BastionError> {
     if receipt.import_type != "NEW_KEY_MATERIAL" {
         return Err(BastionError::Local(
             "this bundle was not imported as NEW_KEY_MATERIAL, so there is no pending material to rotate to".into(),
@@ -46,7 +61,7 @@ pub async fn rotate(
     let before = current(b, &receipt.key_arn).await?;
     if before.is_some() && before == receipt.key_material_id {
         return Ok(Rotation {
-            key_arn: receipt.key_arn,
+            key_arn: receipt.key_arn.clone(),
             before: before.clone(),
             after: before,
         });
@@ -70,7 +85,7 @@ pub async fn rotate(
         )));
     }
     Ok(Rotation {
-        key_arn: receipt.key_arn,
+        key_arn: receipt.key_arn.clone(),
         before,
         after,
     })

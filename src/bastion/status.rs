@@ -186,6 +186,13 @@ pub async fn status(
                 "internal error while reading {id}"
             )))
         },
+        // A status report is read-only: nothing to stop between keys.
+        &super::batch::StopFlag::new(),
+        |id| {
+            Err(BastionError::Local(format!(
+                "{id} was not read (interrupted)"
+            )))
+        },
     )
     .await;
     let mut out = Vec::new();

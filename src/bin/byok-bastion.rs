@@ -11,8 +11,10 @@ use byok_ceremony::bastion::batch::{self, Outcome, Summary};
 use byok_ceremony::bastion::client::account_of;
 use byok_ceremony::bastion::import::{self, Expiration, ImportOptions};
 use byok_ceremony::bastion::prepare::{self, CeremonyPrepare, CreateSpec, Pacer};
-use byok_ceremony::bastion::prove;
+use byok_ceremony::bastion::prove::{self, Verdict};
 use byok_ceremony::bastion::regions::Regions;
+use byok_ceremony::bastion::rotate;
+use byok_ceremony::bastion::state::{self, StateDir};
 use byok_ceremony::bastion::status;
 use byok_ceremony::bastion::{Bastion, BastionError};
 use byok_ceremony::ceremony::{self, Policy};
@@ -34,6 +36,16 @@ struct Cli {
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Send KMS requests here (HTTPS, or plain HTTP to loopback only); default:
+    /// the SDK's own chain (AWS_ENDPOINT_URL_KMS, profile services section,
+    /// AWS_ENDPOINT_URL, profile endpoint_url), else KMS's endpoint for the Region.
+    #[arg(long, global = true)]
+    endpoint_url: Option<String>,
+    /// The bastion's own state (receipts of its imports, records of the
+    /// parameters files it wrote); default: BYOK_STATE_DIR, else
+    /// $XDG_STATE_HOME/byok-ceremony, else ~/.local/state/byok-ceremony.
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +114,9 @@ struct StatusArgs {
 struct RotateArgs {
     /// The bundle directory imported with --new-key-material.
     dir: PathBuf,
+    /// The bastion's own custodian policy (the directory is verified first).
+    #[arg(long)]
+    policy: PathBuf,
     /// In a ceremony directory, the bundle LABEL/TARGET (default: every bundle).
     #[arg(long)]
     target: Option<String>,
@@ -148,6 +163,10 @@ struct PrepareArgs {
     /// With --ceremony: create an EXTERNAL key for each target that names no kms_key.
     #[arg(long, requires = "ceremony")]
     create_missing: bool,
+    /// GetParametersForImport calls per second per Region (KMS's quota: about 1 per
+    /// account and Region); 0 for no pacing.
+    #[arg(long, default_value_t = 0.9)]
+    params_per_second: f64,
 }
 
 #[derive(Args)]
@@ -182,6 +201,10 @@ struct ImportArgs {
     /// Bundles imported at the same time.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     jobs: u16,
+    /// ImportKeyMaterial calls per second per account and Region (KMS's quota:
+    /// about 15); 0 for no pacing.
+    #[arg(long, default_value_t = 10.0)]
+    imports_per_second: f64,
 }
 
 #[derive(Args)]
@@ -217,6 +240,10 @@ fn main() -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(3)
         }
+        Err(e @ BastionError::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -225,22 +252,39 @@ fn main() -> ExitCode {
 }
 
 fn regions(cli: &Cli) -> Arc<Regions> {
-    Arc::new(Regions::new(
-        cli.region.clone(),
-        cli.profile.clone(),
-        Box::new(|b: &Bastion| {
-            eprintln!(
-                "KMS endpoint: {}{} (Region {})",
-                b.endpoint.url,
-                if b.endpoint.overridden {
-                    " (from AWS_ENDPOINT_URL_KMS / AWS_ENDPOINT_URL)"
-                } else {
-                    ""
-                },
-                b.region
-            );
-        }),
-    ))
+    Arc::new(
+        Regions::new(
+            cli.region.clone(),
+            cli.profile.clone(),
+            Box::new(|b: &Bastion| {
+                eprintln!(
+                    "KMS endpoint: {} ({}) (Region {})",
+                    b.endpoint.url, b.endpoint.source, b.region
+                );
+            }),
+        )
+        .with_endpoint_url(cli.endpoint_url.clone()),
+    )
+}
+
+/// Open the bastion's state directory (created 0700 if missing).
+fn state_dir(cli: &Cli) -> Result<StateDir, BastionError> {
+    let (path, _) = state::resolve(cli.state_dir.as_deref())?;
+    Ok(StateDir::open(&path)?)
+}
+
+/// Say once that receipts next to the bundles (from the media or an older
+/// version) are not read.
+fn note_receipts_on_media(dir: &Path) {
+    let found = state::receipts_next_to(dir);
+    if !found.is_empty() {
+        eprintln!(
+            "note: ignoring {} receipt file(s) next to {} (e.g. {}): only receipts in the bastion's own state directory count",
+            found.len(),
+            dir.display(),
+            found[0].display()
+        );
+    }
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -306,10 +350,22 @@ fn finish_batch(cli: &Cli, what: &str, outcomes: &[Outcome]) -> Result<(), Basti
     if cli.json {
         print_json(&serde_json::json!({ "summary": summary, "bundles": outcomes }));
     }
+    if summary.left() > 0 {
+        return Err(BastionError::Interrupted {
+            done: summary.total - summary.left(),
+            left: summary.left(),
+        });
+    }
     if summary.failed() > 0 {
         return Err(BastionError::Local(format!(
             "{} bundle(s) failed (listed above); fix the cause and run the same command again: finished bundles are not repeated",
             summary.failed()
+        )));
+    }
+    if summary.not_proven() > 0 {
+        return Err(BastionError::NotProven(format!(
+            "{} bundle(s) are usable but not proven (listed above, with why)",
+            summary.not_proven()
         )));
     }
     Ok(())
@@ -361,14 +417,17 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     ));
                 }
                 prepare::wrapping_key_bits(&a.wrapping_key_spec)?;
+                let state = state_dir(&cli)?;
                 let done = prepare::prepare_ceremony(
                     &regions,
+                    &state,
                     &CeremonyPrepare {
                         draft,
                         out,
                         create_missing: a.create_missing,
                         default_wrapping_key_spec: &a.wrapping_key_spec,
                         tags: &a.tags,
+                        params_per_second: a.params_per_second,
                     },
                     &|t| {
                         eprintln!(
@@ -438,6 +497,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 }
             }
             prepare::wrapping_key_bits(&a.wrapping_key_spec)?;
+            let state = state_dir(&cli)?;
             std::fs::create_dir_all(out_dir).map_err(|e| {
                 BastionError::Local(format!("cannot create {}: {e}", out_dir.display()))
             })?;
@@ -456,14 +516,15 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 eprintln!("created EXTERNAL {spec} key {arn}");
                 keys.push(arn);
             }
-            let mut pacer = Pacer::default();
+            let mut pacer = Pacer::per_second(a.params_per_second);
             let mut done = Vec::new();
             for key in &keys {
                 let b = regions.for_key(key, None).await?;
                 let short = key.rsplit(['/', ':']).next().unwrap_or(key);
                 let file = out_dir.join(format!("{short}.params.json"));
                 pacer.wait(&b.region).await;
-                let p = prepare::prepare(&b, key, alg, &a.wrapping_key_spec, None, &file).await?;
+                let p = prepare::prepare(&b, &state, key, alg, &a.wrapping_key_spec, None, &file)
+                    .await?;
                 print_prepared(&p)?;
                 done.push(p);
             }
@@ -482,10 +543,15 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             // Verify before connecting: nothing reaches KMS unless the custodians signed it.
             let verified = verify_dir(&a.dir, &a.policy)?;
             let targets = chosen_bundles(&verified, &a.target)?;
+            let state = state_dir(&cli)?;
+            note_receipts_on_media(&a.dir);
             let opts = ImportOptions {
                 params_file: PathBuf::new(),
                 expiration,
                 new_key_material: a.new_key_material,
+                pace: Some(Arc::new(prepare::RatePacer::per_second(
+                    a.imports_per_second,
+                ))),
             };
             if let Some(params) = &a.params {
                 // One bundle, with its parameters file named.
@@ -496,14 +562,19 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                         targets.len()
                     )));
                 };
-                let (_, _, p) = import::check_bundle(&verified, target, params)?;
+                let (_, _, p) = import::check_bundle(&state, &verified, target, params)?;
                 let b = regions.for_key(&p.key_id, p.region.as_deref()).await?;
                 let opts = ImportOptions {
                     params_file: params.clone(),
                     ..opts
                 };
-                let (receipt, sent) = import::import(&b, &verified, target, &opts).await?;
-                if sent {
+                let (receipt, how) = import::import(&b, &state, &verified, target, &opts).await?;
+                if how == import::Imported::Reconciled {
+                    eprintln!(
+                        "KMS already held this bundle's key in {} ({}); receipt written, nothing imported",
+                        receipt.key_arn, receipt.how
+                    );
+                } else if how == import::Imported::Sent {
                     eprintln!(
                         "imported into {} (KeyMaterialId {})",
                         receipt.key_arn,
@@ -513,7 +584,9 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     eprintln!(
                         "already imported on {} (receipt {}); nothing sent",
                         receipt.imported_at,
-                        import::receipt_path(&a.dir, target).display()
+                        state
+                            .receipt_path(verified.transcript_digest(), target)
+                            .display()
                     );
                 }
                 if cli.json {
@@ -522,19 +595,22 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 return Ok(());
             }
             let params_dir = a.params_dir.as_deref().unwrap_or(Path::new("."));
-            let plans = batch::plan_import(&verified, &targets, params_dir)?;
+            let plans = batch::plan_import(&state, &verified, &targets, params_dir)?;
             eprintln!(
                 "all {} bundles checked; importing {} at a time",
                 plans.len(),
                 a.jobs
             );
+            let stop = batch::StopFlag::on_signals()?;
             let outcomes = batch::import_all(
                 regions.clone(),
+                Arc::new(state),
                 Arc::new(verified),
                 plans,
                 opts,
                 a.jobs.into(),
                 &progress_line,
+                &stop,
             )
             .await;
             finish_batch(&cli, "import", &outcomes)?;
@@ -605,11 +681,14 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
         }
         Command::MoveAlias(a) => {
             let verified = verify_dir(&a.dir, &a.policy)?;
+            let state = state_dir(&cli)?;
             let (key, region) = batch::bundle_key(&verified, &a.target)?;
             let b = regions.for_key(&key, region.as_deref()).await?;
-            let m = byok_ceremony::bastion::alias::move_alias(&b, &verified, &a.target, &a.alias)
-                .await?;
-            eprintln!("PROVEN: {}", m.proof.method);
+            let m = byok_ceremony::bastion::alias::move_alias(
+                &b, &state, &verified, &a.target, &a.alias,
+            )
+            .await?;
+            eprintln!("PROVEN: {}", m.proof.statement);
             eprintln!(
                 "{} → {} (was {})",
                 m.alias,
@@ -621,8 +700,9 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
         }
         Command::Retire(a) => {
+            let state = state_dir(&cli)?;
             let b = regions.for_key(&a.key, None).await?;
-            let r = byok_ceremony::bastion::alias::retire(&b, &a.key, a.grace_days).await?;
+            let r = byok_ceremony::bastion::alias::retire(&b, &state, &a.key, a.grace_days).await?;
             eprintln!(
                 "{} disabled; KMS deletes it on {}",
                 r.key,
@@ -633,17 +713,23 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             }
         }
         Command::Rotate(a) => {
-            let single = a.target.is_some() || !is_ceremony_dir(&a.dir);
-            if single {
-                let target = a.target.clone().unwrap_or_default();
-                let receipt = import::existing_receipt(&a.dir, &target)?.ok_or_else(|| {
-                    BastionError::Local(format!(
-                        "no import receipt {}: import the bundle first",
-                        import::receipt_path(&a.dir, &target).display()
+            let verified = verify_dir(&a.dir, &a.policy)?;
+            let targets = chosen_bundles(&verified, &a.target)?;
+            let state = state_dir(&cli)?;
+            note_receipts_on_media(&a.dir);
+            if a.target.is_some() || targets == [String::new()] {
+                let target = &targets[0];
+                let receipt = rotate::rotation_receipt(&state, &verified, target)?.ok_or_else(|| {
+                    BastionError::Refused(format!(
+                        "this bastion has no receipt of importing {} (state directory {}): import it from here first; nothing rotated",
+                        if target.is_empty() { "this bundle" } else { target },
+                        state.path().display()
                     ))
                 })?;
-                let b = regions.for_key(&receipt.key_arn, None).await?;
-                let r = byok_ceremony::bastion::rotate::rotate(&b, &a.dir, &target).await?;
+                let b = regions
+                    .for_key(&receipt.key_arn, Some(&receipt.region))
+                    .await?;
+                let r = rotate::rotate(&b, &receipt).await?;
                 eprintln!(
                     "rotated {}: current key material {} (was {})",
                     r.key_arn,
@@ -655,13 +741,15 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 }
                 return Ok(());
             }
-            let targets = ceremony_bundles(&a.dir)?;
+            let stop = batch::StopFlag::on_signals()?;
             let outcomes = batch::rotate_all(
                 regions.clone(),
-                a.dir.clone(),
+                Arc::new(state),
+                Arc::new(verified),
                 targets,
                 a.jobs.into(),
                 &progress_line,
+                &stop,
             )
             .await;
             finish_batch(&cli, "rotate", &outcomes)?;
@@ -669,38 +757,39 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
         Command::Verify(a) => {
             let verified = verify_dir(&a.dir, &a.policy)?;
             let targets = chosen_bundles(&verified, &a.target)?;
+            let state = state_dir(&cli)?;
+            note_receipts_on_media(&a.dir);
             if a.target.is_some() || targets == [String::new()] {
                 let target = &targets[0];
                 let (key, region) = batch::bundle_key(&verified, target)?;
                 let b = regions.for_key(&key, region.as_deref()).await?;
-                let proof = prove::prove(&b, &verified, target).await?;
-                eprintln!("PROVEN: {}: {}", proof.key_arn, proof.method);
+                let proof = prove::prove(&b, &state, &verified, target).await?;
                 if cli.json {
                     print_json(&proof);
                 }
-                return Ok(());
+                return match proof.verdict {
+                    Verdict::Proven => {
+                        eprintln!("PROVEN: {}: {}", proof.key_arn, proof.statement);
+                        Ok(())
+                    }
+                    Verdict::UsableNotProven => Err(BastionError::NotProven(format!(
+                        "{}: {}",
+                        proof.key_arn, proof.statement
+                    ))),
+                };
             }
+            let stop = batch::StopFlag::on_signals()?;
             let outcomes = batch::verify_all(
                 regions.clone(),
+                Arc::new(state),
                 Arc::new(verified),
                 a.jobs.into(),
                 &progress_line,
+                &stop,
             )
             .await;
             finish_batch(&cli, "verify", &outcomes)?;
         }
     }
     Ok(())
-}
-
-/// Whether `dir` is a ceremony output (bundles in LABEL/TARGET), not a single wrap.
-fn is_ceremony_dir(dir: &Path) -> bool {
-    !dir.join(byok_ceremony::bundle::manifest::MANIFEST).exists()
-}
-
-/// The LABEL/TARGET bundles of a ceremony directory, from its listing (rotate
-/// acts on receipts, which record what was verified at import).
-fn ceremony_bundles(dir: &Path) -> Result<Vec<String>, BastionError> {
-    let outputs = ceremony::attest::list_outputs(dir)?;
-    Ok(ceremony::attest::bundles_in(&outputs))
 }

@@ -1,0 +1,163 @@
+//! LocalStack and the steps the bastion tests share (included by each
+//! bastion test binary with `#[path]`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::common::*;
+
+/// LocalStack for this test binary, stopped when dropped (also on panic).
+pub struct LocalStack {
+    state: tempfile::TempDir,
+    /// The bastion's own state directory for this test binary's LocalStack.
+    pub bastion_state: tempfile::TempDir,
+    /// What start.sh exported (endpoint, credentials, Region).
+    pub env: Vec<(String, String)>,
+}
+
+impl LocalStack {
+    /// Start LocalStack (stopped when dropped).
+    pub fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let state = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(root.join("scripts/localstack/start.sh"))
+            .env("BYOK_LOCALSTACK_STATE", state.path())
+            .output()
+            .expect("start.sh runs");
+        assert!(
+            out.status.success(),
+            "LocalStack did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['\'', '"']).to_string()))
+            .collect::<Vec<_>>();
+        assert!(
+            env.iter().any(|(k, _)| k == "AWS_ENDPOINT_URL_KMS"),
+            "{env:?}"
+        );
+        LocalStack {
+            state,
+            bastion_state: tempfile::tempdir().unwrap(),
+            env,
+        }
+    }
+
+    /// byok-bastion against this LocalStack, with this test's own state directory.
+    pub fn bastion(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_byok-bastion"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.env_remove("AWS_PROFILE");
+        c.env("BYOK_STATE_DIR", self.bastion_state.path().join("state"));
+        c
+    }
+
+    /// The LocalStack endpoint URL.
+    pub fn endpoint(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL_KMS")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    /// scripts/localstack/kms_peer.py against this LocalStack.
+    pub fn peer(&self) -> Command {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "BYOK_LOCALSTACK_PYTHON")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "python3".into());
+        let mut c = Command::new(python);
+        c.arg(root.join("scripts/localstack/kms_peer.py"));
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new("bash")
+            .arg(root.join("scripts/localstack/stop.sh"))
+            .env("BYOK_LOCALSTACK_STATE", self.state.path())
+            .output();
+    }
+}
+
+pub fn ok(o: Output, what: &str) -> Output {
+    assert!(o.status.success(), "{what} failed:\n{}", stderr(&o));
+    o
+}
+
+pub fn custodian(name: &str) -> (SoftHsm, serde_json::Value) {
+    let t = SoftHsm::new(&format!("{name}-card"));
+    let mut a = vec!["custodian".to_string(), "init".into()];
+    a.extend(t.hsm_args());
+    a.extend(["--name", name, "--key-label", "sig", "--json"].map(String::from));
+    let o = ok(run(t.airgap().args(a)), "custodian init");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (t, v["entry"].clone())
+}
+
+pub fn sign(t: &SoftHsm, name: &str, dir: &Path) {
+    let mut a = vec![
+        "ceremony".to_string(),
+        "sign".into(),
+        dir.to_str().unwrap().into(),
+    ];
+    a.extend(t.hsm_args());
+    a.extend(["--custodian", name, "--key-label", "sig", "--yes"].map(String::from));
+    ok(run(t.airgap().args(a)), "ceremony sign");
+}
+
+/// prepare with the bastion; returns (params file, key ARN, fingerprint).
+pub fn prepare(ls: &LocalStack, dir: &Path, spec: &str, alg: &str) -> (PathBuf, String, String) {
+    let out_dir = dir.join(format!("params-{}", spec.to_lowercase()));
+    let o = ok(
+        run(ls.bastion().args([
+            "prepare",
+            "--create",
+            spec,
+            "--wrapping-algorithm",
+            alg,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ])),
+        "prepare",
+    );
+    assert!(
+        stderr(&o).contains("KMS endpoint: http://127.0.0.1:"),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &v[0];
+    (
+        PathBuf::from(p["params_file"].as_str().unwrap()),
+        p["key_arn"].as_str().unwrap().to_string(),
+        p["wrapping_key_sha256"].as_str().unwrap().to_string(),
+    )
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        )
+    })
+}
