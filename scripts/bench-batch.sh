@@ -76,9 +76,10 @@ for c in seq par; do
   t=$(now)
   "$bastion" prepare --ceremony "$work/draft-$c.json" --out "$work/ceremony-$c.json" --create-missing 2>/dev/null
   took[prepare-$c]=$(since "$t")
+  digest="$("$bastion" params-digest --ceremony "$work/ceremony-$c.json" 2>/dev/null)"
   t=$(now)
   on_token "$work/hsm" "$airgap" ceremony run "$work/ceremony-$c.json" --out "$work/out-$c" \
-    --pin-file "$work/hsm/user.pin" --non-interactive >/dev/null 2>&1
+    --pin-file "$work/hsm/user.pin" --non-interactive --expect-parameters-digest "$digest" >/dev/null 2>&1
   took[wrap-$c]=$(since "$t")
   on_token "$work/card" "$airgap" ceremony sign "$work/out-$c" --token-label card \
     --pin-file "$work/card/user.pin" --custodian alice --key-label sig --yes >/dev/null 2>&1

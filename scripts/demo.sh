@@ -75,8 +75,11 @@ PY
 run_ceremony() { # prepared-ceremony-file out-dir
   say "Air gap: check the ceremony file and print the custodians' runbook"
   "$airgap" ceremony plan "$1" --runbook "$2.runbook.md" >/dev/null
-  say "Air gap: generate every key in the HSM and wrap it there for each target"
-  on_token "$work/hsm" "$airgap" ceremony run "$1" --out "$2" --pin-file "$work/hsm/user.pin" --non-interactive
+  say "Bastion: the parameters digest (custodians carry it on paper, not on the media)"
+  digest="$("$bastion" params-digest --ceremony "$1")"
+  say "Air gap: confirm the wrapping keys with the bastion's digest, generate every key in the HSM and wrap it there"
+  on_token "$work/hsm" "$airgap" ceremony run "$1" --out "$2" --pin-file "$work/hsm/user.pin" \
+    --non-interactive --expect-parameters-digest "$digest"
   say "Custodians alice and bob sign the transcript (2 of 3)"
   sign alice "$2"
   sign bob "$2"

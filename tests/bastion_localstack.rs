@@ -569,6 +569,9 @@ fn ceremony_directory_imports_per_target() {
     // One HMAC key imported into two KMS keys ("two Regions").
     let (p1, arn1, fp1) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
     let (p2, arn2, fp2) = prepare(&ls, &hsm.path("second"), "HMAC_256", "RSAES_OAEP_SHA_1");
+    // Parameters paths in a ceremony file are relative to it.
+    let rel = |p: &Path| p.strip_prefix(hsm.dir.path()).unwrap().to_path_buf();
+    let (r1, r2) = (rel(&p1), rel(&p2));
     let file = hsm.path("ceremony.json");
     std::fs::write(
         &file,
@@ -576,13 +579,33 @@ fn ceremony_directory_imports_per_target() {
             "format": "byok-ceremony/ceremony/v1", "ceremony_id": "webhooks-2026-11", "purpose": "two Regions",
             "hsm": {"module": SOFTHSM_MODULE, "token_label": "ceremony-bastion"}, "policy": "policy.json",
             "keys": [{"label": "webhooks", "key_spec": "HMAC_256", "source": "generate", "targets": [
-                {"name": "region-a", "params": p1, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": fp1},
-                {"name": "region-b", "params": p2, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": fp2}]}]
+                {"name": "region-a", "params": r1, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": fp1},
+                {"name": "region-b", "params": r2, "wrapping_algorithm": "RSAES_OAEP_SHA_1", "wrapping_key_sha256": fp2}]}]
         })
         .to_string(),
     )
     .unwrap();
     let out = hsm.path("out");
+    // The bastion computes the parameters digest of its own copy of a
+    // hand-written ceremony file, from parameters it fetched itself.
+    let o = ok(
+        run(ls
+            .bastion()
+            .args(["params-digest", "--ceremony", file.to_str().unwrap()])),
+        "params-digest",
+    );
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(digest, params_digest(&file));
+    assert!(
+        stderr(&o).contains("must not travel on the media"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("KMS endpoint"),
+        "no KMS call: {}",
+        stderr(&o)
+    );
     ok(
         run(hsm.airgap().args([
             "ceremony",
@@ -594,9 +617,26 @@ fn ceremony_directory_imports_per_target() {
             "BYOK_TEST_PIN",
             "--non-interactive",
             "--expect-parameters-digest",
-            &params_digest(&file),
+            &digest,
         ])),
         "ceremony run",
+    );
+    // Parameters this bastion did not fetch get no digest.
+    let foreign = FakeKms::new(2048);
+    foreign.write_params(&hsm.path("foreign.json"), 600);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["keys"][0]["targets"][1]["params"] = "foreign.json".into();
+    let foreign_file = hsm.path("foreign-ceremony.json");
+    std::fs::write(&foreign_file, v.to_string()).unwrap();
+    let o = run(ls.bastion().args([
+        "params-digest",
+        "--ceremony",
+        foreign_file.to_str().unwrap(),
+    ]));
+    assert!(
+        !o.status.success() && stderr(&o).contains("were not fetched by this bastion"),
+        "{}",
+        stderr(&o)
     );
     sign(&alice_t, "alice", &out);
     for (target, params, arn) in [
@@ -952,6 +992,14 @@ fn whole_ceremony_across_two_regions_in_one_command_each() {
     );
     let prepared = json(&o);
     assert_eq!(prepared.as_array().unwrap().len(), 4, "{prepared}");
+    // prepare --ceremony prints the parameters digest the custodians will type.
+    let d = params_digest(&hsm.path("ceremony.json"));
+    assert!(
+        stderr(&o).contains("Parameters digest")
+            && stderr(&o).contains(&format!("{} {}", &d[..4], &d[4..8])),
+        "{}",
+        stderr(&o)
+    );
     // One client per Region, each announced once.
     assert_eq!(
         stderr(&o).matches("KMS endpoint: ").count(),

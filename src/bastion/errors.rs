@@ -52,6 +52,19 @@ pub enum BastionError {
     /// The ceremony directory did not verify.
     #[error(transparent)]
     Verify(#[from] crate::ceremony::VerifyError),
+    /// The ceremony file (or a parameters file it names) was refused.
+    #[error(transparent)]
+    Ceremony(#[from] crate::ceremony::file::PlanError),
+    /// A digest was asked for parameters this bastion did not fetch.
+    #[error("{bundle}: its import parameters (token SHA-256 {token_sha256}) were not fetched by this bastion (no record in {state}): a digest of them would vouch for a wrapping key nobody here checked. Fetch them with `byok-bastion prepare`, with the same --state-dir")]
+    ParamsNotRecorded {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The import token's SHA-256.
+        token_sha256: String,
+        /// The state directory searched.
+        state: std::path::PathBuf,
+    },
     /// The policy was refused.
     #[error(transparent)]
     Policy(#[from] crate::ceremony::policy::PolicyError),

@@ -66,6 +66,15 @@ enum Command {
     MoveAlias(MoveAliasArgs),
     /// Disable an old key and schedule its deletion after a grace period (no alias may point to it).
     Retire(RetireArgs),
+    /// The parameters digest of a ceremony file, from parameters this bastion fetched (no KMS call).
+    ParamsDigest(ParamsDigestArgs),
+}
+
+#[derive(Args)]
+struct ParamsDigestArgs {
+    /// The completed ceremony file (this bastion's own copy).
+    #[arg(long)]
+    ceremony: PathBuf,
 }
 
 #[derive(Args)]
@@ -268,6 +277,14 @@ fn regions(cli: &Cli) -> Arc<Regions> {
 }
 
 /// Open the bastion's state directory (created 0700 if missing).
+/// Show the parameters digest for the custodians (stderr: it is for people).
+fn print_parameters_digest(digest: &Fingerprint) {
+    eprintln!("Parameters digest (print it or write it down here; it must not travel on the media; the custodians type it at `byok-airgap ceremony run`):");
+    for line in digest.grouped().lines() {
+        eprintln!("    {line}");
+    }
+}
+
 fn state_dir(cli: &Cli) -> Result<StateDir, BastionError> {
     let (path, _) = state::resolve(cli.state_dir.as_deref())?;
     Ok(StateDir::open(&path)?)
@@ -452,6 +469,8 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     out.display(),
                     done.len()
                 );
+                let (_, digest) = prepare::parameters_digest(&state_dir(&cli)?, out)?;
+                print_parameters_digest(&digest);
                 if cli.json {
                     print_json(&done);
                 }
@@ -697,6 +716,24 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
             );
             if cli.json {
                 print_json(&m);
+            }
+        }
+        Command::ParamsDigest(a) => {
+            let (lines, digest) = prepare::parameters_digest(&state_dir(&cli)?, &a.ceremony)?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "parameters_digest": digest.hex(),
+                    "targets": lines,
+                }));
+            } else {
+                for l in &lines {
+                    eprintln!(
+                        "{}  {}  {}  wrapping key {}",
+                        l.bundle, l.key_arn, l.region, l.wrapping_key_sha256
+                    );
+                }
+                print_parameters_digest(&digest);
+                println!("{}", digest.hex());
             }
         }
         Command::Retire(a) => {
