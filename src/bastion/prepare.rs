@@ -591,6 +591,43 @@ pub async fn prepare_ceremony(
     Ok(done)
 }
 
+/// The parameters digest of a ceremony file (`docs/formats.md`), computed from
+/// the parameters files it names, each of which must be one this bastion
+/// fetched (recorded in `state`, same wrapping key and KMS key). Custodians
+/// type the digest at `byok-airgap ceremony run`; it never travels on the media.
+pub fn parameters_digest(
+    state: &crate::bastion::state::StateDir,
+    ceremony_file: &Path,
+) -> Result<
+    (
+        Vec<crate::ceremony::params_digest::DigestLine>,
+        crate::fingerprint::Fingerprint,
+    ),
+    BastionError,
+> {
+    let (lines, digest) = crate::ceremony::file::parameters_digest_of(
+        ceremony_file,
+        time::OffsetDateTime::now_utc(),
+    )?;
+    for l in &lines {
+        let mut token = [0u8; 32];
+        hex::decode_to_slice(&l.import_token_sha256, &mut token)
+            .map_err(|e| BastionError::Local(format!("{}: {e}", l.bundle)))?;
+        let recorded = state.params_record(&token)?;
+        let ok = recorded.as_ref().is_some_and(|r| {
+            r.wrapping_key_sha256 == l.wrapping_key_sha256 && r.key_arn == l.key_arn
+        });
+        if !ok {
+            return Err(BastionError::ParamsNotRecorded {
+                bundle: l.bundle.clone(),
+                token_sha256: l.import_token_sha256.clone(),
+                state: state.path().to_path_buf(),
+            });
+        }
+    }
+    Ok((lines, digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,41 +668,4 @@ mod tests {
             assert!(!stays_inside(Path::new(bad)), "{bad}");
         }
     }
-}
-
-/// The parameters digest of a ceremony file (`docs/formats.md`), computed from
-/// the parameters files it names, each of which must be one this bastion
-/// fetched (recorded in `state`, same wrapping key and KMS key). Custodians
-/// type the digest at `byok-airgap ceremony run`; it never travels on the media.
-pub fn parameters_digest(
-    state: &crate::bastion::state::StateDir,
-    ceremony_file: &Path,
-) -> Result<
-    (
-        Vec<crate::ceremony::params_digest::DigestLine>,
-        crate::fingerprint::Fingerprint,
-    ),
-    BastionError,
-> {
-    let (lines, digest) = crate::ceremony::file::parameters_digest_of(
-        ceremony_file,
-        time::OffsetDateTime::now_utc(),
-    )?;
-    for l in &lines {
-        let mut token = [0u8; 32];
-        hex::decode_to_slice(&l.import_token_sha256, &mut token)
-            .map_err(|e| BastionError::Local(format!("{}: {e}", l.bundle)))?;
-        let recorded = state.params_record(&token)?;
-        let ok = recorded.as_ref().is_some_and(|r| {
-            r.wrapping_key_sha256 == l.wrapping_key_sha256 && r.key_arn == l.key_arn
-        });
-        if !ok {
-            return Err(BastionError::ParamsNotRecorded {
-                bundle: l.bundle.clone(),
-                token_sha256: l.import_token_sha256.clone(),
-                state: state.path().to_path_buf(),
-            });
-        }
-    }
-    Ok((lines, digest))
 }
