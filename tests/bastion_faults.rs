@@ -126,6 +126,8 @@ fn ceremony_of(ls: &LocalStack, hsm: &SoftHsm, n: usize) -> (PathBuf, PathBuf) {
             "--pin-env",
             "BYOK_TEST_PIN",
             "--non-interactive",
+            "--expect-parameters-digest",
+            &params_digest(&hsm.path("ceremony.json")),
         ])),
         "ceremony run",
     );

@@ -288,6 +288,27 @@ pub fn inside(base: &Path, rel: &Path, what: &str) -> Result<PathBuf, PlanError>
     Ok(base.join(rel))
 }
 
+/// Read and parse one target's parameters file (inside `base`, bounded).
+fn read_target_params(
+    base: &Path,
+    key: &KeyPlan,
+    t: &Target,
+    now: OffsetDateTime,
+) -> Result<(ImportParameters, Vec<u8>), PlanError> {
+    let p = inside(base, &t.params, &format!("{}/{} params", key.label, t.name))?;
+    let bytes = read_bounded(
+        &p,
+        "import-parameters file",
+        crate::kms::import_params::MAX_FILE_LEN as u64,
+    )?;
+    let params = ImportParameters::parse(&bytes, now).map_err(|source| PlanError::Params {
+        label: key.label.clone(),
+        target: t.name.clone(),
+        source,
+    })?;
+    Ok((params, bytes))
+}
+
 /// Read and check a ceremony file against `now`; every target's parameters
 /// must stay valid for `min_remaining` more.
 pub fn check(
@@ -314,22 +335,7 @@ pub fn check(
                     key.label, t.name
                 )));
             }
-            let p = inside(
-                &base,
-                &t.params,
-                &format!("{}/{} params", key.label, t.name),
-            )?;
-            let pbytes = read_bounded(
-                &p,
-                "import-parameters file",
-                crate::kms::import_params::MAX_FILE_LEN as u64,
-            )?;
-            let err = |source| PlanError::Params {
-                label: key.label.clone(),
-                target: t.name.clone(),
-                source,
-            };
-            let params = ImportParameters::parse(&pbytes, now).map_err(err)?;
+            let (params, pbytes) = read_target_params(&base, key, t, now)?;
             if params.remaining(now) < min_remaining {
                 return Err(invalid(format!(
                     "key {:?} target {:?}: the import parameters expire at {}, before the ceremony can finish; fetch new ones",
@@ -439,22 +445,7 @@ pub fn parameters_digest_of(
     let mut lines = Vec::new();
     for key in &file.keys {
         for t in &key.targets {
-            let p = inside(
-                &base,
-                &t.params,
-                &format!("{}/{} params", key.label, t.name),
-            )?;
-            let pbytes = read_bounded(
-                &p,
-                "import-parameters file",
-                crate::kms::import_params::MAX_FILE_LEN as u64,
-            )?;
-            let params =
-                ImportParameters::parse(&pbytes, now).map_err(|source| PlanError::Params {
-                    label: key.label.clone(),
-                    target: t.name.clone(),
-                    source,
-                })?;
+            let (params, _) = read_target_params(&base, key, t, now)?;
             lines.push(DigestLine::new(&key.label, &t.name, &params));
         }
     }
