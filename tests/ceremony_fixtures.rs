@@ -791,3 +791,68 @@ fn the_fixture_policy_is_two_of_three_with_every_key_kind() {
         assert_eq!(c.keyid, dsse::keyid(&custodian(c.name.as_str()).1.spki()));
     }
 }
+
+#[test]
+fn symlinks_are_refused_wherever_they_are() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let d = tmp.path().join(name);
+        common::copy_dir(&data().join("good-wrap"), &d);
+        assert!(verify(&d, &policy()).is_ok(), "{name}: the copy verifies");
+        d
+    };
+    let not_regular = |d: &Path| match verify(d, &policy()) {
+        Err(VerifyError::NotRegular(what)) => what,
+        other => panic!("{}: expected NotRegular, got {other:?}", d.display()),
+    };
+    // An output file replaced by a symlink to an identical copy.
+    let d = copy("output-link");
+    let elsewhere = tmp.path().join("blob");
+    std::fs::rename(d.join("ImportToken.bin"), &elsewhere).unwrap();
+    symlink(&elsewhere, d.join("ImportToken.bin")).unwrap();
+    assert_eq!(not_regular(&d), "ImportToken.bin");
+    // The transcript, and the attestations directory, moved out and linked.
+    let d = copy("transcript-link");
+    let t = tmp.path().join("transcript-elsewhere");
+    std::fs::rename(d.join("transcript.jsonl"), &t).unwrap();
+    symlink(&t, d.join("transcript.jsonl")).unwrap();
+    assert_eq!(not_regular(&d), "transcript.jsonl");
+    let d = copy("attestations-link");
+    let a = tmp.path().join("attestations-elsewhere");
+    std::fs::rename(d.join(ATTESTATIONS), &a).unwrap();
+    symlink(&a, d.join(ATTESTATIONS)).unwrap();
+    assert_eq!(not_regular(&d), ATTESTATIONS);
+    // An envelope that is a symlink.
+    let d = copy("envelope-link");
+    let e = tmp.path().join("alice-elsewhere.dsse.json");
+    std::fs::rename(envelope_file(&d, "alice"), &e).unwrap();
+    symlink(&e, envelope_file(&d, "alice")).unwrap();
+    assert!(matches!(
+        verify(&d, &policy()),
+        Err(VerifyError::Attestation { file, problem: AttestationProblem::NotAnEnvelopeFile }) if file == "alice.dsse.json"
+    ));
+}
+
+#[test]
+fn stray_entries_are_refused_but_empty_directories_are_not_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("stray");
+    common::copy_dir(&data().join("good-wrap"), &d);
+    // Empty directories hold no file: nothing to record, nothing refused.
+    std::fs::create_dir_all(d.join("empty/deeper")).unwrap();
+    assert!(verify(&d, &policy()).is_ok());
+    // A hidden file is an output like any other: not recorded, refused.
+    std::fs::write(d.join("empty/.hidden"), b"").unwrap();
+    assert!(matches!(
+        verify(&d, &policy()),
+        Err(VerifyError::Output { path, problem: OutputProblem::NotRecorded }) if path == "empty/.hidden"
+    ));
+    std::fs::remove_file(d.join("empty/.hidden")).unwrap();
+    // Anything in attestations/ that is not NAME.dsse.json is refused.
+    std::fs::write(d.join("attestations/notes.txt"), b"x").unwrap();
+    assert!(matches!(
+        verify(&d, &policy()),
+        Err(VerifyError::Attestation { file, problem: AttestationProblem::NotAnEnvelopeFile }) if file == "notes.txt"
+    ));
+}

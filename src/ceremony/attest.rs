@@ -70,8 +70,10 @@ pub enum VerifyError {
     /// An I/O error.
     #[error("cannot read {0}: {1}")]
     Io(PathBuf, String),
-    /// A symlink or special file in the directory.
-    #[error("{0} is not a regular file; ceremony directories hold only regular files")]
+    /// A symlink or special file in the directory (or a `transcript.jsonl`
+    /// that is not a regular file, an `attestations` that is not a real
+    /// directory).
+    #[error("{0} is not a regular file (or, for attestations, a real directory); ceremony directories hold only regular files and directories, no symlinks")]
     NotRegular(String),
     /// The transcript records no ceremony ID.
     #[error("the transcript's first entry has no ceremony_id")]
@@ -415,7 +417,11 @@ fn recorded_outputs(t: &VerifiedTranscript) -> BTreeMap<String, String> {
 pub fn check_directory(
     dir: &Path,
 ) -> Result<(String, VerifiedTranscript, Vec<OutputFile>), VerifyError> {
-    let t = transcript::verify_file(&dir.join(transcript::FILE_NAME))?;
+    let tpath = dir.join(transcript::FILE_NAME);
+    if std::fs::symlink_metadata(&tpath).is_ok_and(|m| !m.is_file()) {
+        return Err(VerifyError::NotRegular(transcript::FILE_NAME.into()));
+    }
+    let t = transcript::verify_file(&tpath)?;
     let ceremony_id = t.entries[0].data["ceremony_id"]
         .as_str()
         .ok_or(VerifyError::NoCeremonyId)?
@@ -563,6 +569,10 @@ struct Signed<'a> {
 /// The entries of `DIR/attestations`, sorted (none if it does not exist).
 fn envelope_files(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
     let att_dir = dir.join(ATTESTATIONS);
+    match std::fs::symlink_metadata(&att_dir) {
+        Ok(m) if !m.is_dir() => return Err(VerifyError::NotRegular(ATTESTATIONS.into())),
+        _ => {}
+    }
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&att_dir) {
         Ok(rd) => rd
             .map(|e| e.map(|e| e.path()))
