@@ -1,10 +1,12 @@
 //! `ceremony::verify` on committed ceremony directories (`tests/data/ceremony/`,
-//! described in its README.md): two good ones, signed with software custodian
-//! keys of every kind (ECDSA P-256, ECDSA P-384, RSA-3072 PSS), and one per
-//! tamper case, each refused with its own error variant. No HSM is needed.
+//! described in its README.md): good ones (a wrap, a ceremony run, and a
+//! ceremony run written by the version of 2026-11-23), signed with software
+//! custodian keys of every kind (ECDSA P-256, ECDSA P-384, RSA-3072 PSS), and
+//! one per tamper case, each refused with its own error variant. No HSM is
+//! needed.
 //!
 //! The signed directories are made by [`generate`] from the unsigned outputs
-//! in `good-wrap/` and `good-run/` and the keys in `keys/`; the test
+//! in `good-wrap/`, `good-run/` and `old-run/` and the keys in `keys/`; the test
 //! `fixtures_are_what_the_generator_makes` checks every committed byte
 //! against it. To rewrite them after a deliberate format change:
 //! `cargo test --test ceremony_fixtures -- --ignored regenerate_signed_fixtures`
@@ -30,8 +32,10 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ceremony")
 }
 
-/// The unsigned directories real runs wrote (the generator's input).
-const UNSIGNED: [&str; 2] = ["good-wrap", "good-run"];
+/// The unsigned directories real runs wrote (the generator's input):
+/// `old-run` by the code of 2026-11-23 (before `key-intent`, check values on
+/// `key-generated`, and the parameters digest), the others by the current code.
+const UNSIGNED: [&str; 3] = ["good-wrap", "good-run", "old-run"];
 
 /// When the fixtures say they were signed (so that they are reproducible).
 const SIGNED_AT: &str = "2026-11-30T12:00:00Z";
@@ -268,6 +272,10 @@ fn generate(unsigned: &Path, root: &Path) {
     for name in ["alice", "carol"] {
         sign(&run, name, false);
     }
+    let old = root.join("old-run");
+    for name in ["bob", "carol"] {
+        sign(&old, name, false);
+    }
     // An unfinished run (the last entry and SUMMARY.md it records are gone).
     let unfinished = |d: &Path| {
         std::fs::remove_dir_all(d.join(ATTESTATIONS)).unwrap();
@@ -377,9 +385,10 @@ fn generate(unsigned: &Path, root: &Path) {
 }
 
 /// Every directory [`generate`] writes, relative to the fixtures.
-const GENERATED: [&str; 20] = [
+const GENERATED: [&str; 21] = [
     "good-wrap",
     "good-run",
+    "old-run",
     "partial-run",
     "unacknowledged-partial",
     "blob-changed",
@@ -573,6 +582,25 @@ fn transcripts_written_before_the_typed_schema_still_verify() {
         .unwrap();
     assert!(kg.data["label"].is_string(), "{}", kg.data);
     assert!(kg.data.get("hsm_key").is_none(), "{}", kg.data);
+}
+
+#[test]
+fn a_ceremony_run_transcript_of_2026_11_23_still_verifies() {
+    let v = verify_case("old-run").unwrap();
+    assert_eq!(v.signers(), ["bob", "carol"]);
+    assert!(v.is_complete());
+    assert_eq!(v.bundles(), ["webhooks/eu-west-1"]);
+    // What makes it the old format: no key-intent, no parameters digest, and
+    // the check value recorded with the wrap, not with the key.
+    let steps: Vec<&str> = v.entries().iter().map(|e| e.step.as_str()).collect();
+    assert!(!steps.contains(&"key-intent"), "{steps:?}");
+    assert!(v.entries()[0].data.get("parameters_digest").is_none());
+    let kg = v
+        .entries()
+        .iter()
+        .find(|e| e.step == "key-generated")
+        .unwrap();
+    assert!(kg.data.get("checks").is_none(), "{}", kg.data);
 }
 
 #[test]
