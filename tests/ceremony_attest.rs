@@ -273,7 +273,7 @@ fn tamper_corpus_is_reported_precisely() {
     fails_with(
         &d,
         &s.policy,
-        "carol.dsse.json: is named for another custodian",
+        "carol.dsse.json: is the attestation of custodian \"bob\" (its payload says so), but its file name is for \"carol\"",
     );
 
     // Fewer than M.

@@ -120,7 +120,7 @@ pub struct Wrapped {
 }
 
 /// Wrap `key` for the KMS key of `params`, inside the HSM, after proving the
-/// method with the known-answer self-test (`pass`, from [`selftest::prove`]
+/// method with the known-answer self-test (`pass`, from `selftest::prove`
 /// for this key spec, algorithm and wrapping key size).
 pub fn wrap_for_target(
     session: &UserSession,

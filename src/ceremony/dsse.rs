@@ -4,7 +4,7 @@
 //! (MGF1-SHA-256, 32-byte salt).
 //!
 //! ECDSA signatures are unique here: `(r, s)` and `(r, n - s)` both satisfy
-//! the ECDSA equation, so only the low-S form (`s <= n/2`) is accepted, and
+//! the ECDSA equation, so only the low-S form (`s <= (n-1)/2`) is accepted, and
 //! signing normalizes to it. A second, equally valid encoding of a
 //! custodian's signature cannot be minted from the first.
 
@@ -67,7 +67,7 @@ pub enum CustodianKey {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     /// Not a supported key.
-    #[error("not a supported custodian key (ECDSA P-256, ECDSA P-384 or RSA of at least 3072 bits as DER SubjectPublicKeyInfo): {0}")]
+    #[error("not a supported custodian key (ECDSA P-256, ECDSA P-384 or RSA of 3072 to 4096 bits, as DER SubjectPublicKeyInfo): {0}")]
     Unsupported(String),
 }
 
@@ -225,6 +225,52 @@ mod tests {
         let small_der =
             rsa::pkcs8::EncodePublicKey::to_public_key_der(&small.to_public_key()).unwrap();
         assert!(CustodianKey::from_spki_der(small_der.as_bytes()).is_err());
+    }
+
+    /// A DER SubjectPublicKeyInfo of an RSA key with a `bits`-bit modulus
+    /// (not a real key: only its size matters to the parser).
+    fn rsa_spki_of_size(bits: usize) -> Vec<u8> {
+        use der::asn1::{BitStringRef, UintRef};
+        use der::Encode;
+        let mut modulus = vec![0xffu8; bits.div_ceil(8)];
+        modulus[0] = 0xff >> (modulus.len() * 8 - bits);
+        let key = rsa::pkcs1::RsaPublicKey {
+            modulus: UintRef::new(&modulus).unwrap(),
+            public_exponent: UintRef::new(&[1, 0, 1]).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        spki::SubjectPublicKeyInfoRef {
+            algorithm: spki::AlgorithmIdentifierRef {
+                oid: der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1"),
+                parameters: Some(der::asn1::AnyRef::NULL),
+            },
+            subject_public_key: BitStringRef::from_bytes(&key).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn rsa_custodian_keys_are_3072_to_4096_bits() {
+        for bits in [3072, 4096] {
+            assert!(
+                matches!(
+                    CustodianKey::from_spki_der(&rsa_spki_of_size(bits)),
+                    Ok(CustodianKey::RsaPss(_))
+                ),
+                "{bits}"
+            );
+        }
+        for bits in [3071, 4097, 8192] {
+            assert!(
+                matches!(
+                    CustodianKey::from_spki_der(&rsa_spki_of_size(bits)),
+                    Err(KeyError::Unsupported(_))
+                ),
+                "{bits}"
+            );
+        }
     }
 
     /// `(r, n - s)` from `(r, s)`, for the curve's order `n` (big-endian).

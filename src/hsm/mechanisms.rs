@@ -10,12 +10,8 @@ use super::{Hsm, HsmError};
 
 /// `CKF_WRAP`.
 pub const CKF_WRAP: u64 = cryptoki_sys::CKF_WRAP as u64;
-/// `CKF_SIGN`.
-pub const CKF_SIGN: u64 = cryptoki_sys::CKF_SIGN as u64;
 /// `CKF_GENERATE`.
 pub const CKF_GENERATE: u64 = cryptoki_sys::CKF_GENERATE as u64;
-/// `CKF_GENERATE_KEY_PAIR`.
-pub const CKF_GENERATE_KEY_PAIR: u64 = cryptoki_sys::CKF_GENERATE_KEY_PAIR as u64;
 
 /// The token's mechanisms and their flags.
 #[derive(Clone, Debug, Default)]

@@ -2,17 +2,17 @@
 //! offers the few operations the ceremony needs. Key material never leaves
 //! the token through this module: there is no call that reads `CKA_VALUE`.
 
-pub mod ffi;
-pub mod key_checks;
+pub(crate) mod ffi;
+pub(crate) mod key_checks;
 pub mod keygen;
-pub mod mechanisms;
+pub(crate) mod mechanisms;
 pub mod pin;
-pub mod selftest;
+pub(crate) mod selftest;
 pub mod sign;
 pub mod wrap;
 
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
@@ -221,7 +221,6 @@ pub struct Hsm {
     slot: Slot,
     /// Facts about the selected token.
     pub facts: TokenFacts,
-    module_path: PathBuf,
     // Kept alive for the module's lifetime, in case it keeps the pointer.
     _init_string: Option<CString>,
 }
@@ -350,14 +349,8 @@ impl Hsm {
             raw,
             slot,
             facts,
-            module_path: module.path.clone(),
             _init_string: init_string,
         })
-    }
-
-    /// Path of the loaded module.
-    pub fn module_path(&self) -> &Path {
-        &self.module_path
     }
 
     /// Open a read-write session and log in as the user.
