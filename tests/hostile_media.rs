@@ -622,6 +622,62 @@ fn a_key_swapped_between_crash_and_resume_is_refused() {
     assert_eq!(t.matches("\"step\":\"wrapped\"").count(), 1, "{t}");
 }
 
+#[test]
+fn symlinks_planted_in_the_output_directory_are_not_followed() {
+    let c = ceremony("hostile-links", 2);
+    let digest = params_digest(&c.file);
+    let out = c.hsm.path("out");
+    let mut at = 20;
+    while !resumable(&out) {
+        assert!(
+            run_killed_at(&c, &out, &digest, at),
+            "finished before a kill"
+        );
+        at += 3;
+    }
+    let victim = c.hsm.path("victim");
+    std::fs::create_dir(&victim).unwrap();
+    // The transcript replaced by a symlink to a copy outside --out.
+    let copy = victim.join("transcript.jsonl");
+    std::fs::rename(out.join("transcript.jsonl"), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, out.join("transcript.jsonl")).unwrap();
+    let before = snapshot(&victim);
+    let o = run(&mut c.run_cmd(
+        &c.file,
+        &out,
+        &["--non-interactive", "--expect-parameters-digest", &digest],
+    ));
+    assert!(
+        !o.status.success() && stderr(&o).contains("is a symlink or not a plain file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(snapshot(&victim), before, "written through the symlink");
+    // Back in place, a label directory replaced by a symlink to a directory outside.
+    std::fs::remove_file(out.join("transcript.jsonl")).unwrap();
+    std::fs::rename(&copy, out.join("transcript.jsonl")).unwrap();
+    let pending = c
+        .kms
+        .iter()
+        .map(|(l, _)| l.clone())
+        .find(|l| !out.join(l).join("eu-west-1").exists())
+        .expect("a key not wrapped yet");
+    let _ = std::fs::remove_dir_all(out.join(&pending));
+    std::os::unix::fs::symlink(&victim, out.join(&pending)).unwrap();
+    let before = snapshot(&victim);
+    let o = run(&mut c.run_cmd(
+        &c.file,
+        &out,
+        &["--non-interactive", "--expect-parameters-digest", &digest],
+    ));
+    assert!(
+        !o.status.success() && stderr(&o).contains("is a symlink or not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(snapshot(&victim), before, "written through the symlink");
+}
+
 fn resumable(out: &Path) -> bool {
     std::fs::read_to_string(out.join("transcript.jsonl"))
         .map(|t| t.contains("\"step\":\"wrapped\""))

@@ -221,6 +221,13 @@ fn open_transcript(
 ) -> Result<Opened, Error> {
     let f = &c.file;
     let tpath = out.join(transcript::FILE_NAME);
+    // Never append through a symlink planted where the transcript should be.
+    if std::fs::symlink_metadata(&tpath).is_ok_and(|m| !m.file_type().is_file()) {
+        return Err(Error::Foreign {
+            path: tpath,
+            why: "it is a symlink or not a plain file".into(),
+        });
+    }
     let torn = if tpath.exists() {
         transcript::cut_torn_tail(&tpath).map_err(crate::ceremony::VerifyError::from)?
     } else {
