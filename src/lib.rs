@@ -22,6 +22,7 @@ pub mod hsm;
 pub mod kms;
 pub mod media;
 pub mod names;
+pub mod profile;
 
 /// This tool's version, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -92,7 +92,7 @@ impl AtomicDir {
             .open(&path)
             .map_err(io(&path))?;
         f.write_all(bytes).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))
+        fsync(&f).map_err(io(&path))
     }
 
     /// Where `name` is being written (inside the staging directory), for
@@ -104,7 +104,7 @@ impl AtomicDir {
     /// Move the finished directory into place.
     pub fn commit(mut self) -> Result<PathBuf, OutputError> {
         File::open(&self.staging)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| fsync(&d))
             .map_err(io(&self.staging))?;
         check_target(&self.target)?;
         fs::rename(&self.staging, &self.target).map_err(io(&self.target))?;
@@ -144,7 +144,7 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
             .open(&temp)
             .map_err(io(&temp))?;
         f.write_all(bytes).map_err(io(&temp))?;
-        f.sync_all().map_err(io(&temp))?;
+        fsync(&f).map_err(io(&temp))?;
         fs::hard_link(&temp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 OutputError::Exists(path.to_path_buf())
@@ -160,7 +160,12 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
 
 /// fsync a directory, so that entries created or renamed in it survive a crash.
 pub fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    File::open(dir).and_then(|d| fsync(&d)).map_err(io(dir))
+}
+
+/// `f.sync_all()`, counted in [`crate::profile::Phase::Fsync`].
+pub fn fsync(f: &File) -> std::io::Result<()> {
+    crate::profile::time(crate::profile::Phase::Fsync, || f.sync_all())
 }
 
 /// Create directory `dir` (its parent must exist) and fsync the parent; an

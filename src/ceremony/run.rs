@@ -47,6 +47,7 @@ use crate::hsm::wrap::{AesWrapPreference, WrappingKey};
 use crate::hsm::{Hsm, HsmError, TokenSelector, UserSession};
 use crate::kms::{ImportParameters, KeySpec, WrappingAlgorithm};
 use crate::names::{KeyLabel, TargetName};
+use crate::profile::{self, Phase};
 use cryptoki::object::ObjectHandle;
 
 /// Options of a run.
@@ -148,17 +149,20 @@ pub fn run(
         t.append(step, data).map_err(io(&tpath))
     };
 
-    let hsm = Hsm::open(
-        &opts.module.spec,
-        &TokenSelector::Label(f.hsm.token_label.clone()),
-    )?;
+    let hsm = profile::time(Phase::Session, || {
+        Hsm::open(
+            &opts.module.spec,
+            &TokenSelector::Label(f.hsm.token_label.clone()),
+        )
+    })?;
     check_expected_token(c, &hsm)?;
     let pin = opts
         .pin
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(HsmError::from)?;
     let needed = needed_self_tests(c, &done);
-    let (session, trusted) = login(c, opts, &needed, &hsm, &pin)?;
+    let (session, trusted) =
+        profile::time(Phase::Session, || login(c, opts, &needed, &hsm, &pin))?;
     drop(pin);
     let trusted = trusted.adopt(&session);
     append(
@@ -172,7 +176,9 @@ pub fn run(
     let mechanisms = Mechanisms::probe(&hsm)?;
     // Every self-test before the first key is generated, so a token that
     // cannot do one leaves no key behind; trusted test keys go right after.
-    let passes = SelfTests::prove_all(&needed, &session, &mechanisms, trusted.test_keys)?;
+    let passes = profile::time(Phase::SelfTest, || {
+        SelfTests::prove_all(&needed, &session, &mechanisms, trusted.test_keys)
+    })?;
     let policy = KeyPolicy {
         wrap_with_trusted: opts.trusted.is_some(),
     };
@@ -195,13 +201,13 @@ pub fn run(
             discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)?;
             let wrapped = wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)?;
             let dir = ct.target.name.join_to(&key_dir);
-            let files = write_bundle(&dir, &wrapped, ct)?;
+            let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
             append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
             progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
             summary.wrapped.push(name);
         }
     }
-    summary.transcript_sha256 = finish(c, out, &mut t, &tpath)?;
+    summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
     Ok(summary)
 }
 

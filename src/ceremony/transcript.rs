@@ -307,6 +307,10 @@ impl TranscriptWriter {
 
     /// Append one entry and fsync; returns the entry's SHA-256 (the new digest).
     pub fn append(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
+        crate::profile::time(crate::profile::Phase::Transcript, || self.append_now(step, data))
+    }
+
+    fn append_now(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
         let entry = Entry {
             seq: self.next_seq,
             time: now(),
@@ -316,7 +320,7 @@ impl TranscriptWriter {
         };
         let line = serde_json::to_vec(&entry).expect("entries serialize");
         self.file.write_all(&[line.as_slice(), b"\n"].concat())?;
-        self.file.sync_all()?;
+        crate::bundle::output::fsync(&self.file)?;
         self.next_seq += 1;
         self.last_sha256 = sha256_hex(&line);
         Ok(self.last_sha256.clone())

@@ -50,10 +50,10 @@ pub struct KeyPolicy {
 }
 
 fn find(session: &UserSession, template: &[Attribute]) -> Result<Vec<ObjectHandle>, HsmError> {
-    session
-        .raw_session()
-        .find_objects(template)
-        .during("searching the token for keys")
+    crate::profile::time(crate::profile::Phase::Search, || {
+        session.raw_session().find_objects(template)
+    })
+    .during("searching the token for keys")
 }
 
 /// Refuse if any object on the token already carries `label`.
@@ -163,9 +163,10 @@ pub fn generate_with_id(
                 Attribute::Encrypt(false),
                 Attribute::Wrap(false),
             ]);
-            let handle =
+            let handle = crate::profile::time(crate::profile::Phase::Generate, || {
                 with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
-                    .during(&what)?;
+            })
+            .during(&what)?;
             (handle, None)
         }
         KeyFamily::Rsa | KeyFamily::Ec => {
@@ -189,13 +190,15 @@ pub fn generate_with_id(
                 public.push(Attribute::EcParams(ec_params(spec)));
                 Mechanism::EccKeyPairGen
             };
-            let (public, private) = with_copyable_fallback(session, label, &attrs, |a| {
-                let public_attrs = if a.len() < attrs.len() {
-                    without_copyable(&public)
-                } else {
-                    public.clone()
-                };
-                s.generate_key_pair(&mechanism, &public_attrs, a)
+            let (public, private) = crate::profile::time(crate::profile::Phase::Generate, || {
+                with_copyable_fallback(session, label, &attrs, |a| {
+                    let public_attrs = if a.len() < attrs.len() {
+                        without_copyable(&public)
+                    } else {
+                        public.clone()
+                    };
+                    s.generate_key_pair(&mechanism, &public_attrs, a)
+                })
             })
             .during(&what)?;
             (private, Some(public))
@@ -427,6 +430,12 @@ pub struct KeyProtection {
 
 /// Read the protection attributes of `handle`.
 pub fn protection(session: &UserSession, handle: ObjectHandle) -> Result<KeyProtection, HsmError> {
+    crate::profile::time(crate::profile::Phase::Checks, || {
+        protection_now(session, handle)
+    })
+}
+
+fn protection_now(session: &UserSession, handle: ObjectHandle) -> Result<KeyProtection, HsmError> {
     let attrs = session
         .raw_session()
         .get_attributes(
