@@ -22,9 +22,11 @@ pub enum Phase {
     Generate,
     /// Reading key attributes back and computing check values (KCV, HMAC check, public key).
     Checks,
-    /// Importing the wrapping key and `C_WrapKey`, with the manifest.
+    /// One wrap: checking the parameters again, check values, importing the
+    /// wrapping key, `C_WrapKey`, the manifest.
     Wrap,
-    /// Writing bundle directories (staging, files, rename), fsyncs included.
+    /// Bundle directories: the key's directory, leftovers of an interrupted
+    /// run, staging, files, rename; fsyncs included.
     BundleWrite,
     /// Transcript appends, fsyncs included.
     Transcript,
@@ -57,7 +59,7 @@ impl Phase {
             Phase::Search => "token searches",
             Phase::Generate => "generate",
             Phase::Checks => "attributes+check values",
-            Phase::Wrap => "wrap",
+            Phase::Wrap => "wrap (params, checks, C_WrapKey)",
             Phase::BundleWrite => "bundle writes",
             Phase::Transcript => "transcript appends",
             Phase::Fsync => "fsyncs (inside the above)",

@@ -161,7 +161,7 @@ pub fn wrap_for_target_with(
     );
     let protection = keygen::protection(session, key.handle)?;
     let checks = key_checks::compute(session, key)?;
-    let blob = crate::profile::time(crate::profile::Phase::Wrap, || {
+    let blob = {
         let imported;
         let wrapping = match trusted {
             Some(w) => w,
@@ -174,8 +174,8 @@ pub fn wrap_for_target_with(
                 &imported
             }
         };
-        hsm_wrap::wrap(session, pass.method, wrapping, key.handle)
-    })?;
+        hsm_wrap::wrap(session, pass.method, wrapping, key.handle)?
+    };
     let facts = &session.hsm().facts;
     let now = time::OffsetDateTime::now_utc();
     let mut manifest = Manifest {
@@ -240,7 +240,7 @@ pub fn write_output(
 ) -> Result<PathBuf, Error> {
     let m = &wrapped.manifest;
     let files = bundle_files(wrapped, params, params_bytes);
-    let dir = AtomicDir::create(out)?;
+    let mut dir = AtomicDir::create(out)?;
     for (name, bytes) in &files {
         dir.write(name, bytes)?;
     }

@@ -3,7 +3,8 @@
 //! For each N in `--keys` (default 10,100,200,1000), on one fresh SoftHSM2
 //! token per N: a floor loop that makes only the unavoidable PKCS#11 calls
 //! per key through `cryptoki` (generate the token key, import the wrapping
-//! public key, wrap it with RSA-OAEP), then `ceremony run` of N keys (AES and
+//! public key, wrap it with RSA-OAEP; run before and after the ceremony and
+//! averaged, and its keys destroyed each time), then `ceremony run` of N keys (AES and
 //! HMAC alternately, one RSAES_OAEP_SHA_1 target each) through the library,
 //! with the split of where its time goes ([`byok_ceremony::profile`]). Each
 //! part runs in a child process of this one (a PKCS#11 module is initialized
@@ -166,7 +167,7 @@ fn parent(a: Args) -> Res<()> {
         a.module.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("keys | floor ms/key | run ms/key | ratio | run: first 10% ms/key | last 10% ms/key");
+    println!("keys | floor ms/key (before, after) | run ms/key | ratio | run: first 10% ms/key | last 10% ms/key");
     println!("---|---|---|---|---|---");
     let card = card(&a.work.join("card"))?;
     let mut splits = Vec::new();
@@ -183,15 +184,31 @@ fn parent(a: Args) -> Res<()> {
                 .env("SOFTHSM2_CONF", &conf))?;
             Ok(serde_json::from_str(out.trim())?)
         };
-        let floor = run_child("floor")?;
+        // The floor before and after the run, averaged: the machine's load
+        // drifts, and both halves of the ratio should see the same.
+        let before = run_child("floor")?;
         let cer = run_child("ceremony")?;
-        let f = floor.total_s * 1e3 / n as f64;
+        let after = run_child("floor")?;
+        let f = (before.total_s + after.total_s) * 1e3 / 2.0 / n as f64;
         let r = cer.total_s * 1e3 / n as f64;
         let tenth = (n / 10).max(1);
         let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let per = &cer.per_key_ms;
+        eprintln!(
+            "N={n} floor split ms/key (before; after): {}",
+            [&before, &after]
+                .map(|m| m
+                    .phases
+                    .iter()
+                    .map(|(p, d, _)| format!("{p} {:.2}", d * 1e3 / n as f64))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .join("; ")
+        );
         println!(
-            "{n} | {f:.2} | {r:.2} | {:.2} | {:.2} | {:.2}",
+            "{n} | {f:.2} ({:.2}, {:.2}) | {r:.2} | {:.2} | {:.2} | {:.2}",
+            before.total_s * 1e3 / n as f64,
+            after.total_s * 1e3 / n as f64,
             r / f,
             avg(&per[..tenth.min(per.len())]),
             avg(&per[per.len().saturating_sub(tenth)..])
@@ -219,7 +236,11 @@ fn parent(a: Args) -> Res<()> {
     for (i, name) in names.iter().enumerate() {
         print!("{name}");
         for (n, m) in &splits {
-            print!(" | {:.2} ({}×)", m.phases[i].1 * 1e3 / *n as f64, m.phases[i].2);
+            print!(
+                " | {:.2} ({}×)",
+                m.phases[i].1 * 1e3 / *n as f64,
+                m.phases[i].2
+            );
         }
         println!();
     }
@@ -244,12 +265,20 @@ struct Card {
 
 fn card(dir: &Path) -> Res<Card> {
     let conf = new_token(dir, "card")?;
-    let init: serde_json::Value = serde_json::from_str(&sh(Command::new(sibling("byok-airgap")?)
-        .env("SOFTHSM2_CONF", &conf)
-        .env("BYOK_BENCH_PIN", PIN)
-        .env_remove("BYOK_PKCS11_MODULE")
-        .args(["custodian", "init", "--token-label", "card", "--pin-env", "BYOK_BENCH_PIN"])
-        .args(["--name", "alice", "--key-label", "sig", "--json"]))?)?;
+    let init: serde_json::Value =
+        serde_json::from_str(&sh(Command::new(sibling("byok-airgap")?)
+            .env("SOFTHSM2_CONF", &conf)
+            .env("BYOK_BENCH_PIN", PIN)
+            .env_remove("BYOK_PKCS11_MODULE")
+            .args([
+                "custodian",
+                "init",
+                "--token-label",
+                "card",
+                "--pin-env",
+                "BYOK_BENCH_PIN",
+            ])
+            .args(["--name", "alice", "--key-label", "sig", "--json"]))?)?;
     let policy = serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1,
                                     "custodians": [init["entry"]]})
     .to_string();
@@ -267,17 +296,23 @@ fn verify(dir: &Path, c: &Card) -> Res<()> {
             .env_remove("BYOK_PKCS11_MODULE"))
     };
     let out = dir.join("out");
-    card(Command::new(&airgap).arg("ceremony").arg("sign").arg(&out).args([
-        "--custodian",
-        "alice",
-        "--token-label",
-        "card",
-        "--pin-env",
-        "BYOK_BENCH_PIN",
-        "--key-label",
-        "sig",
-        "--yes",
-    ]))?;
+    card(
+        Command::new(&airgap)
+            .arg("ceremony")
+            .arg("sign")
+            .arg(&out)
+            .args([
+                "--custodian",
+                "alice",
+                "--token-label",
+                "card",
+                "--pin-env",
+                "BYOK_BENCH_PIN",
+                "--key-label",
+                "sig",
+                "--yes",
+            ]),
+    )?;
     let start = Instant::now();
     let said = sh(Command::new(&airgap)
         .args(["ceremony", "verify"])
@@ -294,7 +329,7 @@ fn verify(dir: &Path, c: &Card) -> Res<()> {
 }
 
 fn spec_of(i: usize) -> (&'static str, KeyType, u64) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         ("SYMMETRIC_DEFAULT", KeyType::AES, 32)
     } else {
         ("HMAC_256", KeyType::GENERIC_SECRET, 32)
@@ -329,6 +364,7 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
     ));
     let mut per_key = Vec::with_capacity(n);
     let mut made = Vec::with_capacity(n);
+    let (mut generating, mut wrapping_time) = (Duration::ZERO, Duration::ZERO);
     let start = Instant::now();
     for i in 0..n {
         let t0 = Instant::now();
@@ -354,6 +390,8 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
                 Attribute::Sign(true),
             ],
         )?;
+        generating += t0.elapsed();
+        let t1 = Instant::now();
         let public = &keys[i % keys.len()];
         let wrapping = session.create_object(&[
             Attribute::Class(ObjectClass::PUBLIC_KEY),
@@ -368,6 +406,7 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
         if blob.len() != 256 {
             return Err(format!("floor wrap gave {} bytes", blob.len()).into());
         }
+        wrapping_time += t1.elapsed();
         made.push(key);
         per_key.push(t0.elapsed().as_secs_f64() * 1e3);
     }
@@ -378,7 +417,15 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
     }
     drop(session);
     ctx.finalize()?;
-    emit(total, per_key, Vec::new())
+    let phases = vec![
+        ("generate".to_string(), generating.as_secs_f64(), n as u64),
+        (
+            "import+wrap".to_string(),
+            wrapping_time.as_secs_f64(),
+            n as u64,
+        ),
+    ];
+    emit(total, per_key, phases)
 }
 
 fn emit(total: Duration, per_key_ms: Vec<f64>, phases: Vec<(String, f64, u64)>) -> Res<()> {
@@ -454,18 +501,12 @@ fn ceremony(n: usize, dir: &Path, module_path: &Path) -> Res<()> {
     };
     let mut per_key = Vec::with_capacity(n);
     let mut last = Instant::now();
-    let summary = run::run(
-        &c,
-        &dir.join("out"),
-        &opts,
-        &mut |_| false,
-        &mut |line| {
-            if line.starts_with("wrapped ") {
-                per_key.push(last.elapsed().as_secs_f64() * 1e3);
-                last = Instant::now();
-            }
-        },
-    )?;
+    let summary = run::run(&c, &dir.join("out"), &opts, &mut |_| false, &mut |line| {
+        if line.starts_with("wrapped ") {
+            per_key.push(last.elapsed().as_secs_f64() * 1e3);
+            last = Instant::now();
+        }
+    })?;
     let total = start.elapsed();
     if summary.wrapped.len() != n {
         return Err(format!("the run wrapped {} of {n}", summary.wrapped.len()).into());

@@ -1,6 +1,10 @@
 //! Writing an output directory all at once: files go into a hidden staging
 //! directory next to the target, are fsynced, and the staging directory is
-//! renamed into place only when everything is written. On any error the
+//! renamed into place only when everything is written. The files are written
+//! first and fsynced together at [`AtomicDir::commit`] (then the staging
+//! directory, then, after the rename, its parent): the first fsync commits
+//! the file system's journal for all of them, so the others cost little, and
+//! nothing is renamed into place before every file is on disk. On any error the
 //! staging directory is removed, so a failed run leaves nothing behind.
 
 use std::fs::{self, File, OpenOptions};
@@ -61,6 +65,8 @@ pub struct AtomicDir {
     staging: PathBuf,
     target: PathBuf,
     committed: bool,
+    /// Files written but not yet fsynced.
+    unsynced: Vec<(PathBuf, File)>,
 }
 
 impl AtomicDir {
@@ -80,11 +86,13 @@ impl AtomicDir {
             staging,
             target: target.to_path_buf(),
             committed: false,
+            unsynced: Vec::new(),
         })
     }
 
-    /// Write one file (never overwriting) and fsync it.
-    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), OutputError> {
+    /// Write one file (never overwriting); it is fsynced at [`Self::commit`],
+    /// before the directory is renamed into place.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), OutputError> {
         let path = self.staging.join(name);
         let mut f = OpenOptions::new()
             .write(true)
@@ -92,7 +100,8 @@ impl AtomicDir {
             .open(&path)
             .map_err(io(&path))?;
         f.write_all(bytes).map_err(io(&path))?;
-        fsync(&f).map_err(io(&path))
+        self.unsynced.push((path, f));
+        Ok(())
     }
 
     /// Where `name` is being written (inside the staging directory), for
@@ -101,8 +110,12 @@ impl AtomicDir {
         self.staging.join(name)
     }
 
-    /// Move the finished directory into place.
+    /// fsync every file written, then the staging directory, and move the
+    /// finished directory into place (fsyncing its parent).
     pub fn commit(mut self) -> Result<PathBuf, OutputError> {
+        for (path, f) in std::mem::take(&mut self.unsynced) {
+            fsync(&f).map_err(io(&path))?;
+        }
         File::open(&self.staging)
             .and_then(|d| fsync(&d))
             .map_err(io(&self.staging))?;
@@ -190,7 +203,7 @@ mod tests {
     fn commit_and_refuse_overwrite() {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("out");
-        let d = AtomicDir::create(&target).unwrap();
+        let mut d = AtomicDir::create(&target).unwrap();
         d.write("a.bin", b"abc").unwrap();
         assert!(!target.exists());
         d.commit().unwrap();
@@ -235,7 +248,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("out");
         {
-            let d = AtomicDir::create(&target).unwrap();
+            let mut d = AtomicDir::create(&target).unwrap();
             d.write("a.bin", b"abc").unwrap();
             assert!(d.write("a.bin", b"again").is_err());
         }

@@ -39,7 +39,7 @@ use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
 use crate::bundle::{AtomicDir, OutputError};
 use crate::fingerprint::Fingerprint;
 use crate::hsm::key_checks::{self, KeyChecks};
-use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
+use crate::hsm::keygen::{self, HsmKey, KeyPolicy, TokenIndex};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
 use crate::hsm::selftest::{self, SelfTestPass};
@@ -161,8 +161,7 @@ pub fn run(
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(HsmError::from)?;
     let needed = needed_self_tests(c, &done);
-    let (session, trusted) =
-        profile::time(Phase::Session, || login(c, opts, &needed, &hsm, &pin))?;
+    let (session, trusted) = profile::time(Phase::Session, || login(c, opts, &needed, &hsm, &pin))?;
     drop(pin);
     let trusted = trusted.adopt(&session);
     append(
@@ -172,7 +171,11 @@ pub fn run(
                 "wrap_with_trusted": opts.trusted.is_some() }),
     )?;
 
-    check_labels(c, &session, &done)?;
+    // One search of the token for every label and CKA_ID, kept up to date as
+    // keys are generated: a search per key is linear in the objects on the
+    // token, which makes a long ceremony quadratic.
+    let mut index = profile::time(Phase::Search, || TokenIndex::read(&session))?;
+    check_labels(c, &session, &index, &done)?;
     let mechanisms = Mechanisms::probe(&hsm)?;
     // Every self-test before the first key is generated, so a token that
     // cannot do one leaves no key behind; trusted test keys go right after.
@@ -183,7 +186,7 @@ pub fn run(
         wrap_with_trusted: opts.trusted.is_some(),
     };
     for (k, targets) in f.keys.iter().zip(&c.targets) {
-        let key = obtain(&session, policy, k, &done, &mut t, &tpath)?;
+        let key = obtain(&session, &mut index, policy, k, &done, &mut t, &tpath)?;
         if key.generated && !done.keys.contains_key(&k.label) {
             summary.generated.push(k.label.to_string());
         }
@@ -197,9 +200,13 @@ pub fn run(
                 summary.skipped.push(name);
                 continue;
             }
-            ensure_real_dir(&key_dir)?;
-            discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)?;
-            let wrapped = wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)?;
+            profile::time(Phase::BundleWrite, || {
+                ensure_real_dir(&key_dir)?;
+                discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)
+            })?;
+            let wrapped = profile::time(Phase::Wrap, || {
+                wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)
+            })?;
             let dir = ct.target.name.join_to(&key_dir);
             let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
             append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
@@ -448,15 +455,20 @@ fn check_expected_token(c: &CheckedCeremony, hsm: &Hsm) -> Result<(), Error> {
 }
 
 /// Every label check before the first key is generated.
-fn check_labels(c: &CheckedCeremony, session: &UserSession, done: &Progress) -> Result<(), Error> {
+fn check_labels(
+    c: &CheckedCeremony,
+    session: &UserSession,
+    index: &TokenIndex,
+    done: &Progress,
+) -> Result<(), Error> {
     for k in &c.file.keys {
         if done.keys.contains_key(&k.label) || done.intents.contains_key(&k.label) {
             continue;
         }
         match k.source {
-            Source::Generate => keygen::ensure_label_free(session, k.label.as_str())?,
+            Source::Generate => index.ensure_label_free(session, k.label.as_str())?,
             Source::Existing => {
-                keygen::find_existing(session, k.key_spec, k.label.as_str())?;
+                keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?;
             }
         }
     }
@@ -579,6 +591,7 @@ impl TrustedHandles {
 /// after a crash between generation and its record, or generated now.
 fn obtain(
     session: &UserSession,
+    index: &mut TokenIndex,
     policy: KeyPolicy,
     k: &KeyPlan,
     done: &Progress,
@@ -586,15 +599,15 @@ fn obtain(
     tpath: &Path,
 ) -> Result<HsmKey, Error> {
     if let Some(recorded) = done.keys.get(&k.label) {
-        return found_again(session, k, recorded);
+        return found_again(session, index, k, recorded);
     }
     let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
         (Source::Existing, _) => (
-            keygen::find_existing(session, k.key_spec, k.label.as_str())?,
+            keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?,
             "key-found",
             false,
         ),
-        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, policy, k, id_hex)?,
+        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, index, policy, k, id_hex)?,
         (Source::Generate, None) => {
             let id = session.random(16)?;
             t.append(
@@ -602,7 +615,14 @@ fn obtain(
                 json!({ "label": k.label, "id_hex": hex::encode(&id), "key_spec": k.key_spec }),
             )
             .map_err(io(tpath))?;
-            let key = keygen::generate_with_id(session, k.key_spec, k.label.as_str(), &id, policy)?;
+            let key = keygen::generate_indexed(
+                session,
+                index,
+                k.key_spec,
+                k.label.as_str(),
+                &id,
+                policy,
+            )?;
             (key, "key-generated", false)
         }
     };
@@ -620,10 +640,11 @@ fn obtain(
 /// A key recorded by an earlier run: same CKA_ID, same check value.
 fn found_again(
     session: &UserSession,
+    index: &TokenIndex,
     k: &KeyPlan,
     recorded: &RecordedKey,
 ) -> Result<HsmKey, Error> {
-    let found = keygen::find_existing(session, k.key_spec, k.label.as_str())?;
+    let found = keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?;
     if hex::encode(&found.id) != recorded.id_hex {
         return Err(Error::KeySwapped {
             label: k.label.to_string(),
@@ -653,11 +674,12 @@ fn found_again(
 /// it; if not, generate it now with the intended CKA_ID.
 fn adopt_or_generate(
     session: &UserSession,
+    index: &mut TokenIndex,
     policy: KeyPolicy,
     k: &KeyPlan,
     id_hex: &str,
 ) -> Result<(HsmKey, &'static str, bool), Error> {
-    match keygen::find_existing(session, k.key_spec, k.label.as_str()) {
+    match keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str()) {
         Ok(found) if hex::encode(&found.id) == id_hex => {
             let mut key = found;
             key.generated = true;
@@ -675,8 +697,14 @@ fn adopt_or_generate(
                 label: k.label.to_string(),
                 reason: format!("the recorded CKA_ID {id_hex:?} is not hex"),
             })?;
-            let key =
-                keygen::generate_with_id(session, k.key_spec, k.label.as_str(), &id, policy)?;
+            let key = keygen::generate_indexed(
+                session,
+                index,
+                k.key_spec,
+                k.label.as_str(),
+                &id,
+                policy,
+            )?;
             Ok((key, "key-generated", false))
         }
         Err(e) => Err(e.into()),
@@ -737,7 +765,7 @@ fn write_bundle(
     ct: &CheckedTarget,
 ) -> Result<Vec<(String, String)>, Error> {
     let files = bundle_files(w, &ct.params, &ct.params_bytes);
-    let staged = AtomicDir::create(dir)?;
+    let mut staged = AtomicDir::create(dir)?;
     for (name, bytes) in &files {
         staged.write(name, bytes)?;
     }
