@@ -18,6 +18,7 @@ pub mod bastion;
 pub mod bundle;
 pub mod ceremony;
 pub mod fingerprint;
+pub mod fuzzing;
 pub mod hsm;
 pub mod kms;
 pub mod media;
