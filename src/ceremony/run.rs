@@ -17,6 +17,9 @@
 //!   revealed), never reported as "label taken" and never generated twice;
 //! * on resume, a key recorded as generated must still have the check value
 //!   (KCV, HMAC check or public key) the transcript recorded;
+//! * labels and `CKA_ID`s are checked against one index of the token read
+//!   after login and kept up to date as keys are generated
+//!   ([`keygen::TokenIndex`]), not a search of the token per key;
 //! * a torn last transcript line is cut off after the rest verifies, and the
 //!   cut is recorded; a bundle directory or staging directory the transcript
 //!   does not record is removed only if it is a real directory holding only
