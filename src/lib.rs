@@ -18,10 +18,12 @@ pub mod bastion;
 pub mod bundle;
 pub mod ceremony;
 pub mod fingerprint;
+pub mod fuzzing;
 pub mod hsm;
 pub mod kms;
 pub mod media;
 pub mod names;
+pub mod profile;
 
 /// This tool's version, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -278,6 +278,53 @@ fn token_objects_keep_their_promises() {
         }
         other => panic!("the planted key must be refused, got {other:?}"),
     }
+
+    // The one-search index ceremony run uses refuses exactly the same, and
+    // knows the keys generated through it without searching again.
+    let mut index = keygen::TokenIndex::read(&session).unwrap();
+    let indexed = |index: &mut keygen::TokenIndex, label: &str, id: &[u8]| {
+        keygen::generate_indexed(&session, index, spec, label, id, KeyPolicy::default())
+    };
+    for (label, id) in [
+        ("other", &b"intended-id"[..]),
+        ("other", &b""[..]),
+        ("other", &[7u8; 65][..]),
+    ] {
+        match indexed(&mut index, label, id) {
+            Err(HsmError::BadKeyId { .. }) => {}
+            other => panic!("CKA_ID {id:?} must be refused by the index, got {other:?}"),
+        }
+    }
+    for label in ["with-id", "planted"] {
+        assert!(matches!(
+            indexed(&mut index, label, b"fresh"),
+            Err(HsmError::LabelTaken { .. })
+        ));
+    }
+    let fresh = indexed(&mut index, "indexed", b"fresh-id").unwrap();
+    assert!(matches!(
+        indexed(&mut index, "indexed", b"fresh-id-2"),
+        Err(HsmError::LabelTaken { .. })
+    ));
+    assert!(matches!(
+        indexed(&mut index, "indexed-2", b"fresh-id"),
+        Err(HsmError::BadKeyId { .. })
+    ));
+    let again = keygen::find_existing_indexed(&session, &index, spec, "indexed").unwrap();
+    assert_eq!(
+        (again.handle, again.id),
+        (fresh.handle, b"fresh-id".to_vec())
+    );
+    match keygen::find_existing_indexed(&session, &index, spec, "planted") {
+        Err(HsmError::KeyUnsuitable { reason, .. }) => {
+            assert!(reason.contains("CKA_LOCAL"), "{reason}")
+        }
+        other => panic!("the planted key must be refused through the index, got {other:?}"),
+    }
+    assert!(matches!(
+        keygen::find_existing_indexed(&session, &index, spec, "nowhere"),
+        Err(HsmError::KeyNotFound { .. })
+    ));
 }
 
 /// `mechanisms` says whether the token keeps CKA_MODIFIABLE and CKA_COPYABLE false.

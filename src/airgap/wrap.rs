@@ -161,19 +161,21 @@ pub fn wrap_for_target_with(
     );
     let protection = keygen::protection(session, key.handle)?;
     let checks = key_checks::compute(session, key)?;
-    let imported;
-    let wrapping = match trusted {
-        Some(w) => w,
-        None => {
-            imported = WrappingKey::import(
-                session,
-                &params.public_key,
-                "byok-ceremony KMS wrapping key",
-            )?;
-            &imported
-        }
+    let blob = {
+        let imported;
+        let wrapping = match trusted {
+            Some(w) => w,
+            None => {
+                imported = WrappingKey::import(
+                    session,
+                    &params.public_key,
+                    "byok-ceremony KMS wrapping key",
+                )?;
+                &imported
+            }
+        };
+        hsm_wrap::wrap(session, pass.method, wrapping, key.handle)?
     };
-    let blob = hsm_wrap::wrap(session, pass.method, wrapping, key.handle)?;
     let facts = &session.hsm().facts;
     let now = time::OffsetDateTime::now_utc();
     let mut manifest = Manifest {
@@ -238,7 +240,7 @@ pub fn write_output(
 ) -> Result<PathBuf, Error> {
     let m = &wrapped.manifest;
     let files = bundle_files(wrapped, params, params_bytes);
-    let dir = AtomicDir::create(out)?;
+    let mut dir = AtomicDir::create(out)?;
     for (name, bytes) in &files {
         dir.write(name, bytes)?;
     }

@@ -1,6 +1,10 @@
 //! Writing an output directory all at once: files go into a hidden staging
 //! directory next to the target, are fsynced, and the staging directory is
-//! renamed into place only when everything is written. On any error the
+//! renamed into place only when everything is written. The files are written
+//! first and fsynced together at [`AtomicDir::commit`] (then the staging
+//! directory, then, after the rename, its parent): the first fsync commits
+//! the file system's journal for all of them, so the others cost little, and
+//! nothing is renamed into place before every file is on disk. On any error the
 //! staging directory is removed, so a failed run leaves nothing behind.
 
 use std::fs::{self, File, OpenOptions};
@@ -61,6 +65,8 @@ pub struct AtomicDir {
     staging: PathBuf,
     target: PathBuf,
     committed: bool,
+    /// Files written but not yet fsynced.
+    unsynced: Vec<(PathBuf, File)>,
 }
 
 impl AtomicDir {
@@ -80,11 +86,13 @@ impl AtomicDir {
             staging,
             target: target.to_path_buf(),
             committed: false,
+            unsynced: Vec::new(),
         })
     }
 
-    /// Write one file (never overwriting) and fsync it.
-    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), OutputError> {
+    /// Write one file (never overwriting); it is fsynced at [`Self::commit`],
+    /// before the directory is renamed into place.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), OutputError> {
         let path = self.staging.join(name);
         let mut f = OpenOptions::new()
             .write(true)
@@ -92,7 +100,8 @@ impl AtomicDir {
             .open(&path)
             .map_err(io(&path))?;
         f.write_all(bytes).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))
+        self.unsynced.push((path, f));
+        Ok(())
     }
 
     /// Where `name` is being written (inside the staging directory), for
@@ -101,10 +110,14 @@ impl AtomicDir {
         self.staging.join(name)
     }
 
-    /// Move the finished directory into place.
+    /// fsync every file written, then the staging directory, and move the
+    /// finished directory into place (fsyncing its parent).
     pub fn commit(mut self) -> Result<PathBuf, OutputError> {
+        for (path, f) in std::mem::take(&mut self.unsynced) {
+            fsync(&f).map_err(io(&path))?;
+        }
         File::open(&self.staging)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| fsync(&d))
             .map_err(io(&self.staging))?;
         check_target(&self.target)?;
         fs::rename(&self.staging, &self.target).map_err(io(&self.target))?;
@@ -144,7 +157,7 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
             .open(&temp)
             .map_err(io(&temp))?;
         f.write_all(bytes).map_err(io(&temp))?;
-        f.sync_all().map_err(io(&temp))?;
+        fsync(&f).map_err(io(&temp))?;
         fs::hard_link(&temp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 OutputError::Exists(path.to_path_buf())
@@ -160,7 +173,12 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
 
 /// fsync a directory, so that entries created or renamed in it survive a crash.
 pub fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    File::open(dir).and_then(|d| fsync(&d)).map_err(io(dir))
+}
+
+/// `f.sync_all()`, counted in [`crate::profile::Phase::Fsync`].
+pub fn fsync(f: &File) -> std::io::Result<()> {
+    crate::profile::time(crate::profile::Phase::Fsync, || f.sync_all())
 }
 
 /// Create directory `dir` (its parent must exist) and fsync the parent; an
@@ -185,7 +203,7 @@ mod tests {
     fn commit_and_refuse_overwrite() {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("out");
-        let d = AtomicDir::create(&target).unwrap();
+        let mut d = AtomicDir::create(&target).unwrap();
         d.write("a.bin", b"abc").unwrap();
         assert!(!target.exists());
         d.commit().unwrap();
@@ -230,7 +248,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("out");
         {
-            let d = AtomicDir::create(&target).unwrap();
+            let mut d = AtomicDir::create(&target).unwrap();
             d.write("a.bin", b"abc").unwrap();
             assert!(d.write("a.bin", b"again").is_err());
         }

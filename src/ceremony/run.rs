@@ -17,6 +17,9 @@
 //!   revealed), never reported as "label taken" and never generated twice;
 //! * on resume, a key recorded as generated must still have the check value
 //!   (KCV, HMAC check or public key) the transcript recorded;
+//! * labels and `CKA_ID`s are checked against one index of the token read
+//!   after login and kept up to date as keys are generated
+//!   ([`keygen::TokenIndex`]), not a search of the token per key;
 //! * a torn last transcript line is cut off after the rest verifies, and the
 //!   cut is recorded; a bundle directory or staging directory the transcript
 //!   does not record is removed only if it is a real directory holding only
@@ -39,7 +42,7 @@ use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
 use crate::bundle::{AtomicDir, OutputError};
 use crate::fingerprint::Fingerprint;
 use crate::hsm::key_checks::{self, KeyChecks};
-use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
+use crate::hsm::keygen::{self, HsmKey, KeyPolicy, TokenIndex};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
 use crate::hsm::selftest::{self, SelfTestPass};
@@ -47,6 +50,7 @@ use crate::hsm::wrap::{AesWrapPreference, WrappingKey};
 use crate::hsm::{Hsm, HsmError, TokenSelector, UserSession};
 use crate::kms::{ImportParameters, KeySpec, WrappingAlgorithm};
 use crate::names::{KeyLabel, TargetName};
+use crate::profile::{self, Phase};
 use cryptoki::object::ObjectHandle;
 
 /// Options of a run.
@@ -148,17 +152,19 @@ pub fn run(
         t.append(step, data).map_err(io(&tpath))
     };
 
-    let hsm = Hsm::open(
-        &opts.module.spec,
-        &TokenSelector::Label(f.hsm.token_label.clone()),
-    )?;
+    let hsm = profile::time(Phase::Session, || {
+        Hsm::open(
+            &opts.module.spec,
+            &TokenSelector::Label(f.hsm.token_label.clone()),
+        )
+    })?;
     check_expected_token(c, &hsm)?;
     let pin = opts
         .pin
         .read(&format!("token {:?}", hsm.facts.label))
         .map_err(HsmError::from)?;
     let needed = needed_self_tests(c, &done);
-    let (session, trusted) = login(c, opts, &needed, &hsm, &pin)?;
+    let (session, trusted) = profile::time(Phase::Session, || login(c, opts, &needed, &hsm, &pin))?;
     drop(pin);
     let trusted = trusted.adopt(&session);
     append(
@@ -168,16 +174,22 @@ pub fn run(
                 "wrap_with_trusted": opts.trusted.is_some() }),
     )?;
 
-    check_labels(c, &session, &done)?;
+    // One search of the token for every label and CKA_ID, kept up to date as
+    // keys are generated: a search per key is linear in the objects on the
+    // token, which makes a long ceremony quadratic.
+    let mut index = profile::time(Phase::Search, || TokenIndex::read(&session))?;
+    check_labels(c, &session, &index, &done)?;
     let mechanisms = Mechanisms::probe(&hsm)?;
     // Every self-test before the first key is generated, so a token that
     // cannot do one leaves no key behind; trusted test keys go right after.
-    let passes = SelfTests::prove_all(&needed, &session, &mechanisms, trusted.test_keys)?;
+    let passes = profile::time(Phase::SelfTest, || {
+        SelfTests::prove_all(&needed, &session, &mechanisms, trusted.test_keys)
+    })?;
     let policy = KeyPolicy {
         wrap_with_trusted: opts.trusted.is_some(),
     };
     for (k, targets) in f.keys.iter().zip(&c.targets) {
-        let key = obtain(&session, policy, k, &done, &mut t, &tpath)?;
+        let key = obtain(&session, &mut index, policy, k, &done, &mut t, &tpath)?;
         if key.generated && !done.keys.contains_key(&k.label) {
             summary.generated.push(k.label.to_string());
         }
@@ -191,17 +203,21 @@ pub fn run(
                 summary.skipped.push(name);
                 continue;
             }
-            ensure_real_dir(&key_dir)?;
-            discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)?;
-            let wrapped = wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)?;
+            profile::time(Phase::BundleWrite, || {
+                ensure_real_dir(&key_dir)?;
+                discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)
+            })?;
+            let wrapped = profile::time(Phase::Wrap, || {
+                wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)
+            })?;
             let dir = ct.target.name.join_to(&key_dir);
-            let files = write_bundle(&dir, &wrapped, ct)?;
+            let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
             append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
             progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
             summary.wrapped.push(name);
         }
     }
-    summary.transcript_sha256 = finish(c, out, &mut t, &tpath)?;
+    summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
     Ok(summary)
 }
 
@@ -449,15 +465,20 @@ fn check_expected_token(c: &CheckedCeremony, hsm: &Hsm) -> Result<(), Error> {
 }
 
 /// Every label check before the first key is generated.
-fn check_labels(c: &CheckedCeremony, session: &UserSession, done: &Progress) -> Result<(), Error> {
+fn check_labels(
+    c: &CheckedCeremony,
+    session: &UserSession,
+    index: &TokenIndex,
+    done: &Progress,
+) -> Result<(), Error> {
     for k in &c.file.keys {
         if done.keys.contains_key(&k.label) || done.intents.contains_key(&k.label) {
             continue;
         }
         match k.source {
-            Source::Generate => keygen::ensure_label_free(session, k.label.as_str())?,
+            Source::Generate => index.ensure_label_free(session, k.label.as_str())?,
             Source::Existing => {
-                keygen::find_existing(session, k.key_spec, k.label.as_str())?;
+                keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?;
             }
         }
     }
@@ -580,6 +601,7 @@ impl TrustedHandles {
 /// after a crash between generation and its record, or generated now.
 fn obtain(
     session: &UserSession,
+    index: &mut TokenIndex,
     policy: KeyPolicy,
     k: &KeyPlan,
     done: &Progress,
@@ -587,15 +609,15 @@ fn obtain(
     tpath: &Path,
 ) -> Result<HsmKey, Error> {
     if let Some(recorded) = done.keys.get(&k.label) {
-        return found_again(session, k, recorded);
+        return found_again(session, index, k, recorded);
     }
     let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
         (Source::Existing, _) => (
-            keygen::find_existing(session, k.key_spec, k.label.as_str())?,
+            keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?,
             "key-found",
             false,
         ),
-        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, policy, k, id_hex)?,
+        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, index, policy, k, id_hex)?,
         (Source::Generate, None) => {
             let id = session.random(16)?;
             t.append(
@@ -603,7 +625,14 @@ fn obtain(
                 json!({ "label": k.label, "id_hex": hex::encode(&id), "key_spec": k.key_spec }),
             )
             .map_err(io(tpath))?;
-            let key = keygen::generate_with_id(session, k.key_spec, k.label.as_str(), &id, policy)?;
+            let key = keygen::generate_indexed(
+                session,
+                index,
+                k.key_spec,
+                k.label.as_str(),
+                &id,
+                policy,
+            )?;
             (key, "key-generated", false)
         }
     };
@@ -621,10 +650,11 @@ fn obtain(
 /// A key recorded by an earlier run: same CKA_ID, same check value.
 fn found_again(
     session: &UserSession,
+    index: &TokenIndex,
     k: &KeyPlan,
     recorded: &RecordedKey,
 ) -> Result<HsmKey, Error> {
-    let found = keygen::find_existing(session, k.key_spec, k.label.as_str())?;
+    let found = keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?;
     if hex::encode(&found.id) != recorded.id_hex {
         return Err(Error::KeySwapped {
             label: k.label.to_string(),
@@ -654,11 +684,12 @@ fn found_again(
 /// it; if not, generate it now with the intended CKA_ID.
 fn adopt_or_generate(
     session: &UserSession,
+    index: &mut TokenIndex,
     policy: KeyPolicy,
     k: &KeyPlan,
     id_hex: &str,
 ) -> Result<(HsmKey, &'static str, bool), Error> {
-    match keygen::find_existing(session, k.key_spec, k.label.as_str()) {
+    match keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str()) {
         Ok(found) if hex::encode(&found.id) == id_hex => {
             let mut key = found;
             key.generated = true;
@@ -676,8 +707,14 @@ fn adopt_or_generate(
                 label: k.label.to_string(),
                 reason: format!("the recorded CKA_ID {id_hex:?} is not hex"),
             })?;
-            let key =
-                keygen::generate_with_id(session, k.key_spec, k.label.as_str(), &id, policy)?;
+            let key = keygen::generate_indexed(
+                session,
+                index,
+                k.key_spec,
+                k.label.as_str(),
+                &id,
+                policy,
+            )?;
             Ok((key, "key-generated", false))
         }
         Err(e) => Err(e.into()),
@@ -738,7 +775,7 @@ fn write_bundle(
     ct: &CheckedTarget,
 ) -> Result<Vec<(String, String)>, Error> {
     let files = bundle_files(w, &ct.params, &ct.params_bytes);
-    let staged = AtomicDir::create(dir)?;
+    let mut staged = AtomicDir::create(dir)?;
     for (name, bytes) in &files {
         staged.write(name, bytes)?;
     }

@@ -235,6 +235,23 @@ pub fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
         MediaReadError::TooLarge { path, len, .. } => ChainError::TooLarge { path, len },
         MediaReadError::NotAFile { path } => ChainError::NotAFile(path),
     })?;
+    let Some((keep, torn)) = torn_tail(&bytes)? else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(read_err)?;
+    file.set_len(keep as u64).map_err(read_err)?;
+    crate::bundle::output::fsync(&file).map_err(read_err)?;
+    Ok(Some(torn))
+}
+
+/// What [`cut_torn_tail`] decides for a transcript's bytes, without touching
+/// any file: `None` if it is empty or ends with a complete line; otherwise
+/// how many bytes to keep (every complete line, which must verify) and what
+/// is cut off.
+pub fn torn_tail(bytes: &[u8]) -> Result<Option<(usize, TornTail)>, ChainError> {
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(None);
     }
@@ -244,17 +261,14 @@ pub fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
     } else {
         verify_bytes(&bytes[..keep])?.entries.len()
     };
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(read_err)?;
-    file.set_len(keep as u64).map_err(read_err)?;
-    file.sync_all().map_err(read_err)?;
-    Ok(Some(TornTail {
-        bytes: bytes.len() - keep,
-        sha256: sha256_hex(&bytes[keep..]),
-        entries_kept,
-    }))
+    Ok(Some((
+        keep,
+        TornTail {
+            bytes: bytes.len() - keep,
+            sha256: sha256_hex(&bytes[keep..]),
+            entries_kept,
+        },
+    )))
 }
 
 /// Appends entries to a transcript file, fsyncing each.
@@ -307,6 +321,12 @@ impl TranscriptWriter {
 
     /// Append one entry and fsync; returns the entry's SHA-256 (the new digest).
     pub fn append(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
+        crate::profile::time(crate::profile::Phase::Transcript, || {
+            self.append_now(step, data)
+        })
+    }
+
+    fn append_now(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
         let entry = Entry {
             seq: self.next_seq,
             time: now(),
@@ -316,7 +336,7 @@ impl TranscriptWriter {
         };
         let line = serde_json::to_vec(&entry).expect("entries serialize");
         self.file.write_all(&[line.as_slice(), b"\n"].concat())?;
-        self.file.sync_all()?;
+        crate::bundle::output::fsync(&self.file)?;
         self.next_seq += 1;
         self.last_sha256 = sha256_hex(&line);
         Ok(self.last_sha256.clone())

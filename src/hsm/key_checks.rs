@@ -163,6 +163,10 @@ pub struct KeyChecks {
 
 /// Compute the check values for `key`.
 pub fn compute(session: &UserSession, key: &HsmKey) -> Result<KeyChecks, HsmError> {
+    crate::profile::time(crate::profile::Phase::Checks, || compute_now(session, key))
+}
+
+fn compute_now(session: &UserSession, key: &HsmKey) -> Result<KeyChecks, HsmError> {
     use base64::Engine as _;
     let mut checks = KeyChecks::default();
     match key.spec.family() {

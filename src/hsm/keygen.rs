@@ -18,6 +18,7 @@
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use der::Encode;
+use std::collections::{HashMap, HashSet};
 
 use super::{During, HsmError, UserSession};
 use crate::kms::key_spec::{KeyFamily, KeySpec};
@@ -50,10 +51,10 @@ pub struct KeyPolicy {
 }
 
 fn find(session: &UserSession, template: &[Attribute]) -> Result<Vec<ObjectHandle>, HsmError> {
-    session
-        .raw_session()
-        .find_objects(template)
-        .during("searching the token for keys")
+    crate::profile::time(crate::profile::Phase::Search, || {
+        session.raw_session().find_objects(template)
+    })
+    .during("searching the token for keys")
 }
 
 /// Refuse if any object on the token already carries `label`.
@@ -61,10 +62,103 @@ pub fn ensure_label_free(session: &UserSession, label: &str) -> Result<(), HsmEr
     if find(session, &[Attribute::Label(label.as_bytes().to_vec())])?.is_empty() {
         Ok(())
     } else {
-        Err(HsmError::LabelTaken {
-            label: label.to_string(),
-            token: session.hsm().facts.label.clone(),
-        })
+        Err(label_taken(session, label))
+    }
+}
+
+fn label_taken(session: &UserSession, label: &str) -> HsmError {
+    HsmError::LabelTaken {
+        label: label.to_string(),
+        token: session.hsm().facts.label.clone(),
+    }
+}
+
+/// Every `CKA_LABEL` and `CKA_ID` of the objects this session can see, read
+/// with one search over the token, and kept up to date with the keys
+/// generated through it ([`generate_indexed`]).
+///
+/// Tokens such as SoftHSM2 search linearly through their objects, so a search
+/// per key makes a ceremony of N keys cost O(N²); one index makes it O(N)
+/// with the same refusals as [`ensure_label_free`] and [`generate_with_id`]
+/// for every object that was on the token when the index was read or that
+/// was generated through it. (An object another process creates on the token
+/// during the run is not seen; nor was one created between a search and the
+/// generation that followed it.)
+#[derive(Debug, Default)]
+pub struct TokenIndex {
+    labels: HashMap<Vec<u8>, Vec<(ObjectHandle, Option<ObjectClass>)>>,
+    ids: HashSet<Vec<u8>>,
+}
+
+impl TokenIndex {
+    /// Read every object's label, ID and class with one search.
+    pub fn read(session: &UserSession) -> Result<Self, HsmError> {
+        let mut index = TokenIndex::default();
+        for handle in find(session, &[])? {
+            let attrs = crate::profile::time(crate::profile::Phase::Search, || {
+                session.raw_session().get_attributes(
+                    handle,
+                    &[
+                        AttributeType::Label,
+                        AttributeType::Id,
+                        AttributeType::Class,
+                    ],
+                )
+            })
+            .during("reading the labels and IDs of the objects on the token")?;
+            let (mut label, mut class) = (None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => label = Some(l),
+                    Attribute::Id(id) => {
+                        index.ids.insert(id);
+                    }
+                    Attribute::Class(c) => class = Some(c),
+                    _ => {}
+                }
+            }
+            if let Some(l) = label {
+                index.labels.entry(l).or_default().push((handle, class));
+            }
+        }
+        Ok(index)
+    }
+
+    /// Refuse if an indexed object carries `label` (as [`ensure_label_free`]).
+    pub fn ensure_label_free(&self, session: &UserSession, label: &str) -> Result<(), HsmError> {
+        match self.labels.get(label.as_bytes()) {
+            Some(objects) if !objects.is_empty() => Err(label_taken(session, label)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether an indexed object has `CKA_ID` `id`.
+    pub fn has_id(&self, id: &[u8]) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// The indexed objects labelled `label` of class `class`.
+    fn with_label(&self, label: &str, class: ObjectClass) -> Vec<ObjectHandle> {
+        self.labels
+            .get(label.as_bytes())
+            .map(|objects| {
+                objects
+                    .iter()
+                    .filter(|(_, c)| *c == Some(class))
+                    .map(|(h, _)| *h)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn insert(&mut self, key: &HsmKey, class: ObjectClass) {
+        let label = key.label.as_bytes().to_vec();
+        let objects = self.labels.entry(label).or_default();
+        objects.push((key.handle, Some(class)));
+        if let Some(public) = key.public {
+            objects.push((public, Some(ObjectClass::PUBLIC_KEY)));
+        }
+        self.ids.insert(key.id.clone());
     }
 }
 
@@ -123,22 +217,68 @@ pub fn generate_with_id(
     policy: KeyPolicy,
 ) -> Result<HsmKey, HsmError> {
     ensure_label_free(session, label)?;
-    let token = || session.hsm().facts.label.clone();
+    check_id_len(id)?;
+    if !find(session, &[Attribute::Id(id.to_vec())])?.is_empty() {
+        return Err(id_taken(session, id));
+    }
+    generate_unchecked(session, spec, label, id, policy)
+}
+
+/// [`generate_with_id`] checked against `index` instead of a search of the
+/// token per key (the same refusals), and recorded in `index`.
+pub fn generate_indexed(
+    session: &UserSession,
+    index: &mut TokenIndex,
+    spec: KeySpec,
+    label: &str,
+    id: &[u8],
+    policy: KeyPolicy,
+) -> Result<HsmKey, HsmError> {
+    index.ensure_label_free(session, label)?;
+    check_id_len(id)?;
+    if index.has_id(id) {
+        return Err(id_taken(session, id));
+    }
+    let key = generate_unchecked(session, spec, label, id, policy)?;
+    index.insert(&key, key_class(spec));
+    Ok(key)
+}
+
+fn check_id_len(id: &[u8]) -> Result<(), HsmError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(HsmError::BadKeyId {
             id_hex: hex::encode(id),
             reason: format!("it must be 1 to {MAX_ID_LEN} bytes"),
         });
     }
-    if !find(session, &[Attribute::Id(id.to_vec())])?.is_empty() {
-        return Err(HsmError::BadKeyId {
-            id_hex: hex::encode(id),
-            reason: format!(
-                "an object with this CKA_ID is already on token {:?}; each key needs its own",
-                token()
-            ),
-        });
+    Ok(())
+}
+
+fn id_taken(session: &UserSession, id: &[u8]) -> HsmError {
+    HsmError::BadKeyId {
+        id_hex: hex::encode(id),
+        reason: format!(
+            "an object with this CKA_ID is already on token {:?}; each key needs its own",
+            session.hsm().facts.label
+        ),
     }
+}
+
+fn key_class(spec: KeySpec) -> ObjectClass {
+    match spec.family() {
+        KeyFamily::Aes | KeyFamily::Hmac => ObjectClass::SECRET_KEY,
+        KeyFamily::Rsa | KeyFamily::Ec => ObjectClass::PRIVATE_KEY,
+    }
+}
+
+/// Generate after the label and ID were checked.
+fn generate_unchecked(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    id: &[u8],
+    policy: KeyPolicy,
+) -> Result<HsmKey, HsmError> {
     let id = id.to_vec();
     let s = session.raw_session();
     let mut attrs = private_attributes(label, &id, policy);
@@ -163,9 +303,10 @@ pub fn generate_with_id(
                 Attribute::Encrypt(false),
                 Attribute::Wrap(false),
             ]);
-            let handle =
+            let handle = crate::profile::time(crate::profile::Phase::Generate, || {
                 with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
-                    .during(&what)?;
+            })
+            .during(&what)?;
             (handle, None)
         }
         KeyFamily::Rsa | KeyFamily::Ec => {
@@ -189,13 +330,15 @@ pub fn generate_with_id(
                 public.push(Attribute::EcParams(ec_params(spec)));
                 Mechanism::EccKeyPairGen
             };
-            let (public, private) = with_copyable_fallback(session, label, &attrs, |a| {
-                let public_attrs = if a.len() < attrs.len() {
-                    without_copyable(&public)
-                } else {
-                    public.clone()
-                };
-                s.generate_key_pair(&mechanism, &public_attrs, a)
+            let (public, private) = crate::profile::time(crate::profile::Phase::Generate, || {
+                with_copyable_fallback(session, label, &attrs, |a| {
+                    let public_attrs = if a.len() < attrs.len() {
+                        without_copyable(&public)
+                    } else {
+                        public.clone()
+                    };
+                    s.generate_key_pair(&mechanism, &public_attrs, a)
+                })
             })
             .during(&what)?;
             (private, Some(public))
@@ -258,14 +401,38 @@ pub fn find_existing(
     spec: KeySpec,
     label: &str,
 ) -> Result<HsmKey, HsmError> {
+    let class = key_class(spec);
+    let found = find(
+        session,
+        &[
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Class(class),
+        ],
+    )?;
+    existing_among(session, spec, label, &found)
+}
+
+/// [`find_existing`] among the objects of `index` instead of a search of the token.
+pub fn find_existing_indexed(
+    session: &UserSession,
+    index: &TokenIndex,
+    spec: KeySpec,
+    label: &str,
+) -> Result<HsmKey, HsmError> {
+    let found = index.with_label(label, key_class(spec));
+    existing_among(session, spec, label, &found)
+}
+
+/// The one key of `found` (the objects labelled `label` of the spec's class),
+/// checked as [`find_existing`] describes.
+fn existing_among(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    found: &[ObjectHandle],
+) -> Result<HsmKey, HsmError> {
     let token = session.hsm().facts.label.clone();
-    let class = match spec.family() {
-        KeyFamily::Aes | KeyFamily::Hmac => ObjectClass::SECRET_KEY,
-        KeyFamily::Rsa | KeyFamily::Ec => ObjectClass::PRIVATE_KEY,
-    };
-    let label_attr = Attribute::Label(label.as_bytes().to_vec());
-    let found = find(session, &[label_attr.clone(), Attribute::Class(class)])?;
-    let handle = match found.as_slice() {
+    let handle = match found {
         [one] => *one,
         [] => {
             return Err(HsmError::KeyNotFound {
@@ -427,6 +594,12 @@ pub struct KeyProtection {
 
 /// Read the protection attributes of `handle`.
 pub fn protection(session: &UserSession, handle: ObjectHandle) -> Result<KeyProtection, HsmError> {
+    crate::profile::time(crate::profile::Phase::Checks, || {
+        protection_now(session, handle)
+    })
+}
+
+fn protection_now(session: &UserSession, handle: ObjectHandle) -> Result<KeyProtection, HsmError> {
     let attrs = session
         .raw_session()
         .get_attributes(
