@@ -22,6 +22,9 @@ pub enum BastionError {
     /// `status` found keys that need action (exit code 3).
     #[error("{0} key(s) need action: out of rotation policy, pending import, or not enabled")]
     OutOfPolicy(usize),
+    /// `audit` found resources that are not on compliant keys (exit code 3).
+    #[error("{0} resource(s) are NON_COMPLIANT: see the table (or --json) for each reason and its remediation")]
+    NonCompliant(usize),
     /// A local file problem.
     #[error("{0}")]
     Local(String),

@@ -54,6 +54,8 @@ enum Command {
     MoveAlias(MoveAliasArgs),
     /// Disable an old key and schedule its deletion after a grace period (no alias may point to it).
     Retire(RetireArgs),
+    /// Which S3 buckets, DynamoDB tables and RDS databases are not on compliant keys (exit code 3 if any).
+    Audit(byok_ceremony::bastion::audit::AuditArgs),
 }
 
 #[derive(Args)]
@@ -213,7 +215,7 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ BastionError::OutOfPolicy(_)) => {
+        Err(e @ (BastionError::OutOfPolicy(_) | BastionError::NonCompliant(_))) => {
             eprintln!("{e}");
             ExitCode::from(3)
         }
@@ -602,6 +604,15 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     report.iter().filter(|k| k.verdict.needs_action()).count(),
                 ));
             }
+        }
+        Command::Audit(a) => {
+            byok_ceremony::bastion::audit::main(
+                &a,
+                regions.clone(),
+                cli.profile.as_deref(),
+                cli.json,
+            )
+            .await?
         }
         Command::MoveAlias(a) => {
             let verified = verify_dir(&a.dir, &a.policy)?;
