@@ -607,7 +607,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
         }
         Command::Audit(a) => {
             byok_ceremony::bastion::audit::main(
-                &a,
+                a,
                 regions.clone(),
                 cli.profile.as_deref(),
                 cli.json,

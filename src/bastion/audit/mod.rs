@@ -514,14 +514,18 @@ pub struct Report {
 }
 
 type Facts = Result<KeyFacts, String>;
+/// A key's facts, resolved once, by (Region, reference).
+type KeyCache = HashMap<(String, String), Arc<OnceCell<Facts>>>;
+/// Alias names by target key ID, or why ListAliases failed.
+type AliasMap = Result<BTreeMap<String, Vec<String>>, String>;
 
 /// Resolves key references to [`KeyFacts`], once per reference and Region
 /// (DescribeKey, ListResourceTags, ListKeyRotations), and lists each
 /// Region's aliases once.
 pub struct KeyResolver {
     regions: Arc<Regions>,
-    keys: Mutex<HashMap<(String, String), Arc<OnceCell<Facts>>>>,
-    aliases: Mutex<HashMap<String, Arc<OnceCell<Result<BTreeMap<String, Vec<String>>, String>>>>>,
+    keys: Mutex<KeyCache>,
+    aliases: Mutex<HashMap<String, Arc<OnceCell<AliasMap>>>>,
     describe_calls: AtomicUsize,
 }
 

@@ -38,6 +38,15 @@ fn kms(r: &str) -> Encryption {
     Encryption::Kms { key_ref: r.into() }
 }
 
+/// Name, encryption, the key's facts (or why not), expected verdict and reason.
+type Case = (
+    &'static str,
+    Encryption,
+    Option<Result<KeyFacts, &'static str>>,
+    Verdict,
+    Reason,
+);
+
 #[test]
 fn verdict_table() {
     let by_id = kms("arn:aws:kms:eu-west-1:111122223333:key/k1");
@@ -47,13 +56,7 @@ fn verdict_table() {
         f(&mut k);
         k
     };
-    let cases: Vec<(
-        &str,
-        Encryption,
-        Option<Result<KeyFacts, &str>>,
-        Verdict,
-        Reason,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "compliant by ID",
             by_id.clone(),
