@@ -130,10 +130,23 @@ fn ok(o: Output, what: &str) -> Output {
     o
 }
 
+/// A key imported through a ceremony, with what `move-alias` needs.
+struct Imported {
+    _card: SoftHsm,
+    _hsm: SoftHsm,
+    policy: PathBuf,
+    dir: PathBuf,
+    arn: String,
+}
+
 /// A SYMMETRIC_DEFAULT key with material from a real ceremony: the bastion
 /// creates it and fetches parameters, SoftHSM2 wraps, one custodian signs,
 /// the bastion imports. Returns the key ARN.
 fn imported_key(p: &Peers) -> String {
+    ceremony(p).arn
+}
+
+fn ceremony(p: &Peers) -> Imported {
     let card = SoftHsm::new("alice-card");
     let mut a = vec!["custodian".to_string(), "init".into()];
     a.extend(card.hsm_args());
@@ -198,7 +211,13 @@ fn imported_key(p: &Peers) -> String {
         ])),
         "import",
     );
-    arn
+    Imported {
+        _card: card,
+        _hsm: hsm,
+        policy,
+        dir: out,
+        arn,
+    }
 }
 
 /// The resources: S3 in LocalStack, DynamoDB and RDS in moto.
@@ -425,4 +444,80 @@ s3.put_bucket_encryption(Bucket="only-bucket", ServerSideEncryptionConfiguration
         v["findings"][0]["reason"], "KEY_DISABLED_OR_PENDING_DELETION",
         "{v}"
     );
+}
+
+/// After `move-alias` to a new key, resources that pin the old key by ID are
+/// KEY_REPLACED; a bucket that names the alias follows it and stays compliant.
+#[test]
+fn pinned_old_key_is_replaced_after_alias_rotation() {
+    let p = Peers::start();
+    let move_alias = |k: &Imported| {
+        ok(
+            run(p.bastion().args([
+                "move-alias",
+                k.dir.to_str().unwrap(),
+                "--alias",
+                "alias/orders-prod",
+                "--policy",
+                k.policy.to_str().unwrap(),
+            ])),
+            "move-alias",
+        )
+    };
+    let old = ceremony(&p);
+    move_alias(&old);
+    p.python(
+        r#"
+import sys, boto3
+s3 = boto3.client("s3")
+for name, key in (("pinned-by-id", sys.argv[1]), ("by-alias", "alias/orders-prod")):
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}}]})
+boto3.client("dynamodb").create_table(TableName="orders", SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": sys.argv[1]},
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
+"#,
+        &[&old.arn],
+    );
+    let audit = || {
+        let o = p.bastion().args(["audit", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(&o)));
+        let by_name = |n: &str| -> serde_json::Value {
+            v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["resource"] == n)
+                .cloned()
+                .unwrap_or_else(|| panic!("{n} missing: {v}"))
+        };
+        (
+            o.status.code(),
+            ["pinned-by-id", "by-alias", "orders"].map(|n| by_name(n)),
+        )
+    };
+    let (code, [pinned, alias, table]) = audit();
+    assert_eq!(code, Some(0), "{pinned} {alias} {table}");
+    for f in [&pinned, &alias, &table] {
+        assert_eq!(f["verdict"], "COMPLIANT", "{f}");
+    }
+
+    let new = ceremony(&p);
+    move_alias(&new);
+    let (code, [pinned, alias, table]) = audit();
+    assert_eq!(code, Some(3));
+    for f in [&pinned, &table] {
+        assert_eq!(
+            (f["verdict"].as_str(), f["reason"].as_str()),
+            (Some("NON_COMPLIANT"), Some("KEY_REPLACED")),
+            "{f}"
+        );
+        assert_eq!(f["key_arn"], old.arn.as_str(), "{f}");
+        assert!(
+            f["detail"].as_str().unwrap().contains("byok:replaced-by"),
+            "{f}"
+        );
+    }
+    assert_eq!(alias["verdict"], "COMPLIANT", "{alias}");
+    assert_eq!(alias["key_arn"], new.arn.as_str(), "{alias}");
 }
