@@ -493,7 +493,7 @@ boto3.client("dynamodb").create_table(TableName="orders", SSESpecification={"Ena
         };
         (
             o.status.code(),
-            ["pinned-by-id", "by-alias", "orders"].map(|n| by_name(n)),
+            ["pinned-by-id", "by-alias", "orders"].map(by_name),
         )
     };
     let (code, [pinned, alias, table]) = audit();
