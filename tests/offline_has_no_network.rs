@@ -21,6 +21,9 @@ const NETWORK_CRATES: &[&str] = &[
     "socket2",
     "aws-config",
     "aws-sdk-kms",
+    "aws-sdk-s3",
+    "aws-sdk-dynamodb",
+    "aws-sdk-rds",
     "aws-smithy-runtime",
     "aws-smithy-http-client",
 ];
@@ -63,7 +66,15 @@ fn offline_build_has_no_network_crates() {
 #[test]
 fn bastion_build_has_them_so_the_check_is_real() {
     let deps = normal_deps(&["--features", "bastion"]);
-    for c in ["aws-sdk-kms", "aws-config", "tokio", "hyper"] {
+    for c in [
+        "aws-sdk-kms",
+        "aws-sdk-s3",
+        "aws-sdk-dynamodb",
+        "aws-sdk-rds",
+        "aws-config",
+        "tokio",
+        "hyper",
+    ] {
         assert!(
             deps.contains(c),
             "{c} missing from the bastion build: the check above would prove nothing"

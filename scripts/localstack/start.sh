@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start LocalStack (KMS only) as a plain process on 127.0.0.1 -- no Docker.
+# Start LocalStack (KMS; more services with BYOK_LOCALSTACK_SERVICES) as a plain process on 127.0.0.1 -- no Docker.
 #
 #   eval "$(scripts/localstack/start.sh)"    # installs on first use, then starts
 #   python3 scripts/localstack/kms_peer.py create-key --key-spec SYMMETRIC_DEFAULT
@@ -27,6 +27,9 @@
 #   LOCALSTACK_PORT         port to listen on (default: a free loopback port)
 #   LOCALSTACK_START_TIMEOUT  seconds to wait for health (default: 90)
 #   BYOK_LOCALSTACK_DEBUG=1 start LocalStack with DEBUG=1 (more log output)
+#   BYOK_LOCALSTACK_SERVICES  comma-separated services (default: kms; kms is always
+#                           included). `byok-bastion audit` tests use kms,s3 (they
+#                           also get AWS_ENDPOINT_URL_S3 / _DYNAMODB exported).
 set -euo pipefail
 
 readonly LS_VERSION=4.13.1
@@ -39,6 +42,7 @@ venv="$cache_dir/localstack-$LS_VERSION"
 state="${BYOK_LOCALSTACK_STATE:-$cache_dir/localstack-state}"
 base_python="${BYOK_PYTHON:-python3}"
 timeout="${LOCALSTACK_START_TIMEOUT:-90}"
+services="${BYOK_LOCALSTACK_SERVICES:-kms}"
 
 pid_file="$state/localstack.pid"
 port_file="$state/localstack.port"
@@ -135,6 +139,12 @@ PY
 print_exports() {
     local port="$1"
     printf 'export AWS_ENDPOINT_URL_KMS=%q\n' "http://127.0.0.1:$port"
+    if [[ ",$services," == *,s3,* ]]; then
+        printf 'export AWS_ENDPOINT_URL_S3=%q\n' "http://127.0.0.1:$port"
+    fi
+    if [[ ",$services," == *,dynamodb,* ]]; then
+        printf 'export AWS_ENDPOINT_URL_DYNAMODB=%q\n' "http://127.0.0.1:$port"
+    fi
     printf 'export AWS_ACCESS_KEY_ID=test\n'
     printf 'export AWS_SECRET_ACCESS_KEY=test\n'
     printf 'export AWS_DEFAULT_REGION=us-east-1\n'
@@ -143,6 +153,9 @@ print_exports() {
 }
 
 [[ -f "$lock_file" ]] || die "missing $lock_file"
+[[ "$services" =~ ^[a-z0-9,-]+$ ]] ||
+    die "BYOK_LOCALSTACK_SERVICES must be a comma-separated list of service names"
+[[ ",$services," == *,kms,* ]] || services="kms,$services"
 [[ -f "$launcher" ]] || die "missing $launcher"
 mkdir -p "$cache_dir" "$state"
 
@@ -203,6 +216,10 @@ if [[ -f "$pid_file" ]]; then
         if [[ -n "${LOCALSTACK_PORT:-}" && "$LOCALSTACK_PORT" != "$old_port" ]]; then
             die "already running on port $old_port (pid $old_pid), LOCALSTACK_PORT=$LOCALSTACK_PORT; run stop.sh first"
         fi
+        old_services="$(cat "$state/localstack.services" 2>/dev/null || echo kms)"
+        if [[ "$old_services" != "$services" ]]; then
+            die "already running with services $old_services, not $services; run stop.sh first"
+        fi
         log "already running (pid $old_pid, port $old_port); reusing it"
         print_exports "$old_port"
         exit 0
@@ -251,7 +268,7 @@ fi
 mkdir -p "$state/tmp" "$state/fs" "$state/volume" "$state/config"
 : >"$log_file"
 debug="${BYOK_LOCALSTACK_DEBUG:-0}"
-log "starting LocalStack $LS_VERSION (kms) on 127.0.0.1:$port; log: $log_file"
+log "starting LocalStack $LS_VERSION ($services) on 127.0.0.1:$port; log: $log_file"
 start_t0=$SECONDS
 env -i \
     PATH="/usr/local/bin:/usr/bin:/bin" \
@@ -260,7 +277,7 @@ env -i \
     TZ=UTC \
     PYTHONUNBUFFERED=1 \
     TMPDIR="$state/tmp" \
-    SERVICES=kms \
+    SERVICES="$services" \
     GATEWAY_SERVER=hypercorn \
     EAGER_SERVICE_LOADING=1 \
     GATEWAY_LISTEN="127.0.0.1:$port" \
@@ -278,6 +295,7 @@ env -i \
 pid=$!
 printf '%s\n' "$pid" >"$pid_file"
 printf '%s\n' "$port" >"$port_file"
+printf '%s\n' "$services" >"$state/localstack.services"
 
 if ! err="$(wait_healthy "$port" "$pid" "$timeout" 2>&1)"; then
     log "LocalStack failed to start (timeout ${timeout} s): $err"

@@ -23,6 +23,16 @@ pub enum BastionError {
         /// What is wrong with it.
         problem: super::client::EndpointProblem,
     },
+    /// An S3, DynamoDB or RDS endpoint override is not acceptable (nothing was sent to it).
+    #[error("refusing {service} endpoint {url} (from AWS_ENDPOINT_URL_{service} or AWS_ENDPOINT_URL): {problem}; only HTTPS, or plain HTTP on loopback (a local emulator), is allowed (nothing was sent)")]
+    ServiceEndpoint {
+        /// `S3`, `DYNAMODB` or `RDS`.
+        service: String,
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        problem: super::client::EndpointProblem,
+    },
     /// No Region anywhere in the configuration.
     #[error("no AWS Region configured: pass --region or set AWS_REGION")]
     NoRegion,
@@ -46,6 +56,9 @@ pub enum BastionError {
     /// `status` found keys that need action (exit code 3).
     #[error("{0} key(s) need action: out of rotation policy, pending import, or not enabled")]
     OutOfPolicy(usize),
+    /// `audit` found resources that are not on compliant keys (exit code 3).
+    #[error("{0} resource(s) are NON_COMPLIANT: see the table (or --json) for each reason and its remediation")]
+    NonCompliant(usize),
     /// A local file problem.
     #[error("{0}")]
     Local(String),

@@ -2,6 +2,7 @@
 //! and uploads only what custodians signed.
 
 pub mod alias;
+pub mod audit;
 pub mod batch;
 pub mod client;
 pub mod errors;

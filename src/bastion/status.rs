@@ -289,6 +289,56 @@ async fn key_status(
     }))
 }
 
+/// When a key's current material became current, as [`key_status`] finds it:
+/// the current material's rotation date from `ListKeyRotations` where KMS
+/// provides it, else `created` (the key's creation date).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaterialAge {
+    /// When the current material became current, if known.
+    pub since: Option<OffsetDateTime>,
+    /// `rotation-date` or `key-creation-date`.
+    pub source: &'static str,
+    /// Why `ListKeyRotations` could not be used, if it could not.
+    pub rotations_unavailable: Option<String>,
+}
+
+/// The current material's age source for `key_id` (see [`MaterialAge`]);
+/// used by `byok-bastion audit` with [`judge`].
+pub async fn material_age(
+    b: &Bastion,
+    key_id: &str,
+    created: Option<&aws_sdk_kms::primitives::DateTime>,
+) -> MaterialAge {
+    let fallback = |why: Option<String>| MaterialAge {
+        since: created.and_then(to_time),
+        source: "key-creation-date",
+        rotations_unavailable: why,
+    };
+    match b
+        .kms
+        .list_key_rotations()
+        .key_id(key_id)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+    {
+        Err(e) => fallback(Some(kms("ListKeyRotations", e).to_string())),
+        Ok(r) => match r
+            .rotations()
+            .iter()
+            .find(|e| e.key_material_state() == Some(&KeyMaterialState::Current))
+            .and_then(|cur| cur.rotation_date().and_then(to_time))
+        {
+            Some(t) => MaterialAge {
+                since: Some(t),
+                source: "rotation-date",
+                rotations_unavailable: None,
+            },
+            None => fallback(None),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,8 @@ enum Command {
     Retire(RetireArgs),
     /// The parameters digest of a ceremony file, from parameters this bastion fetched (no KMS call).
     ParamsDigest(ParamsDigestArgs),
+    /// Which S3 buckets, DynamoDB tables and RDS databases are not on compliant keys (exit code 3 if any).
+    Audit(byok_ceremony::bastion::audit::AuditArgs),
 }
 
 #[derive(Args)]
@@ -245,7 +247,7 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ BastionError::OutOfPolicy(_)) => {
+        Err(e @ (BastionError::OutOfPolicy(_) | BastionError::NonCompliant(_))) => {
             eprintln!("{e}");
             ExitCode::from(3)
         }
@@ -697,6 +699,15 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                     report.iter().filter(|k| k.verdict.needs_action()).count(),
                 ));
             }
+        }
+        Command::Audit(a) => {
+            byok_ceremony::bastion::audit::main(
+                a,
+                regions.clone(),
+                cli.profile.as_deref(),
+                cli.json,
+            )
+            .await?
         }
         Command::MoveAlias(a) => {
             let verified = verify_dir(&a.dir, &a.policy)?;

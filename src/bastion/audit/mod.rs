@@ -1,0 +1,1084 @@
+//! `byok-bastion audit`: which S3 buckets, DynamoDB tables and RDS databases
+//! are not on compliant keys.
+//!
+//! Each resource type has its own module that lists the resources of a Region
+//! and says how each is encrypted ([`Encryption`]). Every KMS key reference is
+//! resolved once per key and Region ([`KeyResolver`]: DescribeKey,
+//! ListResourceTags, the material's age, ListAliases) and the verdict is a pure
+//! function, [`judge`], of the encryption, the key's facts and the [`Policy`].
+//! docs/audit.md lists the reason codes and what is not built yet.
+
+pub mod dynamodb;
+pub mod rds;
+pub mod s3;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kms::types::{KeyManagerType, KeyState, OriginType};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::client::{check_endpoint, key_id_of, Bastion};
+use super::errors::BastionError;
+use super::regions::{region_of, Regions};
+use super::status;
+
+/// A kind of AWS resource the audit inventories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ResourceType {
+    /// An S3 bucket (its default encryption).
+    #[serde(rename = "AWS::S3::Bucket")]
+    S3Bucket,
+    /// A DynamoDB table.
+    #[serde(rename = "AWS::DynamoDB::Table")]
+    DynamoDbTable,
+    /// An RDS DB instance.
+    #[serde(rename = "AWS::RDS::DBInstance")]
+    RdsInstance,
+    /// An RDS (Aurora, Multi-AZ) DB cluster.
+    #[serde(rename = "AWS::RDS::DBCluster")]
+    RdsCluster,
+}
+
+impl ResourceType {
+    /// The CloudFormation / AWS Config name (`AWS::S3::Bucket`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::S3Bucket => "AWS::S3::Bucket",
+            ResourceType::DynamoDbTable => "AWS::DynamoDB::Table",
+            ResourceType::RdsInstance => "AWS::RDS::DBInstance",
+            ResourceType::RdsCluster => "AWS::RDS::DBCluster",
+        }
+    }
+}
+
+/// How a resource says it is encrypted at rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Encryption {
+    /// Not encrypted at rest.
+    None,
+    /// Encrypted with a key the service owns or manages without KMS
+    /// (SSE-S3, DynamoDB's AWS-owned key); `what` says which.
+    ServiceOwned {
+        /// For example `SSE-S3 (AES256)`.
+        what: String,
+    },
+    /// Encrypted under the AWS-managed KMS key of the service (`alias/aws/s3`)
+    /// without naming it.
+    AwsManagedDefault {
+        /// The alias of the AWS-managed key.
+        alias: String,
+    },
+    /// Encrypted under a KMS key, as the resource names it (key ID, key ARN,
+    /// alias name or alias ARN).
+    Kms {
+        /// The reference as the resource states it.
+        key_ref: String,
+    },
+    /// The check does not apply to this resource; `why`.
+    NotApplicable {
+        /// Why.
+        why: String,
+    },
+    /// The resource's encryption could not be read; `why`.
+    Unreadable {
+        /// Why (the service's error).
+        why: String,
+    },
+}
+
+/// One resource and how it is encrypted.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// Its type.
+    pub kind: ResourceType,
+    /// Its Region.
+    pub region: String,
+    /// Its name or identifier.
+    pub name: String,
+    /// Its ARN, where the service reports one.
+    pub arn: Option<String>,
+    /// How it is encrypted.
+    pub encryption: Encryption,
+}
+
+/// What the audit needs to know about a KMS key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyFacts {
+    /// The key ARN.
+    pub arn: String,
+    /// `CUSTOMER` or `AWS`.
+    pub manager: String,
+    /// `EXTERNAL`, `AWS_KMS`, `AWS_CLOUDHSM`, `EXTERNAL_KEY_STORE`.
+    pub origin: String,
+    /// The KMS key state (`Enabled`, `Disabled`, `PendingDeletion`…).
+    pub state: String,
+    /// When the current material became current, if known.
+    #[serde(skip)]
+    pub material_since: Option<OffsetDateTime>,
+    /// `rotation-date` or `key-creation-date`.
+    pub age_source: String,
+    /// When imported material expires, if it does.
+    #[serde(skip)]
+    pub valid_to: Option<OffsetDateTime>,
+    /// The aliases that point to the key now (in its account and Region).
+    pub aliases: Vec<String>,
+    /// Why this Region's aliases could not be listed (then "the alias moved
+    /// away" is not judged).
+    pub aliases_unreadable: Option<String>,
+    /// The `byok:replaced-by` tag (set by `move-alias` on the old key).
+    pub replaced_by: Option<String>,
+    /// The `byok:alias-moved-at` tag: an alias was moved to or from this key.
+    pub alias_moved_at: Option<String>,
+    /// Why the key's tags could not be read (for example a key in another
+    /// account: ListResourceTags only works in the key's own account).
+    pub tags_unreadable: Option<String>,
+}
+
+/// The audit's policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Key material older than this many days is non-compliant.
+    pub max_age_days: i64,
+    /// Whether keys must hold imported material (`Origin: EXTERNAL`).
+    pub require_external: bool,
+    /// The time the audit judges at.
+    pub now: OffsetDateTime,
+}
+
+/// A resource's standing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// Not on a compliant key.
+    NonCompliant,
+    /// Could not be decided; the detail says why.
+    Unknown,
+    /// On a compliant key.
+    Compliant,
+    /// The check does not apply.
+    NotApplicable,
+}
+
+impl Verdict {
+    /// The verdict as printed (`NON_COMPLIANT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NonCompliant => "NON_COMPLIANT",
+            Verdict::Unknown => "UNKNOWN",
+            Verdict::Compliant => "COMPLIANT",
+            Verdict::NotApplicable => "NOT_APPLICABLE",
+        }
+    }
+}
+
+/// Why a resource got its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// On a customer key with imported material within the maximum age.
+    CompliantKey,
+    /// Not encrypted at rest.
+    Unencrypted,
+    /// SSE-S3, an AWS-owned key, or an AWS-managed key (`alias/aws/*`).
+    NotCustomerKey,
+    /// A customer key whose material was not imported (`Origin` not `EXTERNAL`).
+    NotExternal,
+    /// The key's material is older than `--max-age-days`.
+    MaterialTooOld,
+    /// The key has no usable material (never imported, or it expired).
+    MaterialMissing,
+    /// The key is disabled, pending deletion or unavailable.
+    KeyDisabledOrPendingDeletion,
+    /// The key was replaced (`byok:replaced-by`, or the resource pins the
+    /// key by ID while the alias moved away).
+    KeyReplaced,
+    /// The check does not apply to this resource.
+    NotApplicable,
+    /// The resource's encryption could not be read.
+    ResourceUnreadable,
+    /// The key could not be described (DescribeKey refused or failed).
+    KeyUnreadable,
+    /// The key looks compliant but its tags could not be read, so whether it
+    /// was replaced is not known.
+    TagsUnreadable,
+    /// The key's material age is not known.
+    MaterialAgeUnknown,
+}
+
+impl Reason {
+    /// The reason code as printed (`KEY_REPLACED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::CompliantKey => "COMPLIANT_KEY",
+            Reason::Unencrypted => "UNENCRYPTED",
+            Reason::NotCustomerKey => "NOT_CUSTOMER_KEY",
+            Reason::NotExternal => "NOT_EXTERNAL",
+            Reason::MaterialTooOld => "MATERIAL_TOO_OLD",
+            Reason::MaterialMissing => "MATERIAL_MISSING",
+            Reason::KeyDisabledOrPendingDeletion => "KEY_DISABLED_OR_PENDING_DELETION",
+            Reason::KeyReplaced => "KEY_REPLACED",
+            Reason::NotApplicable => "NOT_APPLICABLE",
+            Reason::ResourceUnreadable => "RESOURCE_UNREADABLE",
+            Reason::KeyUnreadable => "KEY_UNREADABLE",
+            Reason::TagsUnreadable => "TAGS_UNREADABLE",
+            Reason::MaterialAgeUnknown => "MATERIAL_AGE_UNKNOWN",
+        }
+    }
+
+    /// What to do about it, in one sentence.
+    pub fn remediation(self) -> &'static str {
+        match self {
+            Reason::CompliantKey => "Nothing to do.",
+            Reason::Unencrypted => "Enable encryption at rest with a customer KMS key holding imported material (an RDS database must be restored from a snapshot copied with the key).",
+            Reason::NotCustomerKey => "Switch to a customer KMS key holding imported material (alias/SERVICE-ENV): S3 PutBucketEncryption, DynamoDB UpdateTable SSESpecification, RDS snapshot copy with the key and restore.",
+            Reason::NotExternal => "Use a key created with Origin EXTERNAL whose material came from the HSM through a signed ceremony, not a key KMS generated.",
+            Reason::MaterialTooOld => "Rotate: run a ceremony for new material (`import --new-key-material` then `rotate`, or `move-alias` for HMAC and asymmetric keys).",
+            Reason::MaterialMissing => "Import key material from a signed ceremony (`byok-bastion import`); data under this key cannot be read until then.",
+            Reason::KeyDisabledOrPendingDeletion => "Move the resource to the current key of its alias now; cancel the deletion (CancelKeyDeletion) if data still depends on this key.",
+            Reason::KeyReplaced => "Point the resource at the alias (or the key that replaced this one) instead of the old key ID, before the old key is retired.",
+            Reason::NotApplicable => "Nothing to do here; see the detail for where this resource is judged.",
+            Reason::ResourceUnreadable => "Grant the audit role read access to this resource's encryption settings (see docs/audit.md) and run the audit again.",
+            Reason::KeyUnreadable => "Allow the audit role kms:DescribeKey on this key (in the key's account key policy) and run the audit again.",
+            Reason::TagsUnreadable => "Run the audit with a role in the key's account (kms:ListResourceTags) to check whether the key was replaced.",
+            Reason::MaterialAgeUnknown => "Check the key's material with `byok-bastion status` in the key's account and Region.",
+        }
+    }
+}
+
+/// A verdict with its reason and detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, as a code.
+    pub reason: Reason,
+    /// Why, for people.
+    pub detail: String,
+}
+
+fn j(verdict: Verdict, reason: Reason, detail: impl Into<String>) -> Judgement {
+    Judgement {
+        verdict,
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Whether a key reference names an alias (`alias/x`, `arn:…:alias/x`).
+pub fn is_alias_ref(key_ref: &str) -> bool {
+    key_ref.starts_with("alias/") || key_ref.contains(":alias/")
+}
+
+/// Judge one resource: its encryption, and for a KMS key the key's facts
+/// (`Err` with why when the key could not be resolved). Pure.
+pub fn judge(
+    encryption: &Encryption,
+    key: Option<Result<&KeyFacts, &str>>,
+    policy: &Policy,
+) -> Judgement {
+    use Reason as R;
+    use Verdict as V;
+    let key_ref = match encryption {
+        Encryption::None => return j(V::NonCompliant, R::Unencrypted, "not encrypted at rest"),
+        Encryption::ServiceOwned { what } => {
+            return j(
+                V::NonCompliant,
+                R::NotCustomerKey,
+                format!("encrypted with {what}, not a customer KMS key"),
+            )
+        }
+        Encryption::AwsManagedDefault { alias } => {
+            return j(
+                V::NonCompliant,
+                R::NotCustomerKey,
+                format!("encrypted with the AWS-managed key {alias}"),
+            )
+        }
+        Encryption::NotApplicable { why } => return j(V::NotApplicable, R::NotApplicable, why),
+        Encryption::Unreadable { why } => return j(V::Unknown, R::ResourceUnreadable, why),
+        Encryption::Kms { key_ref } => key_ref,
+    };
+    let k = match key {
+        None => {
+            return j(
+                V::Unknown,
+                R::KeyUnreadable,
+                format!("key {key_ref} was not resolved"),
+            )
+        }
+        Some(Err(why)) => {
+            return j(
+                V::Unknown,
+                R::KeyUnreadable,
+                format!("cannot describe key {key_ref}: {why}"),
+            )
+        }
+        Some(Ok(k)) => k,
+    };
+    if k.manager == "AWS" || key_ref.contains("alias/aws/") {
+        return j(
+            V::NonCompliant,
+            R::NotCustomerKey,
+            format!("{} is an AWS-managed key", k.arn),
+        );
+    }
+    match k.state.as_str() {
+        "Enabled" => {}
+        "PendingImport" => {
+            return j(
+                V::NonCompliant,
+                R::MaterialMissing,
+                format!("{} has no key material (PendingImport)", k.arn),
+            )
+        }
+        other => {
+            return j(
+                V::NonCompliant,
+                R::KeyDisabledOrPendingDeletion,
+                format!("{} is {other}", k.arn),
+            )
+        }
+    }
+    if let Some(new) = &k.replaced_by {
+        return j(
+            V::NonCompliant,
+            R::KeyReplaced,
+            format!("{} was replaced by {new} (tag byok:replaced-by)", k.arn),
+        );
+    }
+    if !is_alias_ref(key_ref) && k.aliases.is_empty() && k.aliases_unreadable.is_none() {
+        if let Some(at) = &k.alias_moved_at {
+            return j(
+                V::NonCompliant,
+                R::KeyReplaced,
+                format!(
+                    "the resource pins {} by ID, and no alias points to it since an alias moved at {at}",
+                    k.arn
+                ),
+            );
+        }
+    }
+    if policy.require_external && k.origin != "EXTERNAL" {
+        return j(
+            V::NonCompliant,
+            R::NotExternal,
+            format!("{} has Origin {}, not EXTERNAL", k.arn, k.origin),
+        );
+    }
+    let (v, _, detail) = status::judge(
+        &k.state,
+        k.material_since,
+        k.valid_to,
+        policy.now,
+        policy.max_age_days,
+    );
+    let since = match (v, k.material_since) {
+        (status::Verdict::OutOfPolicy, _) => {
+            return j(
+                V::NonCompliant,
+                R::MaterialTooOld,
+                format!("{}: {detail} (age from {})", k.arn, k.age_source),
+            )
+        }
+        (status::Verdict::PendingImport, _) => {
+            return j(
+                V::NonCompliant,
+                R::MaterialMissing,
+                format!("{}: {detail}", k.arn),
+            )
+        }
+        (status::Verdict::NotEnabled, _) => {
+            return j(
+                V::NonCompliant,
+                R::KeyDisabledOrPendingDeletion,
+                format!("{}: {detail}", k.arn),
+            )
+        }
+        (_, None) => {
+            return j(
+                V::Unknown,
+                R::MaterialAgeUnknown,
+                format!("{}: material age unknown", k.arn),
+            )
+        }
+        (_, Some(since)) => since,
+    };
+    if let Some(why) = &k.tags_unreadable {
+        return j(
+            V::Unknown,
+            R::TagsUnreadable,
+            format!(
+                "{} is EXTERNAL and in policy, but whether it was replaced is unknown: {why}",
+                k.arn
+            ),
+        );
+    }
+    j(
+        V::Compliant,
+        R::CompliantKey,
+        format!(
+            "{} (EXTERNAL), material {} days old; {detail}",
+            k.arn,
+            (policy.now - since).whole_days()
+        ),
+    )
+}
+
+/// One resource's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// `AWS::S3::Bucket`, `AWS::DynamoDB::Table`, `AWS::RDS::DBInstance`, `AWS::RDS::DBCluster`.
+    pub resource_type: ResourceType,
+    /// The Region.
+    pub region: String,
+    /// The resource's name or identifier (`*` when a whole listing failed).
+    pub resource: String,
+    /// The resource's ARN, if reported.
+    pub arn: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The reason code.
+    pub reason: Reason,
+    /// The key as the resource names it.
+    pub key_reference: Option<String>,
+    /// The key's ARN, once resolved.
+    pub key_arn: Option<String>,
+    /// Why, for people.
+    pub detail: String,
+    /// What to do.
+    pub remediation: String,
+}
+
+/// Counts per verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Resources judged (and listings that failed).
+    pub total: usize,
+    /// COMPLIANT.
+    pub compliant: usize,
+    /// NON_COMPLIANT.
+    pub non_compliant: usize,
+    /// NOT_APPLICABLE.
+    pub not_applicable: usize,
+    /// UNKNOWN.
+    pub unknown: usize,
+}
+
+impl Summary {
+    /// Count `findings`.
+    pub fn of(findings: &[Finding]) -> Self {
+        let mut s = Summary {
+            total: findings.len(),
+            ..Summary::default()
+        };
+        for f in findings {
+            match f.verdict {
+                Verdict::Compliant => s.compliant += 1,
+                Verdict::NonCompliant => s.non_compliant += 1,
+                Verdict::NotApplicable => s.not_applicable += 1,
+                Verdict::Unknown => s.unknown += 1,
+            }
+        }
+        s
+    }
+
+    /// `3 NON_COMPLIANT, 1 UNKNOWN, 2 COMPLIANT, 1 NOT_APPLICABLE (of 7 resources)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} NON_COMPLIANT, {} UNKNOWN, {} COMPLIANT, {} NOT_APPLICABLE (of {} resources)",
+            self.non_compliant, self.unknown, self.compliant, self.not_applicable, self.total
+        )
+    }
+}
+
+/// The whole audit.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// When the audit judged, RFC 3339.
+    pub generated_at: String,
+    /// The Regions audited.
+    pub regions: Vec<String>,
+    /// The maximum material age in days.
+    pub max_age_days: i64,
+    /// Counts per verdict.
+    pub summary: Summary,
+    /// DescribeKey calls made (one per key and Region: the cache's effect).
+    pub kms_describe_calls: usize,
+    /// Every resource, sorted by verdict, type, Region and name.
+    pub findings: Vec<Finding>,
+}
+
+type Facts = Result<KeyFacts, String>;
+/// A key's facts, resolved once, by (Region, reference).
+type KeyCache = HashMap<(String, String), Arc<OnceCell<Facts>>>;
+/// Alias names by target key ID, or why ListAliases failed.
+type AliasMap = Result<BTreeMap<String, Vec<String>>, String>;
+
+/// Resolves key references to [`KeyFacts`], once per reference and Region
+/// (DescribeKey, ListResourceTags, ListKeyRotations), and lists each
+/// Region's aliases once.
+pub struct KeyResolver {
+    regions: Arc<Regions>,
+    keys: Mutex<KeyCache>,
+    aliases: Mutex<HashMap<String, Arc<OnceCell<AliasMap>>>>,
+    describe_calls: AtomicUsize,
+}
+
+impl KeyResolver {
+    /// A resolver using the KMS clients of `regions`.
+    pub fn new(regions: Arc<Regions>) -> Self {
+        KeyResolver {
+            regions,
+            keys: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
+            describe_calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// DescribeKey calls made so far.
+    pub fn describe_calls(&self) -> usize {
+        self.describe_calls.load(Ordering::Relaxed)
+    }
+
+    /// The facts of the key `key_ref` names, for a resource in `region` (a
+    /// key or alias ARN's own Region wins).
+    pub async fn resolve(&self, region: &str, key_ref: &str) -> Facts {
+        let region = region_of(key_ref).unwrap_or(region).to_string();
+        let cell = self
+            .keys
+            .lock()
+            .await
+            .entry((region.clone(), key_ref.to_string()))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| self.fetch(region, key_ref.to_string()))
+            .await
+            .clone()
+    }
+
+    async fn region_aliases(&self, b: &Bastion) -> Result<BTreeMap<String, Vec<String>>, String> {
+        let cell = self
+            .aliases
+            .lock()
+            .await
+            .entry(b.region.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (name, target) in b.aliases().await.map_err(|e| e.to_string())? {
+                by_key.entry(target).or_default().push(name);
+            }
+            Ok(by_key)
+        })
+        .await
+        .clone()
+    }
+
+    async fn fetch(&self, region: String, key_ref: String) -> Facts {
+        let b = self
+            .regions
+            .region(&region)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.describe_calls.fetch_add(1, Ordering::Relaxed);
+        let m = b.describe(&key_ref).await.map_err(|e| e.to_string())?;
+        let arn = m.arn().unwrap_or(m.key_id()).to_string();
+        let manager = m
+            .key_manager()
+            .map(KeyManagerType::as_str)
+            .unwrap_or("CUSTOMER")
+            .to_string();
+        let mut facts = KeyFacts {
+            arn: arn.clone(),
+            manager,
+            origin: m
+                .origin()
+                .map(OriginType::as_str)
+                .unwrap_or("UNKNOWN")
+                .to_string(),
+            state: m
+                .key_state()
+                .map(KeyState::as_str)
+                .unwrap_or("Unknown")
+                .to_string(),
+            material_since: None,
+            age_source: String::new(),
+            valid_to: m
+                .valid_to()
+                .and_then(|d| OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
+            aliases: Vec::new(),
+            aliases_unreadable: None,
+            replaced_by: None,
+            alias_moved_at: None,
+            tags_unreadable: None,
+        };
+        if facts.manager == "AWS" {
+            return Ok(facts);
+        }
+        let age = status::material_age(&b, &arn, m.creation_date()).await;
+        facts.material_since = age.since;
+        facts.age_source = age.source.to_string();
+        // ListAliases lists this account's aliases: a key in another account
+        // has none here, and its tags are unreadable (TAGS_UNREADABLE), so
+        // the "alias moved away" rule never fires on a guess.
+        match self.region_aliases(&b).await {
+            Ok(aliases) => {
+                facts.aliases = aliases.get(key_id_of(&arn)).cloned().unwrap_or_default()
+            }
+            Err(e) => facts.aliases_unreadable = Some(e),
+        }
+        match list_tags(&b, &arn).await {
+            Ok(tags) => {
+                facts.replaced_by = tags.get("byok:replaced-by").cloned();
+                facts.alias_moved_at = tags.get("byok:alias-moved-at").cloned();
+            }
+            Err(e) => facts.tags_unreadable = Some(e),
+        }
+        Ok(facts)
+    }
+}
+
+async fn list_tags(b: &Bastion, key: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let r = b
+            .kms
+            .list_resource_tags()
+            .key_id(key)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| super::errors::kms("ListResourceTags", e).to_string())?;
+        for t in r.tags() {
+            out.insert(t.tag_key().to_string(), t.tag_value().to_string());
+        }
+        match (r.truncated(), r.next_marker()) {
+            (true, Some(m)) if Some(m) != marker.as_deref() => marker = Some(m.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The S3, DynamoDB and RDS clients of one Region.
+pub struct ServiceClients {
+    /// The Region.
+    pub region: String,
+    /// S3 (path-style addressing when the endpoint is overridden).
+    pub s3: aws_sdk_s3::Client,
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// RDS.
+    pub rds: aws_sdk_rds::Client,
+}
+
+/// The finding for a resource that could not be judged (a panicked task, or
+/// one never started because the audit was interrupted).
+fn unjudged(p: &Pending, why: &str) -> Finding {
+    let (kind, region, name) = match p {
+        Pending::Done(r) => (r.kind, r.region.clone(), r.name.clone()),
+        Pending::S3Bucket { name, region } => {
+            (ResourceType::S3Bucket, region.clone(), name.clone())
+        }
+        Pending::DynamoDbTable { name, region } => {
+            (ResourceType::DynamoDbTable, region.clone(), name.clone())
+        }
+    };
+    Finding {
+        resource_type: kind,
+        region,
+        resource: name,
+        arn: None,
+        verdict: Verdict::Unknown,
+        reason: Reason::ResourceUnreadable,
+        key_reference: None,
+        key_arn: None,
+        detail: why.into(),
+        remediation: Reason::ResourceUnreadable.remediation().into(),
+    }
+}
+
+/// The endpoint override for `service` (`AWS_ENDPOINT_URL_S3`, else
+/// `AWS_ENDPOINT_URL`), checked like KMS's: HTTPS, or HTTP on loopback.
+fn endpoint_override(service: &str) -> Result<Option<String>, BastionError> {
+    let url = std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(u) = &url {
+        check_endpoint(u).map_err(|problem| BastionError::ServiceEndpoint {
+            service: service.to_string(),
+            url: u.clone(),
+            problem,
+        })?;
+    }
+    Ok(url)
+}
+
+impl ServiceClients {
+    /// Connect in `region` with `profile`, the same timeouts and retries as
+    /// the KMS client. Prints overridden endpoints on stderr.
+    pub async fn connect(region: &str, profile: Option<&str>) -> Result<Self, BastionError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(30))
+                    .operation_timeout(std::time::Duration::from_secs(120))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6));
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
+        let conf = loader.load().await;
+        let s3_endpoint = endpoint_override("S3")?;
+        for (name, url) in [
+            ("S3", &s3_endpoint),
+            ("DynamoDB", &endpoint_override("DYNAMODB")?),
+            ("RDS", &endpoint_override("RDS")?),
+        ] {
+            if let Some(u) = url {
+                eprintln!("{name} endpoint: {u} (overridden; Region {region})");
+            }
+        }
+        let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(s3_endpoint.is_some())
+            .build();
+        Ok(ServiceClients {
+            region: region.to_string(),
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            dynamodb: aws_sdk_dynamodb::Client::new(&conf),
+            rds: aws_sdk_rds::Client::new(&conf),
+        })
+    }
+}
+
+/// A resource to describe: listing gives these, describing gives [`Resource`].
+#[derive(Clone, Debug)]
+pub enum Pending {
+    /// Already described (the listing said it all).
+    Done(Resource),
+    /// An S3 bucket in a Region whose default encryption is still to be read.
+    S3Bucket {
+        /// The bucket.
+        name: String,
+        /// Its Region.
+        region: String,
+    },
+    /// A DynamoDB table still to be described.
+    DynamoDbTable {
+        /// The table.
+        name: String,
+        /// Its Region.
+        region: String,
+    },
+}
+
+/// A listing that failed: one UNKNOWN resource standing for all of its kind.
+pub fn listing_failed(kind: ResourceType, region: &str, what: &str, why: String) -> Resource {
+    Resource {
+        kind,
+        region: region.to_string(),
+        name: "*".into(),
+        arn: None,
+        encryption: Encryption::Unreadable {
+            why: format!("cannot list {what} in {region}: {why}"),
+        },
+    }
+}
+
+/// What `audit` is asked to do.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// Regions to audit (empty: the configured Region).
+    pub regions: Vec<String>,
+    /// The policy's maximum material age.
+    pub max_age_days: i64,
+    /// Resources described at the same time.
+    pub jobs: usize,
+    /// Whether keys must be EXTERNAL.
+    pub require_external: bool,
+}
+
+/// Inventory and judge every resource in the Regions of `opts`.
+pub async fn audit(
+    regions: Arc<Regions>,
+    profile: Option<&str>,
+    opts: &AuditOptions,
+) -> Result<Report, BastionError> {
+    let mut names = opts.regions.clone();
+    if names.is_empty() {
+        names.push(regions.default_region().await?.region.clone());
+    }
+    names.sort();
+    names.dedup();
+    let mut clients = BTreeMap::new();
+    for r in &names {
+        // Validates the name, connects KMS (and prints its endpoint).
+        regions.region(r).await?;
+        clients.insert(
+            r.clone(),
+            Arc::new(ServiceClients::connect(r, profile).await?),
+        );
+    }
+    let clients = Arc::new(clients);
+    let mut pending = s3::list(&clients).await;
+    for c in clients.values() {
+        pending.extend(dynamodb::list(c).await);
+        pending.extend(rds::list(c).await);
+    }
+    let policy = Policy {
+        max_age_days: opts.max_age_days,
+        require_external: opts.require_external,
+        now: OffsetDateTime::now_utc(),
+    };
+    let resolver = Arc::new(KeyResolver::new(regions));
+    let total = pending.len();
+    let stop = super::batch::StopFlag::on_signals()?;
+    let findings = super::batch::map_bounded(
+        pending,
+        opts.jobs,
+        |p| {
+            let (clients, resolver) = (clients.clone(), resolver.clone());
+            async move {
+                let r = match p {
+                    Pending::Done(r) => r,
+                    Pending::S3Bucket { name, region } => match clients.get(&region) {
+                        Some(c) => s3::describe(c, &name).await,
+                        None => s3::outside(&name, &region),
+                    },
+                    Pending::DynamoDbTable { name, region } => match clients.get(&region) {
+                        Some(c) => dynamodb::describe(c, &name).await,
+                        None => listing_failed(
+                            ResourceType::DynamoDbTable,
+                            &region,
+                            "tables",
+                            "no client".into(),
+                        ),
+                    },
+                };
+                finding(&r, &resolver, &policy).await
+            }
+        },
+        |done, _| {
+            if total >= 50 && done % 50 == 0 {
+                eprintln!("[{done}/{total}] resources judged");
+            }
+        },
+        |p| unjudged(p, "internal error: the task panicked"),
+        &stop,
+        |p| {
+            unjudged(
+                p,
+                "not judged: interrupted before its turn; run the audit again",
+            )
+        },
+    )
+    .await;
+    let mut findings = findings;
+    findings.sort_by(|a, b| {
+        (a.verdict, a.resource_type, &a.region, &a.resource).cmp(&(
+            b.verdict,
+            b.resource_type,
+            &b.region,
+            &b.resource,
+        ))
+    });
+    Ok(Report {
+        generated_at: crate::kms::import_params::rfc3339(policy.now),
+        regions: names,
+        max_age_days: opts.max_age_days,
+        summary: Summary::of(&findings),
+        kms_describe_calls: resolver.describe_calls(),
+        findings,
+    })
+}
+
+async fn finding(r: &Resource, resolver: &KeyResolver, policy: &Policy) -> Finding {
+    let (facts, key_reference) = match &r.encryption {
+        Encryption::Kms { key_ref } => (
+            Some(resolver.resolve(&r.region, key_ref).await),
+            Some(key_ref.clone()),
+        ),
+        Encryption::AwsManagedDefault { alias } => (None, Some(alias.clone())),
+        _ => (None, None),
+    };
+    let judged = judge(
+        &r.encryption,
+        facts.as_ref().map(|f| f.as_ref().map_err(String::as_str)),
+        policy,
+    );
+    Finding {
+        resource_type: r.kind,
+        region: r.region.clone(),
+        resource: r.name.clone(),
+        arn: r.arn.clone(),
+        verdict: judged.verdict,
+        reason: judged.reason,
+        key_reference,
+        key_arn: facts.and_then(|f| f.ok()).map(|k| k.arn),
+        detail: judged.detail,
+        remediation: judged.reason.remediation().into(),
+    }
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A table grouped by verdict, then the summary line.
+    Table,
+    /// The [`Report`] as JSON.
+    Json,
+    /// One CSV row per finding, with a header ([`CSV_HEADER`]).
+    Csv,
+}
+
+/// The CSV header.
+pub const CSV_HEADER: &str =
+    "resource_type,region,resource,arn,verdict,reason,key_reference,key_arn,detail,remediation";
+
+/// A CSV field: quoted, quotes doubled, and a leading `= + - @` defused
+/// (names and messages come from other accounts' resources).
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The report as text in `format`.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).unwrap_or_default(),
+        Format::Csv => {
+            let mut out = String::from(CSV_HEADER);
+            out.push('\n');
+            for f in &report.findings {
+                let row = [
+                    f.resource_type.as_str(),
+                    &f.region,
+                    &f.resource,
+                    f.arn.as_deref().unwrap_or(""),
+                    f.verdict.as_str(),
+                    f.reason.as_str(),
+                    f.key_reference.as_deref().unwrap_or(""),
+                    f.key_arn.as_deref().unwrap_or(""),
+                    &f.detail,
+                    &f.remediation,
+                ]
+                .map(csv_field)
+                .join(",");
+                out.push_str(&row);
+                out.push('\n');
+            }
+            out
+        }
+        Format::Table => {
+            let mut out = String::new();
+            let mut current = None;
+            for f in &report.findings {
+                if current != Some(f.verdict) {
+                    current = Some(f.verdict);
+                    let n = report
+                        .findings
+                        .iter()
+                        .filter(|g| g.verdict == f.verdict)
+                        .count();
+                    out.push_str(&format!("\n{} ({n})\n", f.verdict.as_str()));
+                    out.push_str(&format!(
+                        "  {:<22} {:<14} {:<32} {:<34} KEY\n",
+                        "TYPE", "REGION", "RESOURCE", "REASON"
+                    ));
+                }
+                out.push_str(&format!(
+                    "  {:<22} {:<14} {:<32} {:<34} {}\n      {}\n      -> {}\n",
+                    f.resource_type.as_str(),
+                    f.region,
+                    f.resource,
+                    f.reason.as_str(),
+                    f.key_arn
+                        .as_deref()
+                        .or(f.key_reference.as_deref())
+                        .unwrap_or("-"),
+                    f.detail,
+                    f.remediation
+                ));
+            }
+            out.push_str(&format!("\n{}\n", report.summary.line()));
+            out
+        }
+    }
+}
+
+/// `byok-bastion audit`'s arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Regions to audit (comma-separated or repeated; default: the configured Region).
+    #[arg(long = "regions", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Key material older than this many days is NON_COMPLIANT.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(0..=36500))]
+    pub max_age_days: i64,
+    /// Print CSV on stdout (one row per resource, with a header).
+    #[arg(long)]
+    pub csv: bool,
+    /// Resources described at the same time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+/// Run `byok-bastion audit` and print the report (`json`: the global
+/// `--json`); [`BastionError::NonCompliant`] (exit code 3) when any resource
+/// is NON_COMPLIANT.
+pub async fn main(
+    args: &AuditArgs,
+    regions: Arc<Regions>,
+    profile: Option<&str>,
+    json: bool,
+) -> Result<(), BastionError> {
+    let format = match (json, args.csv) {
+        (true, true) => {
+            return Err(BastionError::Local(
+                "--json and --csv both given: choose one output format".into(),
+            ))
+        }
+        (true, false) => Format::Json,
+        (false, true) => Format::Csv,
+        (false, false) => Format::Table,
+    };
+    let report = audit(
+        regions,
+        profile,
+        &AuditOptions {
+            regions: args.regions.clone(),
+            max_age_days: args.max_age_days,
+            jobs: usize::from(args.jobs),
+            require_external: true,
+        },
+    )
+    .await?;
+    print!("{}", render(&report, format));
+    if format == Format::Json {
+        println!();
+    }
+    if format != Format::Table {
+        eprintln!("{}", report.summary.line());
+    }
+    match report.summary.non_compliant {
+        0 => Ok(()),
+        n => Err(BastionError::NonCompliant(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! S3 buckets: the default encryption of each bucket (GetBucketEncryption).
+//!
+//! ListBuckets is global: each bucket's Region comes from the listing
+//! (`BucketRegion`) or GetBucketLocation, and only buckets in the audited
+//! Regions are judged, with that Region's client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::types::ServerSideEncryption;
+
+use super::{listing_failed, Encryption, Pending, Resource, ResourceType, ServiceClients};
+
+fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
+    match (e.code(), e.message()) {
+        (Some(c), m) => format!("S3 {op}: {c}: {}", m.unwrap_or("")),
+        (None, _) => format!(
+            "S3 {op}: no response ({}); check the endpoint, network and credentials",
+            format!("{e:?}").chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// The Region a GetBucketLocation constraint means (empty: us-east-1, `EU`: eu-west-1).
+pub fn region_of_location(constraint: Option<&str>) -> String {
+    match constraint.unwrap_or("") {
+        "" => "us-east-1".into(),
+        "EU" => "eu-west-1".into(),
+        r => r.to_string(),
+    }
+}
+
+/// Every bucket in the audited Regions (`clients` by Region), to be described.
+pub async fn list(clients: &Arc<BTreeMap<String, Arc<ServiceClients>>>) -> Vec<Pending> {
+    let Some(any) = clients.values().next() else {
+        return Vec::new();
+    };
+    let mut buckets = Vec::new();
+    let mut pages = any.s3.list_buckets().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(p) => buckets.extend(p.buckets().iter().filter_map(|b| {
+                Some((b.name()?.to_string(), b.bucket_region().map(String::from)))
+            })),
+            Err(e) => {
+                return vec![Pending::Done(listing_failed(
+                    ResourceType::S3Bucket,
+                    &any.region,
+                    "buckets",
+                    sdk_error("ListBuckets", e),
+                ))]
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, region) in buckets {
+        let region = match region {
+            Some(r) => r,
+            None => match any.s3.get_bucket_location().bucket(&name).send().await {
+                Ok(l) => region_of_location(l.location_constraint().map(|c| c.as_str())),
+                Err(e) => {
+                    out.push(Pending::Done(Resource {
+                        kind: ResourceType::S3Bucket,
+                        region: any.region.clone(),
+                        name,
+                        arn: None,
+                        encryption: Encryption::Unreadable {
+                            why: sdk_error("GetBucketLocation", e),
+                        },
+                    }));
+                    continue;
+                }
+            },
+        };
+        if clients.contains_key(&region) {
+            out.push(Pending::S3Bucket { name, region });
+        }
+    }
+    out
+}
+
+/// A bucket outside the audited Regions (not expected: `list` filters them).
+pub fn outside(name: &str, region: &str) -> Resource {
+    Resource {
+        kind: ResourceType::S3Bucket,
+        region: region.to_string(),
+        name: name.to_string(),
+        arn: Some(format!("arn:aws:s3:::{name}")),
+        encryption: Encryption::NotApplicable {
+            why: format!("bucket is in {region}, which is not audited"),
+        },
+    }
+}
+
+/// How one bucket's default encryption reads.
+pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
+    let encryption = match c.s3.get_bucket_encryption().bucket(name).send().await {
+        Ok(r) => {
+            let rule = r
+                .server_side_encryption_configuration()
+                .and_then(|conf| conf.rules().first())
+                .and_then(|rule| rule.apply_server_side_encryption_by_default());
+            match rule {
+                None => Encryption::None,
+                Some(d) => match d.sse_algorithm() {
+                    ServerSideEncryption::Aes256 => Encryption::ServiceOwned {
+                        what: "SSE-S3 (AES256)".into(),
+                    },
+                    ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => {
+                        match d.kms_master_key_id().filter(|k| !k.is_empty()) {
+                            Some(k) => Encryption::Kms {
+                                key_ref: k.to_string(),
+                            },
+                            None => Encryption::AwsManagedDefault {
+                                alias: "alias/aws/s3".into(),
+                            },
+                        }
+                    }
+                    other => Encryption::Unreadable {
+                        why: format!("unknown SSE algorithm {}", other.as_str()),
+                    },
+                },
+            }
+        }
+        Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
+            Encryption::None
+        }
+        Err(e) => Encryption::Unreadable {
+            why: sdk_error("GetBucketEncryption", e),
+        },
+    };
+    Resource {
+        kind: ResourceType::S3Bucket,
+        region: c.region.clone(),
+        name: name.to_string(),
+        arn: Some(format!("arn:aws:s3:::{name}")),
+        encryption,
+    }
+}
