@@ -33,17 +33,11 @@ fn fixture() -> Fixture {
     let mut policy = Vec::new();
     let mut cards = Vec::new();
     for name in ["alice", "bob", "carol"] {
-        let card = SoftHsm::new(&format!("card-{name}"));
-        let mut a = vec!["custodian".to_string(), "init".into()];
-        a.extend(card.hsm_args());
-        a.extend(["--name", name, "--key-label", "sig", "--json"].map(String::from));
-        let o = run(card.airgap().args(a));
-        assert!(o.status.success(), "{}", stderr(&o));
-        policy
-            .push(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["entry"].clone());
+        let (card, entry) = custodian_card(name);
+        policy.push(entry);
         cards.push((name, card));
     }
-    std::fs::write(dir.join("policy.json"), serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 2, "custodians": policy}).to_string()).unwrap();
+    write_policy(&dir.join("policy.json"), 2, &policy);
     let mut kms = Vec::new();
     let mut keys = Vec::new();
     for (label, spec, alg) in KEYS {

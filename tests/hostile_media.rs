@@ -32,18 +32,8 @@ fn ceremony(token: &str, keys: usize) -> Ceremony {
     let hsm = SoftHsm::new(token);
     let dir = hsm.dir.path().join("media");
     std::fs::create_dir_all(dir.join("params")).unwrap();
-    let card = SoftHsm::new(&format!("{token}-card"));
-    let mut a = vec!["custodian".to_string(), "init".into()];
-    a.extend(card.hsm_args());
-    a.extend(["--name", "alice", "--key-label", "sig", "--json"].map(String::from));
-    let o = run(card.airgap().args(a));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let entry = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["entry"].clone();
-    std::fs::write(
-        dir.join("policy.json"),
-        serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [entry]}).to_string(),
-    )
-    .unwrap();
+    let (_card, entry) = custodian_card("alice");
+    write_policy(&dir.join("policy.json"), 1, &[entry]);
     let mut kms = Vec::new();
     let mut plan = Vec::new();
     for i in 0..keys {

@@ -143,18 +143,8 @@ fn trusted_ceremony_end_to_end() {
     let t = SoftHsm::new("trusted-ceremony");
     let media = t.path("media");
     std::fs::create_dir_all(media.join("params")).unwrap();
-    let card = SoftHsm::new("trusted-ceremony-card");
-    let mut a = vec!["custodian".to_string(), "init".into()];
-    a.extend(card.hsm_args());
-    a.extend(["--name", "alice", "--key-label", "sig", "--json"].map(String::from));
-    let o = run(card.airgap().args(a));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let entry = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["entry"].clone();
-    std::fs::write(
-        media.join("policy.json"),
-        serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [entry]}).to_string(),
-    )
-    .unwrap();
+    let (_card, entry) = custodian_card("alice");
+    write_policy(&media.join("policy.json"), 1, &[entry]);
     let keys = [
         ("vault-aes", "SYMMETRIC_DEFAULT"),
         ("vault-mac", "HMAC_256"),

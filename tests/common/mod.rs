@@ -644,3 +644,26 @@ pub mod pkcs11 {
         })
     }
 }
+
+/// A custodian's own card (a fresh SoftHSM2 token) with an ec-p256 signing key
+/// labelled `sig`, made by `byok-airgap custodian init`; returns the card and
+/// the custodian's policy entry.
+pub fn custodian_card(name: &str) -> (SoftHsm, serde_json::Value) {
+    let card = SoftHsm::new(&format!("card-{name}"));
+    let mut a = vec!["custodian".to_string(), "init".into()];
+    a.extend(card.hsm_args());
+    a.extend(["--name", name, "--key-label", "sig", "--json"].map(String::from));
+    let o = run(card.airgap().args(a));
+    assert!(o.status.success(), "custodian init: {}", stderr(&o));
+    let entry = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["entry"].clone();
+    (card, entry)
+}
+
+/// Write a custodian policy of `entries` needing `threshold` signatures.
+pub fn write_policy(path: &Path, threshold: usize, entries: &[serde_json::Value]) {
+    std::fs::write(
+        path,
+        serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": threshold, "custodians": entries}).to_string(),
+    )
+    .unwrap();
+}
