@@ -120,21 +120,8 @@ struct RunArgs {
     /// then be given with --expect-parameters-digest.
     #[arg(long)]
     non_interactive: bool,
-    /// Generate the keys with CKA_WRAP_WITH_TRUSTED, and have the security officer mark the
-    /// confirmed KMS wrapping keys trusted for this session (needed to wrap such keys).
-    #[arg(long)]
-    wrap_with_trusted: bool,
-    /// Read the security officer PIN from this environment variable (default: prompt without echo).
-    #[arg(
-        long,
-        value_name = "VAR",
-        conflicts_with = "so_pin_file",
-        requires = "wrap_with_trusted"
-    )]
-    so_pin_env: Option<String>,
-    /// Read the security officer PIN from the first line of this file.
-    #[arg(long, value_name = "PATH", requires = "wrap_with_trusted")]
-    so_pin_file: Option<PathBuf>,
+    #[command(flatten)]
+    trusted: TrustedArgs,
     /// Parameters must stay valid at least this many minutes.
     #[arg(long, default_value_t = 60)]
     min_remaining_minutes: i64,
@@ -237,6 +224,34 @@ impl HsmArgs {
     }
 }
 
+/// Trusted wrapping (`wrap` and `ceremony run`).
+#[derive(Args, Clone)]
+struct TrustedArgs {
+    /// Generate keys with CKA_WRAP_WITH_TRUSTED, and have the security officer mark the
+    /// confirmed KMS wrapping keys trusted for this session (needed to wrap such keys).
+    #[arg(long)]
+    wrap_with_trusted: bool,
+    /// Read the security officer PIN from this environment variable (default: prompt without echo).
+    #[arg(
+        long,
+        value_name = "VAR",
+        conflicts_with = "so_pin_file",
+        requires = "wrap_with_trusted"
+    )]
+    so_pin_env: Option<String>,
+    /// Read the security officer PIN from the first line of this file.
+    #[arg(long, value_name = "PATH", requires = "wrap_with_trusted")]
+    so_pin_file: Option<PathBuf>,
+}
+
+impl TrustedArgs {
+    /// The security officer's PIN source, when trusted wrapping was asked for.
+    fn so_pin(&self) -> Option<PinSource> {
+        self.wrap_with_trusted
+            .then(|| pin_source(&self.so_pin_env, &self.so_pin_file))
+    }
+}
+
 /// A PIN from an environment variable, a file, or (default) a no-echo prompt.
 fn pin_source(env: &Option<String>, file: &Option<PathBuf>) -> PinSource {
     match (env, file) {
@@ -268,21 +283,8 @@ struct WrapArgs {
     /// Confirm the wrapping key non-interactively with the fingerprint the bastion printed.
     #[arg(long, value_name = "HEX")]
     expect_wrapping_key_sha256: Option<String>,
-    /// Generate the key with CKA_WRAP_WITH_TRUSTED, and have the security officer mark the
-    /// confirmed KMS wrapping key trusted for this session (needed to wrap such keys).
-    #[arg(long)]
-    wrap_with_trusted: bool,
-    /// Read the security officer PIN from this environment variable (default: prompt without echo).
-    #[arg(
-        long,
-        value_name = "VAR",
-        conflicts_with = "so_pin_file",
-        requires = "wrap_with_trusted"
-    )]
-    so_pin_env: Option<String>,
-    /// Read the security officer PIN from the first line of this file.
-    #[arg(long, value_name = "PATH", requires = "wrap_with_trusted")]
-    so_pin_file: Option<PathBuf>,
+    #[command(flatten)]
+    trusted: TrustedArgs,
     /// Output directory to create (must not exist).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -360,11 +362,11 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         label: a.label.clone(),
         existing: a.existing,
         policy: KeyPolicy {
-            wrap_with_trusted: a.wrap_with_trusted,
+            wrap_with_trusted: a.trusted.wrap_with_trusted,
         },
         out: a.out.clone(),
         aes_wrap: a.aes_key_wrap,
-        so_pin: pin_source(&a.so_pin_env, &a.so_pin_file),
+        so_pin: pin_source(&a.trusted.so_pin_env, &a.trusted.so_pin_file),
     };
     wrap::preflight(&req, &params, algorithm)?;
     let fp = Fingerprint(params.wrapping_key_sha256());
@@ -626,9 +628,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
         module: local,
         non_interactive: a.non_interactive,
         parameters,
-        trusted: a
-            .wrap_with_trusted
-            .then(|| pin_source(&a.so_pin_env, &a.so_pin_file)),
+        trusted: a.trusted.so_pin(),
     };
     let id = c.file.ceremony_id.to_string();
     let summary = byok_ceremony::ceremony::run::run(
