@@ -64,6 +64,15 @@ fn ceremony(token: &str, keys: usize) -> Ceremony {
 }
 
 impl Ceremony {
+    /// `ceremony run` with the parameters digest given (as from the bastion).
+    fn confirmed(&self, file: &Path, out: &Path, digest: &str) -> Command {
+        self.run_cmd(
+            file,
+            out,
+            &["--non-interactive", "--expect-parameters-digest", digest],
+        )
+    }
+
     fn run_cmd(&self, file: &Path, out: &Path, extra: &[&str]) -> Command {
         let mut c = self.hsm.airgap();
         c.args(["ceremony", "run"])
@@ -145,11 +154,7 @@ fn a_module_named_on_the_media_is_never_loaded() {
         );
         let out = c.hsm.path("out-planted");
         let o = run(c
-            .run_cmd(
-                &file,
-                &out,
-                &["--non-interactive", "--expect-parameters-digest", &digest],
-            )
+            .confirmed(&file, &out, &digest)
             .env("BYOK_TEST_MARKER", &marker));
         assert!(!o.status.success());
         assert!(stderr(&o).contains("nothing was loaded"), "{}", stderr(&o));
@@ -252,11 +257,7 @@ fn names_that_leave_the_output_directory_are_refused_at_parse() {
             let o = if cmd == "plan" {
                 run(c.hsm.airgap().args(["ceremony", "plan"]).arg(&file))
             } else {
-                run(&mut c.run_cmd(
-                    &file,
-                    &out,
-                    &["--non-interactive", "--expect-parameters-digest", &digest],
-                ))
+                run(&mut c.confirmed(&file, &out, &digest))
             };
             assert!(!o.status.success(), "{field} {value:?} accepted by {cmd}");
             let err = stderr(&o);
@@ -371,11 +372,7 @@ fn substituted_wrapping_keys_need_a_digest_from_outside_the_media() {
         stderr(&o)
     );
     // The bastion's digest of the genuine parameters: mismatch.
-    let o = run(&mut c.run_cmd(
-        &c.file,
-        &out,
-        &["--non-interactive", "--expect-parameters-digest", &genuine],
-    ));
+    let o = run(&mut c.confirmed(&c.file, &out, &genuine));
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("parameters digest mismatch") && stderr(&o).contains("Do not continue"),
@@ -423,11 +420,7 @@ fn substituted_wrapping_keys_need_a_digest_from_outside_the_media() {
     let c2 = ceremony("hostile-params-ok", 2);
     let d = params_digest(&c2.file);
     let out2 = c2.hsm.path("out");
-    let o = run(&mut c2.run_cmd(
-        &c2.file,
-        &out2,
-        &["--non-interactive", "--expect-parameters-digest", &d],
-    ));
+    let o = run(&mut c2.confirmed(&c2.file, &out2, &d));
     assert!(o.status.success(), "{}", stderr(&o));
     let t = std::fs::read_to_string(out2.join("transcript.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(t.lines().next().unwrap()).unwrap();
@@ -451,11 +444,7 @@ fn substituted_wrapping_keys_need_a_digest_from_outside_the_media() {
 /// operation under `out`; returns whether it was killed.
 fn run_killed_at(c: &Ceremony, out: &Path, digest: &str, at: usize) -> bool {
     let o = run(c
-        .run_cmd(
-            &c.file,
-            out,
-            &["--non-interactive", "--expect-parameters-digest", digest],
-        )
+        .confirmed(&c.file, out, digest)
         .env("LD_PRELOAD", shared_object("kill_at"))
         .env("BYOK_KILL_UNDER", out)
         .env("BYOK_KILL_AT", at.to_string()));
@@ -486,11 +475,7 @@ fn sigkill_at_many_points_then_resume_gives_exactly_one_key_each() {
         }
     }
     assert!(kills >= 12, "only {kills} runs were killed");
-    let o = run(&mut c.run_cmd(
-        &c.file,
-        &out,
-        &["--non-interactive", "--expect-parameters-digest", &digest],
-    ));
+    let o = run(&mut c.confirmed(&c.file, &out, &digest));
     assert!(o.status.success(), "{}", stderr(&o));
     let want: Vec<String> = (0..20).map(|i| format!("key-{i:02}")).collect();
     assert_eq!(c.keys_on_token(), want, "exactly one key per label");
@@ -565,11 +550,7 @@ fn a_key_swapped_between_crash_and_resume_is_refused() {
             )
             .unwrap();
     });
-    let o = run(&mut c.run_cmd(
-        &c.file,
-        &out,
-        &["--non-interactive", "--expect-parameters-digest", &digest],
-    ));
+    let o = run(&mut c.confirmed(&c.file, &out, &digest));
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("key \"key-00\": its check value is now")
@@ -596,11 +577,7 @@ fn a_key_swapped_between_crash_and_resume_is_refused() {
             ])
             .unwrap();
     });
-    let o = run(&mut c.run_cmd(
-        &c.file,
-        &out,
-        &["--non-interactive", "--expect-parameters-digest", &digest],
-    ));
+    let o = run(&mut c.confirmed(&c.file, &out, &digest));
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("not generated inside this token (CKA_LOCAL is not true)"),
@@ -632,11 +609,7 @@ fn symlinks_planted_in_the_output_directory_are_not_followed() {
     std::fs::rename(out.join("transcript.jsonl"), &copy).unwrap();
     std::os::unix::fs::symlink(&copy, out.join("transcript.jsonl")).unwrap();
     let before = snapshot(&victim);
-    let o = run(&mut c.run_cmd(
-        &c.file,
-        &out,
-        &["--non-interactive", "--expect-parameters-digest", &digest],
-    ));
+    let o = run(&mut c.confirmed(&c.file, &out, &digest));
     assert!(
         !o.status.success() && stderr(&o).contains("is a symlink or not a plain file"),
         "{}",
@@ -655,11 +628,7 @@ fn symlinks_planted_in_the_output_directory_are_not_followed() {
     let _ = std::fs::remove_dir_all(out.join(&pending));
     std::os::unix::fs::symlink(&victim, out.join(&pending)).unwrap();
     let before = snapshot(&victim);
-    let o = run(&mut c.run_cmd(
-        &c.file,
-        &out,
-        &["--non-interactive", "--expect-parameters-digest", &digest],
-    ));
+    let o = run(&mut c.confirmed(&c.file, &out, &digest));
     assert!(
         !o.status.success() && stderr(&o).contains("is a symlink or not a directory"),
         "{}",
