@@ -6,7 +6,7 @@ stand-in for the round trip to a distant KMS Region) and by the bastion tests
 
     latency-proxy.py --target-port 4566 [--listen-port 0] [--delay-ms 60]
         [--counts FILE] [--fault OP:KIND:RATE]... [--seed N]
-        [--max-faults N] [--max-faults-per-request N]
+        [--max-faults N] [--max-faults-per-request N] [--log FILE]
 
 prints the port it listens on, then relays until killed. It listens on and
 connects to 127.0.0.1 only.
@@ -16,7 +16,10 @@ its operation taken from `X-Amz-Target: TrentService.OPERATION`, and counted;
 with --counts the counts are rewritten to FILE (JSON) after every request:
 {"requests": {OP: n}, "forwarded": {OP: n}, "faults": {OP:KIND: n}}.
 "forwarded" counts what reached LocalStack (so a test can show that a bundle
-was imported once).
+was imported once). With --log every request is appended to FILE as one JSON
+line, {"method", "path", "target" (X-Amz-Target), "body"}, the body parsed as
+JSON when it is JSON, else as a string (tests/iam_policy.rs checks each one
+against the IAM policy of the role that sent it).
 
 Faults, chosen per request with probability RATE for operation OP (`*` for
 any) from a seeded generator, and bounded: at most --max-faults in all and at
@@ -74,6 +77,28 @@ class Faults:
                 self.per_request[key] = self.per_request.get(key, 0) + 1
                 return kind
         return None
+
+
+class Log:
+    def __init__(self, path):
+        self.path = path
+
+    def add(self, head, headers, body):
+        if not self.path:
+            return
+        line = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = body.decode("latin-1")
+        entry = {
+            "method": line[0],
+            "path": line[1] if len(line) > 1 else "",
+            "target": headers.get("x-amz-target", ""),
+            "body": parsed,
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 class Counts:
@@ -154,6 +179,7 @@ async def main():
     ap.add_argument("--target-port", type=int, required=True)
     ap.add_argument("--delay-ms", type=float, default=60.0)
     ap.add_argument("--counts", default=None)
+    ap.add_argument("--log", default=None)
     ap.add_argument("--fault", action="append", default=[])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-faults", type=int, default=1000)
@@ -161,6 +187,7 @@ async def main():
     a = ap.parse_args()
     faults = Faults(a.fault, a.seed, a.max_faults, a.max_faults_per_request)
     counts = Counts(a.counts)
+    log = Log(a.log)
     counts.save()
     delay = a.delay_ms / 1000.0
 
@@ -174,6 +201,7 @@ async def main():
                 head, headers, body = req
                 op = headers.get("x-amz-target", "").rsplit(".", 1)[-1] or "(none)"
                 counts.add("requests", op)
+                log.add(head, headers, body)
                 kind = faults.choose(op, body)
                 if kind:
                     counts.add("faults", f"{op}:{kind}")

@@ -62,6 +62,9 @@ pub enum BastionError {
     /// A local file problem.
     #[error("{0}")]
     Local(String),
+    /// `iam-policy` cannot build the policy asked for.
+    #[error(transparent)]
+    Iam(#[from] super::iam::IamError),
     /// The ceremony directory did not verify.
     #[error(transparent)]
     Verify(#[from] crate::ceremony::VerifyError),

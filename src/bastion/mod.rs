@@ -6,6 +6,7 @@ pub mod audit;
 pub mod batch;
 pub mod client;
 pub mod errors;
+pub mod iam;
 pub mod import;
 pub mod prepare;
 pub mod prove;

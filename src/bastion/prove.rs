@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use super::client::Bastion;
 use super::errors::{kms, BastionError};
+use super::iam::ROUND_TRIP_CONTEXT;
 use super::import::{in_bundle, receipt_of_this_bundle, Receipt};
 use super::state::StateDir;
 use crate::bundle::manifest::{self, Manifest};
@@ -219,6 +220,7 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
                 .kms
                 .encrypt()
                 .key_id(key)
+                .encryption_context(ROUND_TRIP_CONTEXT.0, ROUND_TRIP_CONTEXT.1)
                 .plaintext(Blob::new(probe.clone()))
                 .send()
                 .await
@@ -231,6 +233,7 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
                 .kms
                 .decrypt()
                 .key_id(key)
+                .encryption_context(ROUND_TRIP_CONTEXT.0, ROUND_TRIP_CONTEXT.1)
                 .ciphertext_blob(blob)
                 .send()
                 .await

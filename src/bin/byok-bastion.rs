@@ -70,6 +70,8 @@ enum Command {
     ParamsDigest(ParamsDigestArgs),
     /// Which S3 buckets, DynamoDB tables and RDS databases are not on compliant keys (exit code 3 if any).
     Audit(byok_ceremony::bastion::audit::AuditArgs),
+    /// Print the least-privilege IAM policy of a role (or key-policy statements); no AWS call.
+    IamPolicy(byok_ceremony::bastion::iam::IamPolicyArgs),
 }
 
 #[derive(Args)]
@@ -700,6 +702,7 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 ));
             }
         }
+        Command::IamPolicy(a) => byok_ceremony::bastion::iam::main(a)?,
         Command::Audit(a) => {
             byok_ceremony::bastion::audit::main(
                 a,

@@ -17,13 +17,19 @@ pub struct LocalStack {
 }
 
 impl LocalStack {
-    /// Start LocalStack (stopped when dropped).
+    /// Start LocalStack with KMS only (stopped when dropped).
     pub fn start() -> Self {
+        Self::start_with("kms")
+    }
+
+    /// Start LocalStack with these services (comma-separated; stopped when dropped).
+    pub fn start_with(services: &str) -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let state = tempfile::tempdir().unwrap();
         let out = Command::new("bash")
             .arg(root.join("scripts/localstack/start.sh"))
             .env("BYOK_LOCALSTACK_STATE", state.path())
+            .env("BYOK_LOCALSTACK_SERVICES", services)
             .output()
             .expect("start.sh runs");
         assert!(
@@ -57,6 +63,15 @@ impl LocalStack {
         c.env_remove("AWS_PROFILE");
         c.env("BYOK_STATE_DIR", self.bastion_state.path().join("state"));
         c
+    }
+
+    /// A variable start.sh exported.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// The LocalStack endpoint URL.
@@ -160,4 +175,55 @@ pub fn json(o: &Output) -> serde_json::Value {
             stderr(o)
         )
     })
+}
+
+/// moto's server (DynamoDB, RDS, …) for this test binary, stopped when dropped.
+pub struct Moto {
+    state: tempfile::TempDir,
+    /// What start.sh exported (endpoints, BYOK_MOTO_PYTHON).
+    pub env: Vec<(String, String)>,
+}
+
+impl Moto {
+    /// Start moto's server on a loopback port (stopped when dropped).
+    pub fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let state = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(root.join("scripts/moto/start.sh"))
+            .env("BYOK_MOTO_STATE", state.path())
+            .output()
+            .expect("moto start.sh runs");
+        assert!(
+            out.status.success(),
+            "moto did not start:\n{}",
+            stderr(&out)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['\'', '"']).to_string()))
+            .collect();
+        Moto { state, env }
+    }
+
+    /// A variable start.sh exported.
+    pub fn var(&self, name: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("moto's start.sh exported no {name}"))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new("bash")
+            .arg(root.join("scripts/moto/stop.sh"))
+            .env("BYOK_MOTO_STATE", self.state.path())
+            .output();
+    }
 }

@@ -1,0 +1,722 @@
+//! `byok-bastion iam-policy` against what the bastion really sends (issue 13):
+//! every command runs through scripts/latency-proxy.py, which logs each
+//! request to KMS, S3, DynamoDB and RDS; each request is then checked against
+//! the printed policy of the role that ran the command (actions, resources,
+//! conditions, as IAM evaluates them), and every printed action must have
+//! been needed by some request of that role.
+#![cfg(feature = "bastion")]
+
+mod common;
+#[path = "common/localstack.rs"]
+mod localstack;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use localstack::*;
+use serde_json::Value;
+
+/// The logging proxy in front of LocalStack, killed when dropped.
+struct Recorder {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Recorder {
+    /// Relay to `endpoint`, appending to `dir/requests.jsonl`.
+    fn start(endpoint: &str, dir: &Path, faults: &[&str]) -> Recorder {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = endpoint
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(root.join("scripts/latency-proxy.py"))
+            .args(["--target-port", &target, "--delay-ms", "0", "--log"])
+            .arg(&log)
+            .args(faults)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("proxy said {line:?}"));
+        Recorder { child, port, log }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The estate under test: what the commands created, and who sent what.
+struct Estate<'a> {
+    ls: &'a LocalStack,
+    /// In front of LocalStack (KMS, S3).
+    rec: Recorder,
+    /// In front of moto (DynamoDB, RDS), logging to the same file.
+    moto_rec: Recorder,
+    sent: Vec<(&'static str, Value)>,
+}
+
+impl Estate<'_> {
+    /// Run byok-bastion as `role` (every AWS call through the recorder); it must succeed.
+    fn bastion(&mut self, role: &'static str, args: &[&str]) -> Output {
+        let o = self.attempt(role, args);
+        ok(o, &format!("{role}: byok-bastion {}", args[0]))
+    }
+
+    /// Run byok-bastion as `role`, whatever its outcome (a refusal also
+    /// sends requests that the role must be allowed to send).
+    fn attempt(&mut self, role: &'static str, args: &[&str]) -> Output {
+        let before = self.rec.requests().len();
+        let url = |r: &Recorder| format!("http://127.0.0.1:{}", r.port);
+        let mut c = self.ls.bastion();
+        c.env_remove("AWS_ENDPOINT_URL");
+        for service in ["KMS", "S3"] {
+            c.env(format!("AWS_ENDPOINT_URL_{service}"), url(&self.rec));
+        }
+        for service in ["DYNAMODB", "RDS"] {
+            c.env(format!("AWS_ENDPOINT_URL_{service}"), url(&self.moto_rec));
+        }
+        let o = run(c.args(args));
+        let after = self.rec.requests();
+        assert!(after.len() > before, "{role}: {} sent nothing", args[0]);
+        self.sent
+            .extend(after[before..].iter().cloned().map(|r| (role, r)));
+        o
+    }
+}
+
+/// One IAM authorisation a request needs: action on resource, with the
+/// request's condition values.
+struct Need {
+    action: String,
+    resource: String,
+}
+
+/// What the recorded requests tell about keys: ID → ARN, alias → ARN.
+#[derive(Default)]
+struct Keys {
+    arns: Vec<String>,
+    aliases: BTreeMap<String, String>,
+}
+
+impl Keys {
+    fn arn(&self, key_id: &str) -> String {
+        if key_id.starts_with("arn:") && key_id.contains(":key/") {
+            return key_id.to_string();
+        }
+        if key_id.starts_with("alias/") || key_id.contains(":alias/") {
+            let name = &key_id[key_id.find("alias/").unwrap()..];
+            return self
+                .aliases
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("alias {name} unknown"));
+        }
+        self.arns
+            .iter()
+            .find(|a| a.ends_with(&format!("/{key_id}")))
+            .cloned()
+            .unwrap_or_else(|| panic!("key {key_id} unknown"))
+    }
+
+    fn alias_arn(&self, name: &str) -> String {
+        let prefix = self.arns[0].split(":key/").next().unwrap();
+        format!("{prefix}:{name}")
+    }
+}
+
+/// The authorisations a logged request needs, per IAM's rules for the
+/// service (alias operations need the alias and the keys; CreateKey with
+/// tags needs TagResource).
+fn needs(req: &Value, keys: &mut Keys) -> Vec<Need> {
+    let body = &req["body"];
+    let target = req["target"].as_str().unwrap();
+    let any = |action: String| Need {
+        action,
+        resource: "*".into(),
+    };
+    if let Some(op) = target.strip_prefix("TrentService.") {
+        let action = format!("kms:{op}");
+        let on = |resource: String| Need {
+            action: action.clone(),
+            resource,
+        };
+        return match op {
+            "CreateKey" => {
+                let mut v = vec![any(action.clone())];
+                if body["Tags"].as_array().is_some_and(|t| !t.is_empty()) {
+                    v.push(any("kms:TagResource".into()));
+                }
+                v
+            }
+            "ListKeys" | "ListAliases" => vec![any(action)],
+            "CreateAlias" | "UpdateAlias" => {
+                let name = body["AliasName"].as_str().unwrap();
+                let target = keys.arn(body["TargetKeyId"].as_str().unwrap());
+                let mut v = vec![on(keys.alias_arn(name)), on(target.clone())];
+                if let Some(old) = keys.aliases.get(name) {
+                    v.push(on(old.clone()));
+                }
+                keys.aliases.insert(name.to_string(), target);
+                v
+            }
+            _ => vec![on(keys.arn(
+                body["KeyId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{op} without KeyId: {body}")),
+            ))],
+        };
+    }
+    if let Some(op) = target.strip_prefix("DynamoDB_20120810.") {
+        return vec![any(format!("dynamodb:{op}"))];
+    }
+    if let Some(form) = body.as_str() {
+        if let Some(action) = form.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+            return vec![any(format!("rds:{action}"))];
+        }
+    }
+    // S3 (REST, path style): the operation from the query.
+    let path = req["path"].as_str().unwrap();
+    let query: Vec<&str> = path
+        .split_once('?')
+        .map_or(vec![], |(_, q)| q.split('&').collect());
+    let has = |k: &str| {
+        query
+            .iter()
+            .any(|p| *p == k || p.starts_with(&format!("{k}=")))
+    };
+    let action = match (
+        req["method"].as_str().unwrap(),
+        path.split('?').next().unwrap(),
+    ) {
+        ("GET", "/") => "s3:ListAllMyBuckets",
+        ("GET", _) if has("encryption") => "s3:GetEncryptionConfiguration",
+        ("GET", _) if has("location") => "s3:GetBucketLocation",
+        _ => panic!("a request this test cannot map to an IAM action: {req}"),
+    };
+    vec![any(action.into())]
+}
+
+/// The value a condition key takes for this request (None: absent).
+fn condition_value(
+    key: &str,
+    req: &Value,
+    resource_tags: &BTreeMap<String, String>,
+) -> Option<String> {
+    let body = &req["body"];
+    let field = |f: &str| match &body[f] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(format!("{}", n.as_f64().unwrap() as i64)),
+        _ => None,
+    };
+    if let Some(k) = key.strip_prefix("aws:ResourceTag/") {
+        return resource_tags.get(k).cloned();
+    }
+    if let Some(k) = key.strip_prefix("aws:RequestTag/") {
+        return body["Tags"]
+            .as_array()?
+            .iter()
+            .find(|t| t["TagKey"] == k)
+            .map(|t| t["TagValue"].as_str().unwrap().to_string());
+    }
+    if let Some(k) = key.strip_prefix("kms:EncryptionContext:") {
+        return body["EncryptionContext"][k].as_str().map(String::from);
+    }
+    match key {
+        "kms:KeyOrigin" => field("Origin"),
+        "kms:WrappingAlgorithm" => field("WrappingAlgorithm"),
+        "kms:WrappingKeySpec" => field("WrappingKeySpec"),
+        "kms:ExpirationModel" => field("ExpirationModel"),
+        "kms:ValidTo" => field("ValidTo"),
+        "kms:ScheduleKeyDeletionPendingWindowInDays" => field("PendingWindowInDays"),
+        _ => panic!("the policy uses condition key {key}, which this test cannot evaluate"),
+    }
+}
+
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, rest)) => {
+            s.starts_with(head)
+                && (0..=s.len() - head.len()).any(|i| glob(rest, &s[head.len() + i..]))
+        }
+    }
+}
+
+/// Does `policy` allow `need` for `req`? (Allow statements only; the
+/// printed role policies have no Deny.)
+fn allows(
+    policy: &Value,
+    need: &Need,
+    req: &Value,
+    tags: &BTreeMap<String, BTreeMap<String, String>>,
+) -> bool {
+    let none = BTreeMap::new();
+    let resource_tags = tags.get(&need.resource).unwrap_or(&none);
+    policy["Statement"].as_array().unwrap().iter().any(|s| {
+        assert_eq!(s["Effect"], "Allow", "{s}");
+        let actions = s["Action"].as_array().unwrap();
+        let resources = s["Resource"].as_array().unwrap();
+        actions.iter().any(|a| a == need.action.as_str())
+            && resources
+                .iter()
+                .any(|r| glob(r.as_str().unwrap(), &need.resource))
+            && s["Condition"].as_object().is_none_or(|ops| {
+                ops.iter().all(|(op, kv)| {
+                    kv.as_object().unwrap().iter().all(|(key, values)| {
+                        let Some(got) = condition_value(key, req, resource_tags) else {
+                            return false;
+                        };
+                        let values = values
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_str().unwrap());
+                        let num = |v: &str| v.parse::<i64>().unwrap();
+                        match op.as_str() {
+                            "StringEquals" => values.into_iter().any(|v| v == got),
+                            "NumericLessThanEquals" => {
+                                values.into_iter().any(|v| num(&got) <= num(v))
+                            }
+                            "NumericGreaterThanEquals" => {
+                                values.into_iter().any(|v| num(&got) >= num(v))
+                            }
+                            _ => panic!("condition operator {op} not evaluated by this test"),
+                        }
+                    })
+                })
+            })
+    })
+}
+
+fn iam_policy(ls: &LocalStack, args: &[&str]) -> Value {
+    let o = ok(run(ls.bastion().arg("iam-policy").args(args)), "iam-policy");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for s in v["Statement"].as_array().unwrap() {
+        for a in s["Action"].as_array().unwrap() {
+            assert!(
+                !a.as_str().unwrap().contains('*'),
+                "wildcard action in a role policy: {s}"
+            );
+        }
+    }
+    v
+}
+
+fn actions_of(policy: &Value) -> BTreeSet<String> {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.as_array_of("Action"))
+        .collect()
+}
+
+trait Strings {
+    fn as_array_of(&self, field: &str) -> Vec<String>;
+}
+
+impl Strings for Value {
+    fn as_array_of(&self, field: &str) -> Vec<String> {
+        self[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn rfc3339_in_days(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    t.replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn every_request_of_every_role_is_allowed_by_its_printed_policy_and_nothing_more_is_printed() {
+    let ls = LocalStack::start_with("kms,s3");
+    let moto = Moto::start();
+    let hsm = SoftHsm::new("iam");
+    let nss = NssDb::new();
+    // The first two ImportKeyMaterial responses (HMAC, RSA) are lost after
+    // KMS applied them: the importer's re-checks (GenerateMac, GetPublicKey)
+    // are part of what it must be allowed.
+    let moto_rec = Recorder::start(&moto.var("AWS_ENDPOINT_URL_RDS"), hsm.dir.path(), &[]);
+    let rec = Recorder::start(
+        &ls.endpoint(),
+        hsm.dir.path(),
+        &[
+            "--fault",
+            "ImportKeyMaterial:reset-after:1",
+            "--max-faults",
+            "2",
+        ],
+    );
+    let mut e = Estate {
+        ls: &ls,
+        rec,
+        moto_rec,
+        sent: Vec::new(),
+    };
+    let (alice_t, alice) = custodian("alice");
+    let policy = hsm.path("policy.json");
+    std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
+    let policy = policy.to_str().unwrap().to_string();
+
+    // Preparer: four EXTERNAL keys tagged team=payments, one named by an alias,
+    // and parameters for new material of the AES key.
+    let prepare =
+        |e: &mut Estate, what: &[&str], alg: &str, dir: &str| -> (String, String, String) {
+            let out = hsm.path(dir);
+            let mut a = vec!["prepare"];
+            a.extend(what);
+            a.extend([
+                "--wrapping-algorithm",
+                alg,
+                "--out-dir",
+                out.to_str().unwrap(),
+                "--json",
+            ]);
+            let v = json(&e.bastion("preparer", &a));
+            (
+                v[0]["params_file"].as_str().unwrap().into(),
+                v[0]["key_arn"].as_str().unwrap().into(),
+                v[0]["wrapping_key_sha256"].as_str().unwrap().into(),
+            )
+        };
+    let tagged = ["--tag", "team=payments"];
+    let hooks1 = prepare(
+        &mut e,
+        &[
+            &["--create", "HMAC_256", "--alias", "alias/iam-hooks"][..],
+            &tagged,
+        ]
+        .concat(),
+        "RSAES_OAEP_SHA_1",
+        "p-hooks1",
+    );
+    let hooks2 = prepare(
+        &mut e,
+        &[&["--create", "HMAC_256"][..], &tagged].concat(),
+        "RSAES_OAEP_SHA_1",
+        "p-hooks2",
+    );
+    let orders1 = prepare(
+        &mut e,
+        &[&["--create", "SYMMETRIC_DEFAULT"][..], &tagged].concat(),
+        "RSAES_OAEP_SHA_1",
+        "p-orders1",
+    );
+    let signing = prepare(
+        &mut e,
+        &[&["--create", "RSA_2048"][..], &tagged].concat(),
+        "RSA_AES_KEY_WRAP_SHA_256",
+        "p-signing",
+    );
+    let orders2 = prepare(
+        &mut e,
+        &["--key", &orders1.1],
+        "RSAES_OAEP_SHA_1",
+        "p-orders2",
+    );
+
+    // The air gap: SoftHSM2 for HMAC and AES, NSS for RSA; alice signs each.
+    let d_hooks1 = wrap_and_sign(&hsm, &alice_t, &hooks1, "HMAC_256", "hooks-v1");
+    let d_hooks2 = wrap_and_sign(&hsm, &alice_t, &hooks2, "HMAC_256", "hooks-v2");
+    let d_orders1 = wrap_and_sign(&hsm, &alice_t, &orders1, "SYMMETRIC_DEFAULT", "orders-v1");
+    let d_orders2 = wrap_and_sign(&hsm, &alice_t, &orders2, "SYMMETRIC_DEFAULT", "orders-v2");
+    let d_signing = wrap_and_sign(&nss, &alice_t, &signing, "RSA_2048", "signing");
+
+    // Importer: one expiring import (whose response is lost), the rest not,
+    // new material for the AES key, then rotate to it.
+    let valid_to = rfc3339_in_days(30);
+    let import = |e: &mut Estate, dir: &str, params: &str, extra: &[&str]| {
+        let mut a = vec![
+            "import", dir, "--policy", &policy, "--params", params, "--json",
+        ];
+        a.extend(extra);
+        e.bastion("importer", &a)
+    };
+    let o = import(&mut e, &d_hooks1, &hooks1.0, &["--valid-to", &valid_to]);
+    assert!(
+        json(&o)["how"].as_str().unwrap().starts_with("reconciled"),
+        "{}",
+        stderr(&o)
+    );
+    let o = import(&mut e, &d_signing, &signing.0, &["--no-expiry"]);
+    assert!(
+        json(&o)["how"].as_str().unwrap().starts_with("reconciled"),
+        "{}",
+        stderr(&o)
+    );
+    import(&mut e, &d_hooks2, &hooks2.0, &["--no-expiry"]);
+    import(&mut e, &d_orders1, &orders1.0, &["--no-expiry"]);
+    import(
+        &mut e,
+        &d_orders2,
+        &orders2.0,
+        &["--no-expiry", "--new-key-material"],
+    );
+    e.bastion("importer", &["rotate", &d_orders2, "--policy", &policy]);
+
+    // Verifier: HMAC (GenerateMac), AES (round trip, material IDs), RSA (GetPublicKey).
+    for d in [&d_hooks1, &d_orders2, &d_signing] {
+        e.bastion("verifier", &["verify", d, "--policy", &policy]);
+    }
+    // The AES key's replaced material: usable, not proven (ListKeyRotations shows why).
+    let o = e.attempt("verifier", &["verify", &d_orders1, "--policy", &policy]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+
+    // Alias manager: move the existing alias, create new ones (HMAC, AES,
+    // RSA), refuse the AES key's replaced material, retire the old key.
+    let move_alias = |e: &mut Estate, dir: &str, alias: &str| {
+        e.attempt(
+            "alias-manager",
+            &["move-alias", dir, "--alias", alias, "--policy", &policy],
+        )
+    };
+    for (dir, alias) in [
+        (&d_hooks2, "alias/iam-hooks"),
+        (&d_orders2, "alias/iam-orders"),
+        (&d_signing, "alias/iam-signing"),
+    ] {
+        ok(move_alias(&mut e, dir, alias), "move-alias");
+    }
+    let o = move_alias(&mut e, &d_orders1, "alias/iam-orders-old");
+    assert!(
+        !o.status.success() && stderr(&o).contains("the alias stays where it is"),
+        "{}",
+        stderr(&o)
+    );
+    e.bastion(
+        "alias-manager",
+        &["retire", "--key", &hooks1.1, "--grace-days", "7"],
+    );
+
+    // Auditor: key status, and an audit that finds a bucket and a table on the AES key.
+    let python = ls.var("BYOK_LOCALSTACK_PYTHON").unwrap();
+    let mut c = Command::new(python);
+    for (k, v) in ls.env.iter().chain(&moto.env) {
+        c.env(k, v);
+    }
+    ok(
+        run(c.arg("-c").arg(
+            "import boto3,sys\ns3=boto3.client('s3')\ns3.create_bucket(Bucket='iam-orders')\n\
+             s3.put_bucket_encryption(Bucket='iam-orders',ServerSideEncryptionConfiguration={'Rules':[{'ApplyServerSideEncryptionByDefault':{'SSEAlgorithm':'aws:kms','KMSMasterKeyID':sys.argv[1]}}]})\n\
+             boto3.client('dynamodb').create_table(TableName='iam-orders',BillingMode='PAY_PER_REQUEST',\
+             AttributeDefinitions=[{'AttributeName':'id','AttributeType':'S'}],KeySchema=[{'AttributeName':'id','KeyType':'HASH'}],\
+             SSESpecification={'Enabled':True,'SSEType':'KMS','KMSMasterKeyId':sys.argv[1]})",
+        ).arg(&orders1.1)),
+        "create bucket and table",
+    );
+    for args in [&["status", "--json"][..], &["audit", "--json"][..]] {
+        // Exit code 3 (keys or resources need action) is an answer, not a failure.
+        let o = e.attempt("auditor", args);
+        assert!(
+            matches!(o.status.code(), Some(0 | 3)),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+
+    // The policies, scoped as an administrator would scope them.
+    let (account, region) = {
+        let p: Vec<&str> = hooks1.1.split(':').collect();
+        (p[4].to_string(), p[3].to_string())
+    };
+    let all_keys: Vec<String> = [&hooks1.1, &hooks2.1, &orders1.1, &signing.1]
+        .map(|s| s.to_string())
+        .to_vec();
+    let by_account = ["--account", &account, "--regions", &region];
+    let key_args: Vec<&str> = all_keys
+        .iter()
+        .flat_map(|k| ["--key-arn", k.as_str()])
+        .collect();
+    let policies: BTreeMap<&str, Value> = BTreeMap::from([
+        (
+            "preparer",
+            iam_policy(
+                &ls,
+                &[&["--role", "preparer"][..], &by_account, &tagged].concat(),
+            ),
+        ),
+        (
+            "importer",
+            iam_policy(&ls, &[&["--role", "importer"][..], &key_args].concat()),
+        ),
+        (
+            "verifier",
+            iam_policy(
+                &ls,
+                &[&["--role", "verifier"][..], &by_account, &tagged].concat(),
+            ),
+        ),
+        (
+            "alias-manager",
+            iam_policy(
+                &ls,
+                &[
+                    &["--role", "alias-manager", "--alias-prefix", "iam-"][..],
+                    &key_args,
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "auditor",
+            iam_policy(&ls, &[&["--role", "auditor"][..], &by_account].concat()),
+        ),
+    ]);
+    // Stricter variants that must refuse some of what was sent.
+    let expiring_only = iam_policy(
+        &ls,
+        &[
+            &[
+                "--role",
+                "importer",
+                "--material-expires-by",
+                &rfc3339_in_days(60),
+            ][..],
+            &key_args,
+        ]
+        .concat(),
+    );
+    let sha256_only = iam_policy(
+        &ls,
+        &[
+            &[
+                "--role",
+                "preparer",
+                "--wrapping-algorithm",
+                "RSA_AES_KEY_WRAP_SHA_256",
+            ][..],
+            &by_account,
+            &tagged,
+        ]
+        .concat(),
+    );
+    let other_team = iam_policy(
+        &ls,
+        &[
+            &["--role", "verifier", "--tag", "team=other"][..],
+            &by_account,
+        ]
+        .concat(),
+    );
+
+    let mut tags: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for arn in &all_keys {
+        let o = ok(
+            run(ls.peer().args(["list-tags", "--key-id", arn])),
+            "list-tags",
+        );
+        tags.insert(arn.clone(), serde_json::from_slice(&o.stdout).unwrap());
+    }
+    let mut keys = Keys {
+        arns: all_keys.clone(),
+        aliases: BTreeMap::new(),
+    };
+    let mut used: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut refused = BTreeMap::<&str, usize>::new();
+    for (role, req) in &e.sent {
+        for need in needs(req, &mut keys) {
+            assert!(
+                allows(&policies[role], &need, req, &tags),
+                "the {role} policy does not allow {} on {} for\n{req}\npolicy: {:#}",
+                need.action,
+                need.resource,
+                policies[role]
+            );
+            used.entry(role).or_default().insert(need.action.clone());
+            let stricter = match (*role, need.action.as_str()) {
+                ("importer", "kms:ImportKeyMaterial") => Some(("no-expiry import", &expiring_only)),
+                ("preparer", "kms:GetParametersForImport") => {
+                    Some(("OAEP parameters", &sha256_only))
+                }
+                ("verifier", a) if a != "kms:ListKeys" => {
+                    Some(("another team's keys", &other_team))
+                }
+                _ => None,
+            };
+            if let Some((what, p)) = stricter {
+                if !allows(p, &need, req, &tags) {
+                    *refused.entry(what).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (role, policy) in &policies {
+        let unused: Vec<String> = actions_of(policy)
+            .difference(&used[role])
+            .cloned()
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "the {role} policy prints actions no command of the role sent: {unused:?}"
+        );
+    }
+    // The stricter policies refuse exactly what they should: the four
+    // no-expiry imports, the four OAEP parameter requests, every verifier
+    // request on a key of team=payments.
+    assert_eq!(refused.get("no-expiry import"), Some(&4), "{refused:?}");
+    assert_eq!(refused.get("OAEP parameters"), Some(&4), "{refused:?}");
+    let verifier_key_requests = e.sent.iter().filter(|(r, _)| *r == "verifier").count();
+    assert_eq!(
+        refused.get("another team's keys"),
+        Some(&verifier_key_requests),
+        "{refused:?}"
+    );
+}
+
+/// Wrap the prepared key's material on `t` and have alice sign the bundle.
+fn wrap_and_sign(
+    t: &impl TestToken,
+    alice: &SoftHsm,
+    p: &(String, String, String),
+    spec: &str,
+    label: &str,
+) -> String {
+    let out = t.file(&format!("b-{label}"));
+    ok(
+        run(t.command().args(bastion_wrap_args(
+            t,
+            &p.0,
+            spec,
+            label,
+            &p.2,
+            out.to_str().unwrap(),
+        ))),
+        "wrap",
+    );
+    sign(alice, "alice", &out);
+    out.to_str().unwrap().to_string()
+}
