@@ -31,7 +31,7 @@ fn tag(k: &str, v: &str) -> Result<Tag, BastionError> {
         .tag_key(k)
         .tag_value(v)
         .build()
-        .map_err(|e| BastionError::Local(e.to_string()))
+        .map_err(|_| BastionError::Internal("a KMS tag without key or value"))
 }
 
 async fn alias_target(b: &Bastion, alias: &str) -> Result<Option<String>, BastionError> {
@@ -54,9 +54,7 @@ pub async fn move_alias(
     alias: &str,
 ) -> Result<AliasMove, BastionError> {
     if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") {
-        return Err(BastionError::Local(format!(
-            "{alias:?} is not a customer alias (alias/NAME)"
-        )));
+        return Err(super::errors::UsageError::BadAlias(alias.to_string()).into());
     }
     // Refuse to move an alias to a key that is not proven to hold the HSM's key.
     let proof = prove(b, state, v, target)
@@ -154,9 +152,7 @@ pub async fn retire(
     grace_days: i32,
 ) -> Result<Retirement, BastionError> {
     if !(7..=30).contains(&grace_days) {
-        return Err(BastionError::Local(
-            "--grace-days must be 7 to 30 (KMS's pending window)".into(),
-        ));
+        return Err(super::errors::UsageError::GraceDays(grace_days).into());
     }
     let id = b.describe(key).await?.key_id;
     let aliases = b.aliases().await?;

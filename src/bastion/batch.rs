@@ -165,10 +165,7 @@ impl StopFlag {
     pub fn on_signals() -> Result<Self, BastionError> {
         use tokio::signal::unix::{signal, SignalKind};
         let flag = StopFlag::new();
-        let listen = |kind| {
-            signal(kind)
-                .map_err(|e| BastionError::Local(format!("cannot listen for SIGINT/SIGTERM: {e}")))
-        };
+        let listen = |kind| signal(kind).map_err(BastionError::Signals);
         let (mut int, mut term) = (
             listen(SignalKind::interrupt())?,
             listen(SignalKind::terminate())?,
@@ -267,13 +264,7 @@ where
         jobs,
         work,
         |done, o| progress(done, total, o),
-        |t| {
-            Outcome::failed(
-                t,
-                None,
-                &BastionError::Local("internal error: the task panicked".into()),
-            )
-        },
+        |t| Outcome::failed(t, None, &BastionError::TaskPanicked(t.clone())),
         stop,
         |t| Outcome {
             target: t.clone(),
@@ -293,11 +284,10 @@ pub fn index_params(dir: &Path) -> Result<BTreeMap<[u8; 32], PathBuf>, BastionEr
     let mut found = BTreeMap::new();
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| {
-            BastionError::Local(format!(
-                "cannot read the parameters directory {}: {e}",
-                d.display()
-            ))
+        let entries = std::fs::read_dir(&d).map_err(|source| BastionError::Io {
+            action: "read the parameters directory",
+            path: d.clone(),
+            source,
         })?;
         for entry in entries.flatten() {
             let path = entry.path();

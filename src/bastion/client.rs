@@ -179,7 +179,7 @@ pub async fn resolve_endpoint(
         .env("AWS_ENDPOINT_URL")
         .profile("endpoint_url")
         .build()
-        .map_err(|e| BastionError::Local(format!("internal: service config key: {e}")))?;
+        .map_err(|_| BastionError::Internal("the SDK refused the KMS service config key"))?;
     // The SDK's lookup falls back from the service-specific settings to the
     // shared ones; which one answered is told by comparing values.
     if let Some(u) = conf.service_config().and_then(|c| c.load_config(key)) {
@@ -207,11 +207,14 @@ pub async fn resolve_endpoint(
         .use_fips(conf.use_fips().unwrap_or(false))
         .use_dual_stack(conf.use_dual_stack().unwrap_or(false))
         .build()
-        .map_err(|e| BastionError::Local(format!("KMS endpoint parameters: {e}")))?;
+        .map_err(|_| BastionError::Internal("the SDK refused the KMS endpoint parameters"))?;
     let resolved = aws_sdk_kms::config::endpoint::DefaultResolver::new()
         .resolve_endpoint(&params)
         .await
-        .map_err(|e| BastionError::Local(format!("no KMS endpoint for Region {region}: {e}")))?;
+        .map_err(|source| BastionError::NoEndpoint {
+            region: region.to_string(),
+            source,
+        })?;
     Ok((resolved.url().to_string(), EndpointSource::Default))
 }
 
@@ -293,8 +296,9 @@ impl Bastion {
             .await
             .map_err(|e| super::errors::kms("DescribeKey", e))?
             .key_metadata
-            .ok_or_else(|| {
-                BastionError::Local(format!("DescribeKey returned no metadata for {key}"))
+            .ok_or_else(|| BastionError::IncompleteAnswer {
+                operation: "DescribeKey",
+                missing: "the key's metadata",
             })
     }
 

@@ -59,9 +59,78 @@ pub enum BastionError {
     /// `audit` found resources that are not on compliant keys (exit code 3).
     #[error("{0} resource(s) are NON_COMPLIANT: see the table (or --json) for each reason and its remediation")]
     NonCompliant(usize),
-    /// A local file problem.
-    #[error("{0}")]
-    Local(String),
+    /// A local file could not be read, written or created.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// `read`, `write`, `create`, `resolve`.
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new file would replace an existing one.
+    #[error(transparent)]
+    Output(#[from] crate::bundle::output::OutputError),
+    /// The arguments, or their combination, are wrong (nothing was sent).
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// A draft ceremony file cannot be prepared as it is (nothing was sent).
+    #[error(transparent)]
+    Draft(#[from] DraftError),
+    /// A KMS key is not one the command can use.
+    #[error(transparent)]
+    Key(#[from] KeyProblem),
+    /// KMS answered without a field it always returns.
+    #[error("KMS {operation} answered without {missing}: nothing was written; try again, and check the endpoint if it persists")]
+    IncompleteAnswer {
+        /// The API operation.
+        operation: &'static str,
+        /// What was missing.
+        missing: &'static str,
+    },
+    /// KMS returned import parameters the air-gapped side would refuse.
+    #[error("KMS returned parameters byok-airgap would refuse: {0}; nothing was written")]
+    UnusableParameters(#[source] crate::kms::import_params::ParamsError),
+    /// Some bundles of a batch failed.
+    #[error("{0} bundle(s) failed (listed above); fix the cause and run the same command again: finished bundles are not repeated")]
+    BatchFailed(usize),
+    /// ImportKeyMaterial succeeded but its receipt could not be written.
+    #[error("imported (KeyMaterialId {key_material_id}), but cannot record the receipt: {source}; run the same import again: it reconciles with KMS")]
+    ReceiptNotRecorded {
+        /// What ImportKeyMaterial answered.
+        key_material_id: String,
+        /// Why the receipt was not written.
+        #[source]
+        source: super::state::StateError,
+    },
+    /// A bundle of a batch was not started (interrupted).
+    #[error("{0} was not read (interrupted)")]
+    NotRead(String),
+    /// The process cannot install its SIGINT/SIGTERM handlers.
+    #[error("cannot listen for SIGINT/SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
+    /// KMS's endpoint rules give no endpoint for the Region.
+    #[error(
+        "no KMS endpoint for Region {region}: {source}; check --region (or pass --endpoint-url)"
+    )]
+    NoEndpoint {
+        /// The Region.
+        region: String,
+        /// What the SDK's rules said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `rotate` of a bundle imported as DEFAULT.
+    #[error("the bundle for {0} was not imported as NEW_KEY_MATERIAL, so there is no pending material to rotate to: import new material with `import --new-key-material` first")]
+    NotNewMaterial(String),
+    /// The task working on a key or bundle panicked (a bug).
+    #[error("internal error: the task for {0} panicked; please report it (other keys and bundles are not affected)")]
+    TaskPanicked(String),
+    /// A bug: something that cannot happen did.
+    #[error("internal error: {0}; please report it")]
+    Internal(&'static str),
     /// `iam-policy` cannot build the policy asked for.
     #[error(transparent)]
     Iam(#[from] super::iam::IamError),
@@ -86,6 +155,208 @@ pub enum BastionError {
     Policy(#[from] crate::ceremony::policy::PolicyError),
 }
 
+/// Arguments that are wrong, alone or together: the message says what to pass.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UsageError {
+    /// `--tag` without keys created here.
+    #[error("--tag applies to keys created here (--create, or --create-missing with --ceremony); tag existing keys with `aws kms tag-resource`")]
+    TagWithoutCreate,
+    /// `prepare` with no key named or created.
+    #[error("name keys with --key or --key-list FILE, or create them with --create KEY_SPEC (or use --ceremony FILE)")]
+    NoKeys,
+    /// `prepare` without an algorithm or output directory.
+    #[error("give --wrapping-algorithm and --out-dir, or prepare a ceremony file with --ceremony")]
+    AlgorithmAndOutDir,
+    /// `--alias` with other than one `--create`.
+    #[error("--alias names one key: use it with exactly one --create")]
+    AliasNeedsOneCreate,
+    /// Not a customer alias name.
+    #[error("{0:?} is not a customer alias: use alias/NAME (not alias/aws/…)")]
+    BadAlias(String),
+    /// Not an RSA wrapping key spec.
+    #[error("wrapping key spec {0:?} must be RSA_2048, RSA_3072 or RSA_4096")]
+    WrappingKeySpec(String),
+    /// Not a Region name.
+    #[error("{0:?} is not an AWS Region name (like eu-west-1)")]
+    Region(String),
+    /// A key ARN in one Region, a Region setting naming another.
+    #[error("{key} is in Region {key_region}, not {region}")]
+    KeyInOtherRegion {
+        /// The key.
+        key: String,
+        /// Its ARN's Region.
+        key_region: String,
+        /// The Region asked for.
+        region: String,
+    },
+    /// Neither `--no-expiry` nor `--valid-to`.
+    #[error("choose --no-expiry or --valid-to TIME (KMS's default model requires an expiry)")]
+    ChooseExpiry,
+    /// `--valid-to` that is not RFC 3339.
+    #[error("--valid-to {0:?} is not an RFC 3339 time (like 2027-06-30T00:00:00Z)")]
+    ValidTo(String),
+    /// `--params` with a directory of several bundles and no `--target`.
+    #[error("{} holds {bundles} bundles: name one with --target LABEL/TARGET, or import them all with --params-dir", dir.display())]
+    OneBundle {
+        /// The ceremony directory.
+        dir: std::path::PathBuf,
+        /// How many bundles it holds.
+        bundles: usize,
+    },
+    /// `--target` names no bundle of the directory.
+    #[error("{} has no bundle {target:?}; it has: {available}", dir.display())]
+    NoSuchBundle {
+        /// The ceremony directory.
+        dir: std::path::PathBuf,
+        /// What was asked for.
+        target: String,
+        /// The bundles it has, comma-separated.
+        available: String,
+    },
+    /// A directory without any bundle.
+    #[error("{} holds no wrap bundle", .0.display())]
+    NoBundles(std::path::PathBuf),
+    /// `--json` and `--csv` together.
+    #[error("--json and --csv both given: choose one output format")]
+    JsonAndCsv,
+    /// A deletion window KMS does not accept.
+    #[error("--grace-days {0}: KMS's pending window is 7 to 30 days")]
+    GraceDays(i32),
+    /// An output file that exists.
+    #[error("{} already exists; refusing to overwrite it", .0.display())]
+    Exists(std::path::PathBuf),
+    /// The prepared ceremony file is not written next to its draft.
+    #[error("write the prepared ceremony file next to the draft (in {}): the paths in it are relative to its directory", .0.display())]
+    OutNotNextToDraft(std::path::PathBuf),
+}
+
+/// A draft ceremony file `prepare --ceremony` cannot fill in as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DraftError {
+    /// The draft does not parse.
+    #[error("{}: {source}", path.display())]
+    Structure {
+        /// The draft.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: crate::ceremony::file::PlanError,
+    },
+    /// A target already carries a wrapping key fingerprint.
+    #[error("{0} already has a wrapping_key_sha256: this file was prepared already; start from the draft")]
+    AlreadyPrepared(String),
+    /// A target names no key and keys are not to be created.
+    #[error("{bundle} names no kms_key: add one, or pass --create-missing to create an EXTERNAL {key_spec} key")]
+    NoKey {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The key's spec.
+        key_spec: crate::kms::KeySpec,
+    },
+    /// KMS cannot import this key spec with this wrapping.
+    #[error("{bundle}: {source}")]
+    Combination {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// Why not.
+        #[source]
+        source: crate::kms::key_spec::CombinationError,
+    },
+    /// The key's ARN and the target's Region disagree.
+    #[error("{bundle}: kms_key is in {key_region}, region says {region}")]
+    Region {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The ARN's Region.
+        key_region: String,
+        /// The target's `region`.
+        region: String,
+    },
+    /// A params path outside the draft's directory.
+    #[error("{bundle}: params path {} leaves the draft's directory (absolute, or with ..): name a file under {}", params.display(), base.display())]
+    ParamsOutside {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The path given.
+        params: std::path::PathBuf,
+        /// The draft's directory.
+        base: std::path::PathBuf,
+    },
+    /// Two targets write one file.
+    #[error("{bundle}: another target writes {} too", .params.display())]
+    ParamsShared {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The path given.
+        params: std::path::PathBuf,
+    },
+    /// An existing parameters file that does not parse.
+    #[error("{bundle}: {} exists and is not usable ({source}); remove it to fetch new parameters", path.display())]
+    ParamsUnusable {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: crate::kms::import_params::ParamsError,
+    },
+    /// An existing parameters file this bastion did not write (or that changed).
+    #[error("{bundle}: {} exists but this bastion did not write it (no matching record in its state directory {}), or it changed since; remove it to fetch new parameters", path.display(), state.display())]
+    ParamsNotOurs {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The state directory searched.
+        state: std::path::PathBuf,
+    },
+    /// An existing parameters file for something else, or about to expire.
+    #[error("{bundle}: {} exists but is not this target's (algorithm, key spec, wrapping key, key) or expires within 2 hours; remove it to fetch new parameters", path.display())]
+    ParamsNotThisTarget {
+        /// `LABEL/TARGET`.
+        bundle: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// A KMS key that is not one the command can use.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    /// Not an imported key.
+    #[error("{0} is not a key with Origin EXTERNAL (imported key material); create one with `byok-bastion prepare --create`")]
+    NotExternal(String),
+    /// Another key spec than the ceremony file says.
+    #[error("{key} is a {actual} key, the ceremony file says {expected}")]
+    SpecDiffers {
+        /// The key.
+        key: String,
+        /// What KMS says.
+        actual: String,
+        /// What the file says.
+        expected: crate::kms::KeySpec,
+    },
+    /// A key spec this tool does not import.
+    #[error("{key}: {source}")]
+    UnknownSpec {
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: crate::kms::key_spec::UnknownName,
+    },
+    /// KMS cannot import this key with this wrapping.
+    #[error("{key}: {source}")]
+    Combination {
+        /// The key.
+        key: String,
+        /// Why not.
+        #[source]
+        source: crate::kms::key_spec::CombinationError,
+    },
+}
+
 /// Explain a KMS error code (and message) for people.
 pub fn explain(code: Option<&str>, message: Option<&str>) -> String {
     let msg = message.unwrap_or("");
@@ -103,7 +374,9 @@ pub fn explain(code: Option<&str>, message: Option<&str>) -> String {
     };
     match (code, advice.is_empty()) {
         (Some(c), false) => format!("{c}: {advice} ({msg})"),
-        (Some(c), true) => format!("{c}: {msg}"),
+        (Some(c), true) => format!(
+            "{c}: {msg} (look {c} up in the KMS API reference for the operation; the command can be run again once the cause is fixed)"
+        ),
         (None, _) => {
             format!("no response from KMS ({msg}); check the endpoint, network and credentials")
         }

@@ -573,8 +573,7 @@ pub fn key_policy(k: &KeyPolicyScope) -> Result<PolicyDocument, IamError> {
         }
     }
     let root = |a: &str| format!("arn:{}:iam::{a}:root", k.partition);
-    let workloads =
-        serde_json::json!({"AWS": k.workload_accounts.iter().map(|a| root(a)).collect::<Vec<_>>()});
+    let workloads: Vec<String> = k.workload_accounts.iter().map(|a| root(a)).collect();
     let regions = if k.regions.is_empty() {
         vec!["*".to_string()]
     } else {
@@ -589,92 +588,87 @@ pub fn key_policy(k: &KeyPolicyScope) -> Result<PolicyDocument, IamError> {
         })
         .collect();
     let mut statements = vec![
-        Statement {
-            sid: "SecurityAccountIamPoliciesApply".into(),
-            effect: "Allow",
-            principal: Some(serde_json::json!({"AWS": root(&k.security_account)})),
-            actions: vec!["kms:*".into()],
-            resources: vec!["*".into()],
-            condition: BTreeMap::new(),
-        },
-        Statement {
-            sid: "WorkloadsUseTheKeyThroughServices".into(),
-            effect: "Allow",
-            principal: Some(workloads.clone()),
-            actions: [
+        key_statement(
+            "SecurityAccountIamPoliciesApply",
+            "Allow",
+            serde_json::json!({"AWS": root(&k.security_account)}),
+            &["kms:*"],
+            None,
+        ),
+        key_statement(
+            "WorkloadsUseTheKeyThroughServices",
+            "Allow",
+            serde_json::json!({"AWS": workloads}),
+            &[
                 "kms:Encrypt",
                 "kms:Decrypt",
                 "kms:ReEncrypt*",
                 "kms:GenerateDataKey*",
                 "kms:DescribeKey",
-            ]
-            .map(String::from)
-            .to_vec(),
-            resources: vec!["*".into()],
-            condition: BTreeMap::from([(
-                "StringLike".to_string(),
-                BTreeMap::from([("kms:ViaService".to_string(), via)]),
-            )]),
-        },
-        Statement {
-            sid: "WorkloadsGrantOnlyToServices".into(),
-            effect: "Allow",
-            principal: Some(workloads),
-            actions: ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
-                .map(String::from)
-                .to_vec(),
-            resources: vec!["*".into()],
-            condition: BTreeMap::from([(
-                "Bool".to_string(),
-                BTreeMap::from([(
-                    "kms:GrantIsForAWSResource".to_string(),
-                    vec!["true".to_string()],
-                )]),
-            )]),
-        },
+            ],
+            Some(("StringLike", "kms:ViaService", via)),
+        ),
+        key_statement(
+            "WorkloadsGrantOnlyToServices",
+            "Allow",
+            serde_json::json!({"AWS": workloads}),
+            &["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            Some(("Bool", "kms:GrantIsForAWSResource", vec!["true".into()])),
+        ),
     ];
     if !k.material_roles.is_empty() {
-        statements.push(Statement {
-            sid: "OnlyTheBastionTouchesKeyMaterial".into(),
-            effect: "Deny",
-            principal: Some(serde_json::json!({"AWS": "*"})),
-            actions: [
+        let everyone = serde_json::json!({"AWS": "*"});
+        statements.push(key_statement(
+            "OnlyTheBastionTouchesKeyMaterial",
+            "Deny",
+            everyone.clone(),
+            &[
                 "kms:GetParametersForImport",
                 "kms:ImportKeyMaterial",
                 "kms:DeleteImportedKeyMaterial",
                 "kms:RotateKeyOnDemand",
-            ]
-            .map(String::from)
-            .to_vec(),
-            resources: vec!["*".into()],
-            condition: BTreeMap::from([(
-                "ArnNotEquals".to_string(),
-                BTreeMap::from([("aws:PrincipalArn".to_string(), k.material_roles.clone())]),
-            )]),
-        });
-        statements.push(Statement {
-            sid: "TheBastionDoesNotUseTheKey".into(),
-            effect: "Deny",
-            principal: Some(serde_json::json!({"AWS": "*"})),
-            actions: [
+            ],
+            Some(("ArnNotEquals", "aws:PrincipalArn", k.material_roles.clone())),
+        ));
+        statements.push(key_statement(
+            "TheBastionDoesNotUseTheKey",
+            "Deny",
+            everyone,
+            &[
                 "kms:Decrypt",
                 "kms:ReEncrypt*",
                 "kms:GenerateDataKey*",
                 "kms:Sign",
-            ]
-            .map(String::from)
-            .to_vec(),
-            resources: vec!["*".into()],
-            condition: BTreeMap::from([(
-                "ArnEquals".to_string(),
-                BTreeMap::from([("aws:PrincipalArn".to_string(), k.material_roles.clone())]),
-            )]),
-        });
+            ],
+            Some(("ArnEquals", "aws:PrincipalArn", k.material_roles.clone())),
+        ));
     }
     Ok(PolicyDocument {
         version: "2012-10-17",
         statements,
     })
+}
+
+/// A key-policy statement on the key itself (`*`), with at most one condition.
+fn key_statement(
+    sid: &str,
+    effect: &'static str,
+    principal: serde_json::Value,
+    actions: &[&str],
+    condition: Option<(&str, &str, Vec<String>)>,
+) -> Statement {
+    Statement {
+        sid: sid.into(),
+        effect,
+        principal: Some(principal),
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+        resources: vec!["*".into()],
+        condition: condition
+            .map(|(op, key, values)| {
+                BTreeMap::from([(op.to_string(), BTreeMap::from([(key.to_string(), values)]))])
+            })
+            .unwrap_or_default(),
+    }
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::operation::import_key_material::builders::ImportKeyMaterialFluentBuilder;
+use aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput;
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::{Blob, DateTime};
 use aws_sdk_kms::types::{ExpirationModelType, ImportType, KeyState};
@@ -74,8 +76,12 @@ pub fn in_bundle(target: &str, name: &str) -> String {
 
 /// Read a file of the verified directory, refusing it unless its bytes are the signed ones.
 pub(crate) fn signed_file(v: &VerifiedCeremony, name: &str) -> Result<Vec<u8>, BastionError> {
-    let bytes = std::fs::read(v.dir().join(name))
-        .map_err(|e| BastionError::Local(format!("cannot read {name}: {e}")))?;
+    let path = v.dir().join(name);
+    let bytes = std::fs::read(&path).map_err(|source| BastionError::Io {
+        action: "read",
+        path,
+        source,
+    })?;
     if !v.covers(name, &bytes) {
         return Err(BastionError::Refused(format!(
             "{name} is not the file the custodians signed"
@@ -119,11 +125,10 @@ pub fn check_bundle(
             "EncryptedKeyMaterial.bin differs from the manifest".into(),
         ));
     }
-    let own = std::fs::read(params_file).map_err(|e| {
-        BastionError::Local(format!(
-            "cannot read the bastion's parameters {}: {e}",
-            params_file.display()
-        ))
+    let own = std::fs::read(params_file).map_err(|source| BastionError::Io {
+        action: "read the bastion's parameters",
+        path: params_file.to_path_buf(),
+        source,
     })?;
     let params = ImportParameters::parse(&own, time::OffsetDateTime::now_utc())
         .map_err(|e| BastionError::Refused(format!("the bastion's import parameters: {e}")))?;
@@ -288,6 +293,94 @@ async fn reconcile(
     Ok(Some(receipt))
 }
 
+/// The ImportKeyMaterial request for these parameters and blob.
+fn request(
+    b: &Bastion,
+    params: &ImportParameters,
+    blob: &[u8],
+    opts: &ImportOptions,
+    ceremony_id: &str,
+) -> ImportKeyMaterialFluentBuilder {
+    let req = b
+        .kms
+        .import_key_material()
+        .key_id(&params.key_id)
+        .import_token(Blob::new(params.import_token.clone()))
+        .encrypted_key_material(Blob::new(blob.to_vec()));
+    let req = match opts.expiration {
+        Expiration::Never => req.expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire),
+        Expiration::At(t) => req
+            .expiration_model(ExpirationModelType::KeyMaterialExpires)
+            .valid_to(DateTime::from_secs(t.unix_timestamp())),
+    };
+    if !opts.new_key_material {
+        return req;
+    }
+    req.import_type(ImportType::NewKeyMaterial)
+        .key_material_description(material_description(ceremony_id))
+}
+
+/// The bundle being imported, as [`reconcile`] needs it.
+struct ThisBundle<'a> {
+    v: &'a VerifiedCeremony,
+    target: &'a str,
+    manifest: &'a Manifest,
+}
+
+/// What sending ImportKeyMaterial came to.
+enum Sent {
+    /// KMS answered, after this many retries.
+    Answer(ImportKeyMaterialOutput, u32),
+    /// A response was lost and KMS already holds the bundle's key: receipt written.
+    Reconciled(Box<Receipt>),
+}
+
+/// Send the request, retrying throttling and server errors with backoff.
+/// ImportKeyMaterial is not retried by the SDK: a lost response (the
+/// connection dropped after KMS applied it) must be reconciled with KMS
+/// before anything is sent again, so this loop retries itself.
+async fn send(
+    b: &Bastion,
+    state: &StateDir,
+    bundle: &ThisBundle<'_>,
+    opts: &ImportOptions,
+    req: ImportKeyMaterialFluentBuilder,
+    key_id: &str,
+) -> Result<Sent, BastionError> {
+    let mut retries = 0u32;
+    loop {
+        if let Some(p) = &opts.pace {
+            p.wait(&pace_key(key_id, &b.region)).await;
+        }
+        let sent = req
+            .clone()
+            .customize()
+            .config_override(
+                aws_sdk_kms::config::Builder::default()
+                    .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        let e = match sent {
+            Ok(out) => return Ok(Sent::Answer(out, retries)),
+            Err(e) => e,
+        };
+        let fault = classify(&e);
+        if fault == Fault::Final || retries + 1 >= IMPORT_ATTEMPTS {
+            return Err(kms("ImportKeyMaterial", e));
+        }
+        retries += 1;
+        tokio::time::sleep(backoff(retries)).await;
+        if fault == Fault::MaybeApplied {
+            let (v, target, manifest) = (bundle.v, bundle.target, bundle.manifest);
+            if let Some(mut r) = reconcile(b, state, v, target, manifest, opts).await? {
+                r.retries = retries;
+                return Ok(Sent::Reconciled(Box::new(r)));
+            }
+        }
+    }
+}
+
 /// Import the verified bundle. Re-running after success reports the receipt
 /// and sends nothing; re-running after a lost response or a crash first
 /// reconciles with KMS.
@@ -305,56 +398,15 @@ pub async fn import(
     if let Some(r) = reconcile(b, state, v, target, &manifest, opts).await? {
         return Ok((r, Imported::Reconciled));
     }
-    let mut req = b
-        .kms
-        .import_key_material()
-        .key_id(&params.key_id)
-        .import_token(Blob::new(params.import_token.clone()))
-        .encrypted_key_material(Blob::new(blob.clone()));
-    req = match opts.expiration {
-        Expiration::Never => req.expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire),
-        Expiration::At(t) => req
-            .expiration_model(ExpirationModelType::KeyMaterialExpires)
-            .valid_to(DateTime::from_secs(t.unix_timestamp())),
+    let req = request(b, &params, &blob, opts, v.ceremony_id());
+    let bundle = ThisBundle {
+        v,
+        target,
+        manifest: &manifest,
     };
-    if opts.new_key_material {
-        req = req
-            .import_type(ImportType::NewKeyMaterial)
-            .key_material_description(material_description(v.ceremony_id()));
-    }
-    // ImportKeyMaterial is not retried by the SDK: a lost response (the
-    // connection dropped after KMS applied it) must be reconciled with KMS
-    // before anything is sent again, so this loop retries itself.
-    let mut retries = 0u32;
-    let out = loop {
-        if let Some(p) = &opts.pace {
-            p.wait(&pace_key(&params.key_id, &b.region)).await;
-        }
-        let sent = req
-            .clone()
-            .customize()
-            .config_override(
-                aws_sdk_kms::config::Builder::default()
-                    .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await;
-        let e = match sent {
-            Ok(out) => break out,
-            Err(e) => e,
-        };
-        let fault = classify(&e);
-        if fault == Fault::Final || retries + 1 >= IMPORT_ATTEMPTS {
-            return Err(kms("ImportKeyMaterial", e));
-        }
-        retries += 1;
-        tokio::time::sleep(backoff(retries)).await;
-        if fault == Fault::MaybeApplied {
-            if let Some(mut r) = reconcile(b, state, v, target, &manifest, opts).await? {
-                r.retries = retries;
-                return Ok((r, Imported::Reconciled));
-            }
-        }
+    let (out, retries) = match send(b, state, &bundle, opts, req, &params.key_id).await? {
+        Sent::Answer(out, retries) => (out, retries),
+        Sent::Reconciled(r) => return Ok((*r, Imported::Reconciled)),
     };
     let receipt = Receipt {
         account: account_of(&params.key_id).map(String::from),
@@ -377,11 +429,14 @@ pub async fn import(
         encrypted_key_material_sha256: manifest.encrypted_key_material_sha256.clone(),
         retries,
     };
-    state.write_receipt(&receipt).map_err(|e| {
-        BastionError::Local(format!(
-            "imported (KeyMaterialId {}), but cannot record the receipt: {e}; run the same import again: it reconciles with KMS",
-            receipt.key_material_id.as_deref().unwrap_or("not reported"),
-        ))
-    })?;
+    state
+        .write_receipt(&receipt)
+        .map_err(|source| BastionError::ReceiptNotRecorded {
+            key_material_id: receipt
+                .key_material_id
+                .clone()
+                .unwrap_or_else(|| "not reported".into()),
+            source,
+        })?;
     Ok((receipt, Imported::Sent))
 }

@@ -5,6 +5,7 @@ pub mod alias;
 pub mod audit;
 pub mod batch;
 pub mod client;
+pub mod commands;
 pub mod errors;
 pub mod iam;
 pub mod import;

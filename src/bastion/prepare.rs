@@ -14,9 +14,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::client::Bastion;
-use super::errors::{kms, BastionError};
+use super::errors::{kms, BastionError, DraftError, KeyProblem, UsageError};
 use super::regions::Regions;
 use super::state::{ParamsRecord, StateDir};
+use crate::bundle::output::write_new_file;
 use crate::fingerprint::Fingerprint;
 use crate::kms::{KeySpec, WrappingAlgorithm};
 
@@ -94,7 +95,7 @@ pub async fn create(b: &Bastion, c: &CreateSpec) -> Result<String, BastionError>
                             .tag_key(k)
                             .tag_value(v)
                             .build()
-                            .map_err(|e| BastionError::Local(format!("tag {k}: {e}")))
+                            .map_err(|_| BastionError::Internal("a KMS tag without key or value"))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             )
@@ -105,7 +106,10 @@ pub async fn create(b: &Bastion, c: &CreateSpec) -> Result<String, BastionError>
     let arn = out
         .key_metadata()
         .map(|m| m.arn().unwrap_or(m.key_id()).to_string())
-        .ok_or_else(|| BastionError::Local("CreateKey returned no key".into()))?;
+        .ok_or(BastionError::IncompleteAnswer {
+            operation: "CreateKey",
+            missing: "the key's metadata",
+        })?;
     if let Some(alias) = &c.alias {
         b.kms
             .create_alias()
@@ -131,36 +135,9 @@ pub async fn prepare(
     out_file: &Path,
 ) -> Result<Prepared, BastionError> {
     if out_file.exists() {
-        return Err(BastionError::Local(format!(
-            "{} already exists; refusing to overwrite it",
-            out_file.display()
-        )));
+        return Err(UsageError::Exists(out_file.to_path_buf()).into());
     }
-    let meta = b.describe(key).await?;
-    if meta.origin() != Some(&OriginType::External) {
-        return Err(BastionError::Local(format!(
-            "{key} is not a key with Origin EXTERNAL; create one with --create"
-        )));
-    }
-    let key_spec = meta
-        .key_spec()
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_default();
-    let arn = meta.arn().unwrap_or(meta.key_id()).to_string();
-    if let Some(want) = expect_spec {
-        if key_spec != want.as_str() {
-            return Err(BastionError::Local(format!(
-                "{key} is a {key_spec} key, the ceremony file says {want}"
-            )));
-        }
-    }
-    if let Err(e) = crate::kms::check_combination(
-        KeySpec::from_str(&key_spec).map_err(|e| BastionError::Local(format!("{key}: {e}")))?,
-        algorithm,
-        wrapping_key_bits(wrapping_key_spec)?,
-    ) {
-        return Err(BastionError::Local(format!("{key}: {e}")));
-    }
+    let (arn, spec) = importable_key(b, key, algorithm, wrapping_key_spec, expect_spec).await?;
     let out = b
         .kms
         .get_parameters_for_import()
@@ -175,12 +152,17 @@ pub async fn prepare(
         out.public_key(),
         out.parameters_valid_to(),
     ) else {
-        return Err(BastionError::Local(
-            "GetParametersForImport returned an incomplete answer".into(),
-        ));
+        return Err(BastionError::IncompleteAnswer {
+            operation: "GetParametersForImport",
+            missing: "the import token, public key or expiry",
+        });
     };
-    let valid_to = time::OffsetDateTime::from_unix_timestamp(valid_to.secs())
-        .map_err(|e| BastionError::Local(e.to_string()))?;
+    let valid_to = time::OffsetDateTime::from_unix_timestamp(valid_to.secs()).map_err(|_| {
+        BastionError::IncompleteAnswer {
+            operation: "GetParametersForImport",
+            missing: "a representable ParametersValidTo",
+        }
+    })?;
     let valid_to = crate::kms::import_params::rfc3339(valid_to);
     let b64 = base64::engine::general_purpose::STANDARD;
     let file = serde_json::json!({
@@ -188,49 +170,98 @@ pub async fn prepare(
         "ImportToken": b64.encode(token.as_ref()),
         "PublicKey": b64.encode(public.as_ref()),
         "ParametersValidTo": valid_to,
-        "KeySpec": key_spec,
+        "KeySpec": spec.as_str(),
         "WrappingAlgorithm": algorithm.as_str(),
         "WrappingKeySpec": wrapping_key_spec,
         "Region": b.region,
     });
     let bytes = serde_json::to_vec_pretty(&file).expect("serializes");
-    // Check we wrote something byok-airgap accepts.
-    crate::kms::ImportParameters::parse(&bytes, time::OffsetDateTime::now_utc()).map_err(|e| {
-        BastionError::Local(format!(
-            "KMS returned parameters byok-airgap would refuse: {e}"
-        ))
-    })?;
-    write_atomically(out_file, &bytes)?;
-    let now = crate::kms::import_params::rfc3339(time::OffsetDateTime::now_utc());
-    let path = std::fs::canonicalize(out_file)
-        .map_err(|e| local(format!("cannot resolve {}: {e}", out_file.display())))?;
-    state.record_params(&ParamsRecord {
-        path,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        import_token_sha256: hex::encode(Sha256::digest(token.as_ref())),
-        wrapping_key_sha256: Fingerprint::of(public.as_ref()).hex(),
-        key_arn: arn.clone(),
-        region: b.region.clone(),
-        recorded_at: now,
-    })?;
+    write_and_record(state, out_file, &bytes, token.as_ref(), &arn, &b.region)?;
     Ok(Prepared {
         key_arn: arn,
-        key_spec,
+        key_spec: spec.as_str().to_string(),
         params_file: out_file.to_path_buf(),
         wrapping_key_sha256: Fingerprint::of(public.as_ref()).hex(),
         valid_to,
     })
 }
 
-/// Write a file via a temporary name and a hard link, which never overwrites.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BastionError> {
-    let err =
-        |e: std::io::Error| BastionError::Local(format!("cannot write {}: {e}", path.display()));
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    linked.map_err(err)
+/// DescribeKey: the key must be EXTERNAL, of the spec the ceremony file
+/// says (if it says one), and importable with this wrapping. Returns its ARN and spec.
+async fn importable_key(
+    b: &Bastion,
+    key: &str,
+    algorithm: WrappingAlgorithm,
+    wrapping_key_spec: &str,
+    expect_spec: Option<KeySpec>,
+) -> Result<(String, KeySpec), BastionError> {
+    let meta = b.describe(key).await?;
+    if meta.origin() != Some(&OriginType::External) {
+        return Err(KeyProblem::NotExternal(key.to_string()).into());
+    }
+    let actual = meta
+        .key_spec()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    if let Some(want) = expect_spec {
+        if actual != want.as_str() {
+            return Err(KeyProblem::SpecDiffers {
+                key: key.to_string(),
+                actual,
+                expected: want,
+            }
+            .into());
+        }
+    }
+    let spec = KeySpec::from_str(&actual).map_err(|source| KeyProblem::UnknownSpec {
+        key: key.to_string(),
+        source,
+    })?;
+    crate::kms::check_combination(spec, algorithm, wrapping_key_bits(wrapping_key_spec)?).map_err(
+        |source| KeyProblem::Combination {
+            key: key.to_string(),
+            source,
+        },
+    )?;
+    Ok((meta.arn().unwrap_or(meta.key_id()).to_string(), spec))
+}
+
+/// Check that the air-gapped side would accept `bytes`, write them to
+/// `out_file` (never overwriting) and record the file in the state directory.
+fn write_and_record(
+    state: &StateDir,
+    out_file: &Path,
+    bytes: &[u8],
+    token: &[u8],
+    arn: &str,
+    region: &str,
+) -> Result<(), BastionError> {
+    let p = crate::kms::ImportParameters::parse(bytes, time::OffsetDateTime::now_utc())
+        .map_err(BastionError::UnusableParameters)?;
+    write_new_file(out_file, bytes)?;
+    let path = std::fs::canonicalize(out_file).map_err(io("resolve", out_file))?;
+    state.record_params(&ParamsRecord {
+        path,
+        sha256: hex::encode(Sha256::digest(bytes)),
+        import_token_sha256: hex::encode(Sha256::digest(token)),
+        wrapping_key_sha256: hex::encode(p.wrapping_key_sha256()),
+        key_arn: arn.to_string(),
+        region: region.to_string(),
+        recorded_at: crate::kms::import_params::rfc3339(time::OffsetDateTime::now_utc()),
+    })?;
+    Ok(())
+}
+
+/// `map_err` for a file operation on `path`.
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BastionError + 'a {
+    move |source| BastionError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Whether a draft's params path stays inside the draft's directory: relative,
@@ -251,9 +282,7 @@ pub fn wrapping_key_bits(spec: &str) -> Result<usize, BastionError> {
         "RSA_2048" => Ok(2048),
         "RSA_3072" => Ok(3072),
         "RSA_4096" => Ok(4096),
-        _ => Err(BastionError::Local(format!(
-            "wrapping key spec {spec:?} must be RSA_2048, RSA_3072 or RSA_4096"
-        ))),
+        _ => Err(UsageError::WrappingKeySpec(spec.to_string()).into()),
     }
 }
 
@@ -374,10 +403,6 @@ pub struct CeremonyPrepare<'a> {
 /// Parameters kept from an earlier, interrupted run must be valid at least this long.
 const KEEP_MARGIN: time::Duration = time::Duration::hours(2);
 
-fn local(e: impl std::fmt::Display) -> BastionError {
-    BastionError::Local(e.to_string())
-}
-
 /// Fill in a draft ceremony file: for every target, find (or create) its KMS
 /// key in its Region, fetch import parameters into the file the target names,
 /// and record the key ARN, Region, wrapping key spec and fingerprint. Every
@@ -389,79 +414,14 @@ pub async fn prepare_ceremony(
     opts: &CeremonyPrepare<'_>,
     report: &(dyn Fn(&PreparedTarget) + Sync),
 ) -> Result<Vec<PreparedTarget>, BastionError> {
-    use crate::ceremony::file::parse_structure;
-    let bytes = std::fs::read(opts.draft)
-        .map_err(|e| local(format!("cannot read {}: {e}", opts.draft.display())))?;
+    let bytes = std::fs::read(opts.draft).map_err(io("read", opts.draft))?;
     let mut file =
-        parse_structure(&bytes).map_err(|e| local(format!("{}: {e}", opts.draft.display())))?;
-    if opts.out.exists() {
-        return Err(local(format!(
-            "{} already exists; refusing to overwrite it",
-            opts.out.display()
-        )));
-    }
-    let base = opts
-        .draft
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let dir_of = |p: &Path| {
-        let parent = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::canonicalize(parent).ok()
-    };
-    if dir_of(opts.out).is_none() || dir_of(opts.out) != dir_of(opts.draft) {
-        return Err(local(format!(
-            "write the prepared ceremony file next to the draft (in {}): the paths in it are relative to its directory",
-            base.display()
-        )));
-    }
-    // Every local check first.
-    let mut paths = std::collections::BTreeSet::new();
-    for key in &file.keys {
-        for t in &key.targets {
-            let here = format!("{}/{}", key.label, t.name);
-            if !t.wrapping_key_sha256.is_empty() {
-                return Err(local(format!("{here} already has a wrapping_key_sha256: this file was prepared already; start from the draft")));
-            }
-            if t.kms_key.is_none() && !opts.create_missing {
-                return Err(local(format!("{here} names no kms_key: add one, or pass --create-missing to create an EXTERNAL {} key", key.key_spec)));
-            }
-            let spec = t
-                .wrapping_key_spec
-                .as_deref()
-                .unwrap_or(opts.default_wrapping_key_spec);
-            crate::kms::check_combination(
-                key.key_spec,
-                t.wrapping_algorithm,
-                wrapping_key_bits(spec)?,
-            )
-            .map_err(|e| local(format!("{here}: {e}")))?;
-            if let (Some(k), Some(r)) = (
-                t.kms_key.as_deref().and_then(super::regions::region_of),
-                &t.region,
-            ) {
-                if k != r {
-                    return Err(local(format!("{here}: kms_key is in {k}, region says {r}")));
-                }
-            }
-            if !stays_inside(&t.params) {
-                return Err(local(format!(
-                    "{here}: params path {} leaves the draft's directory (absolute, or with ..): name a file under {}",
-                    t.params.display(),
-                    base.display()
-                )));
-            }
-            if !paths.insert(base.join(&t.params)) {
-                return Err(local(format!(
-                    "{here}: another target writes {} too",
-                    t.params.display()
-                )));
-            }
-        }
-    }
+        crate::ceremony::file::parse_structure(&bytes).map_err(|source| DraftError::Structure {
+            path: opts.draft.to_path_buf(),
+            source,
+        })?;
+    let base = draft_base(opts)?;
+    check_draft(&file, opts, &base)?;
     let mut pacer = Pacer::per_second(opts.params_per_second);
     let mut done = Vec::new();
     let ceremony_id = file.ceremony_id.to_string();
@@ -473,101 +433,20 @@ pub async fn prepare_ceremony(
                 .clone()
                 .unwrap_or_else(|| opts.default_wrapping_key_spec.to_string());
             let path = base.join(&t.params);
-            let now = time::OffsetDateTime::now_utc();
             let (prepared, created, kept, region) = if path.exists() {
-                let pbytes = std::fs::read(&path)
-                    .map_err(|e| local(format!("cannot read {}: {e}", path.display())))?;
-                let p = crate::kms::ImportParameters::parse(&pbytes, now).map_err(|e| {
-                    local(format!("{here}: {} exists and is not usable ({e}); remove it to fetch new parameters", path.display()))
-                })?;
-                let token_sha256: [u8; 32] = Sha256::digest(&p.import_token).into();
-                let ours = state.params_record(&token_sha256)?.is_some_and(|r| {
-                    r.sha256 == hex::encode(Sha256::digest(&pbytes))
-                        && std::fs::canonicalize(&path).is_ok_and(|c| c == r.path)
-                });
-                if !ours {
-                    return Err(local(format!(
-                        "{here}: {} exists but this bastion did not write it (no matching record in its state directory {}), or it changed since; remove it to fetch new parameters",
-                        path.display(),
-                        state.path().display()
-                    )));
-                }
-                let matches = p.wrapping_algorithm == Some(t.wrapping_algorithm)
-                    && p.key_spec == Some(key.key_spec)
-                    && format!("RSA_{}", p.wrapping_key_bits) == spec
-                    && t.kms_key
-                        .as_deref()
-                        .is_none_or(|k| !k.starts_with("arn:") || k == p.key_id)
-                    && p.remaining(now) >= KEEP_MARGIN;
-                if !matches {
-                    return Err(local(format!(
-                        "{here}: {} exists but is not this target's (algorithm, key spec, wrapping key, key) or expires within 2 hours; remove it to fetch new parameters",
-                        path.display()
-                    )));
-                }
-                let region = p
-                    .region
-                    .clone()
-                    .or_else(|| super::regions::region_of(&p.key_id).map(String::from))
-                    .unwrap_or_default();
-                (
-                    Prepared {
-                        key_arn: p.key_id.clone(),
-                        key_spec: key.key_spec.as_str().to_string(),
-                        params_file: path.clone(),
-                        wrapping_key_sha256: hex::encode(p.wrapping_key_sha256()),
-                        valid_to: crate::kms::import_params::rfc3339(p.valid_to),
-                    },
-                    false,
-                    true,
-                    region,
-                )
+                let (p, region) = kept_parameters(state, &here, key.key_spec, t, &spec, &path)?;
+                (p, false, true, region)
             } else {
-                let b = match &t.kms_key {
-                    Some(k) => regions.for_key(k, t.region.as_deref()).await?,
-                    None => match &t.region {
-                        Some(r) => regions.region(r).await?,
-                        None => regions.default_region().await?,
-                    },
+                let new = Fetch {
+                    bundle: &here,
+                    ceremony_id: &ceremony_id,
+                    key_spec: key.key_spec,
+                    spec: &spec,
+                    path: &path,
                 };
-                let (key_ref, created) = match &t.kms_key {
-                    Some(k) => (k.clone(), false),
-                    None => {
-                        let arn = create(
-                            &b,
-                            &CreateSpec {
-                                key_spec: key.key_spec,
-                                description: format!("byok-ceremony {ceremony_id} {here}"),
-                                alias: None,
-                                tags: [
-                                    ("byok:ceremony".to_string(), ceremony_id.clone()),
-                                    ("byok:target".to_string(), here.clone()),
-                                ]
-                                .into_iter()
-                                .chain(opts.tags.iter().cloned())
-                                .collect(),
-                            },
-                        )
-                        .await?;
-                        (arn, true)
-                    }
-                };
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
-                }
-                pacer.wait(&b.region).await;
-                let p = prepare(
-                    &b,
-                    state,
-                    &key_ref,
-                    t.wrapping_algorithm,
-                    &spec,
-                    Some(key.key_spec),
-                    &path,
-                )
-                .await?;
-                (p, created, false, b.region.clone())
+                let (p, created, region) =
+                    fetch_parameters(regions, state, opts, &mut pacer, t, &new).await?;
+                (p, created, false, region)
             };
             t.kms_key = Some(prepared.key_arn.clone());
             t.region = Some(region.clone()).filter(|r| !r.is_empty());
@@ -587,8 +466,218 @@ pub async fn prepare_ceremony(
     }
     let mut json = serde_json::to_vec_pretty(&file).expect("serializes");
     json.push(b'\n');
-    write_atomically(opts.out, &json)?;
+    write_new_file(opts.out, &json)?;
     Ok(done)
+}
+
+/// The draft's directory, after checking that the completed file goes next
+/// to it (its paths are relative to it) and does not exist yet.
+fn draft_base(opts: &CeremonyPrepare<'_>) -> Result<PathBuf, BastionError> {
+    if opts.out.exists() {
+        return Err(UsageError::Exists(opts.out.to_path_buf()).into());
+    }
+    let base = opts
+        .draft
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let dir_of = |p: &Path| {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent).ok()
+    };
+    if dir_of(opts.out).is_none() || dir_of(opts.out) != dir_of(opts.draft) {
+        return Err(UsageError::OutNotNextToDraft(base).into());
+    }
+    Ok(base)
+}
+
+/// Every local check of the draft, before any KMS call.
+fn check_draft(
+    file: &crate::ceremony::file::CeremonyFile,
+    opts: &CeremonyPrepare<'_>,
+    base: &Path,
+) -> Result<(), BastionError> {
+    let mut paths = std::collections::BTreeSet::new();
+    for key in &file.keys {
+        for t in &key.targets {
+            let bundle = format!("{}/{}", key.label, t.name);
+            if !t.wrapping_key_sha256.is_empty() {
+                return Err(DraftError::AlreadyPrepared(bundle).into());
+            }
+            if t.kms_key.is_none() && !opts.create_missing {
+                return Err(DraftError::NoKey {
+                    bundle,
+                    key_spec: key.key_spec,
+                }
+                .into());
+            }
+            let spec = t
+                .wrapping_key_spec
+                .as_deref()
+                .unwrap_or(opts.default_wrapping_key_spec);
+            let bits = wrapping_key_bits(spec)?;
+            if let Err(source) =
+                crate::kms::check_combination(key.key_spec, t.wrapping_algorithm, bits)
+            {
+                return Err(DraftError::Combination { bundle, source }.into());
+            }
+            if let (Some(k), Some(r)) = (
+                t.kms_key.as_deref().and_then(super::regions::region_of),
+                &t.region,
+            ) {
+                if k != r {
+                    return Err(DraftError::Region {
+                        bundle,
+                        key_region: k.to_string(),
+                        region: r.clone(),
+                    }
+                    .into());
+                }
+            }
+            if !stays_inside(&t.params) {
+                return Err(DraftError::ParamsOutside {
+                    bundle,
+                    params: t.params.clone(),
+                    base: base.to_path_buf(),
+                }
+                .into());
+            }
+            if !paths.insert(base.join(&t.params)) {
+                return Err(DraftError::ParamsShared {
+                    bundle,
+                    params: t.params.clone(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parameters an earlier, interrupted run fetched for this target: kept only
+/// if this bastion recorded them unchanged, they are this target's and they
+/// stay valid long enough. Returns them and their Region.
+fn kept_parameters(
+    state: &StateDir,
+    bundle: &str,
+    key_spec: KeySpec,
+    t: &crate::ceremony::file::Target,
+    spec: &str,
+    path: &Path,
+) -> Result<(Prepared, String), BastionError> {
+    let now = time::OffsetDateTime::now_utc();
+    let pbytes = std::fs::read(path).map_err(io("read", path))?;
+    let p = crate::kms::ImportParameters::parse(&pbytes, now).map_err(|source| {
+        DraftError::ParamsUnusable {
+            bundle: bundle.to_string(),
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let token_sha256: [u8; 32] = Sha256::digest(&p.import_token).into();
+    let ours = state.params_record(&token_sha256)?.is_some_and(|r| {
+        r.sha256 == hex::encode(Sha256::digest(&pbytes))
+            && std::fs::canonicalize(path).is_ok_and(|c| c == r.path)
+    });
+    if !ours {
+        return Err(DraftError::ParamsNotOurs {
+            bundle: bundle.to_string(),
+            path: path.to_path_buf(),
+            state: state.path().to_path_buf(),
+        }
+        .into());
+    }
+    let matches = p.wrapping_algorithm == Some(t.wrapping_algorithm)
+        && p.key_spec == Some(key_spec)
+        && format!("RSA_{}", p.wrapping_key_bits) == spec
+        && t.kms_key
+            .as_deref()
+            .is_none_or(|k| !k.starts_with("arn:") || k == p.key_id)
+        && p.remaining(now) >= KEEP_MARGIN;
+    if !matches {
+        return Err(DraftError::ParamsNotThisTarget {
+            bundle: bundle.to_string(),
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    let region = p
+        .region
+        .clone()
+        .or_else(|| super::regions::region_of(&p.key_id).map(String::from))
+        .unwrap_or_default();
+    let prepared = Prepared {
+        key_arn: p.key_id.clone(),
+        key_spec: key_spec.as_str().to_string(),
+        params_file: path.to_path_buf(),
+        wrapping_key_sha256: hex::encode(p.wrapping_key_sha256()),
+        valid_to: crate::kms::import_params::rfc3339(p.valid_to),
+    };
+    Ok((prepared, region))
+}
+
+/// What [`fetch_parameters`] fetches for one target.
+struct Fetch<'a> {
+    bundle: &'a str,
+    ceremony_id: &'a str,
+    key_spec: KeySpec,
+    spec: &'a str,
+    path: &'a Path,
+}
+
+/// Fetch new parameters for a target (creating its key first if it names
+/// none). Returns them, whether the key was created, and the Region.
+async fn fetch_parameters(
+    regions: &Regions,
+    state: &StateDir,
+    opts: &CeremonyPrepare<'_>,
+    pacer: &mut Pacer,
+    t: &crate::ceremony::file::Target,
+    f: &Fetch<'_>,
+) -> Result<(Prepared, bool, String), BastionError> {
+    let b = match (&t.kms_key, &t.region) {
+        (Some(k), r) => regions.for_key(k, r.as_deref()).await?,
+        (None, Some(r)) => regions.region(r).await?,
+        (None, None) => regions.default_region().await?,
+    };
+    let (key_ref, created) = match &t.kms_key {
+        Some(k) => (k.clone(), false),
+        None => {
+            let tags = [
+                ("byok:ceremony".to_string(), f.ceremony_id.to_string()),
+                ("byok:target".to_string(), f.bundle.to_string()),
+            ]
+            .into_iter()
+            .chain(opts.tags.iter().cloned())
+            .collect();
+            let spec = CreateSpec {
+                key_spec: f.key_spec,
+                description: format!("byok-ceremony {} {}", f.ceremony_id, f.bundle),
+                alias: None,
+                tags,
+            };
+            (create(&b, &spec).await?, true)
+        }
+    };
+    if let Some(dir) = f.path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    pacer.wait(&b.region).await;
+    let algorithm = t.wrapping_algorithm;
+    let p = prepare(
+        &b,
+        state,
+        &key_ref,
+        algorithm,
+        f.spec,
+        Some(f.key_spec),
+        f.path,
+    )
+    .await?;
+    Ok((p, created, b.region.clone()))
 }
 
 /// The parameters digest of a ceremony file (`docs/formats.md`), computed from
@@ -611,8 +700,9 @@ pub fn parameters_digest(
     )?;
     for l in &lines {
         let mut token = [0u8; 32];
-        hex::decode_to_slice(&l.import_token_sha256, &mut token)
-            .map_err(|e| BastionError::Local(format!("{}: {e}", l.bundle)))?;
+        hex::decode_to_slice(&l.import_token_sha256, &mut token).map_err(|_| {
+            BastionError::Internal("a parameters digest line without a hex token digest")
+        })?;
         let recorded = state.params_record(&token)?;
         let ok = recorded.as_ref().is_some_and(|r| {
             r.wrapping_key_sha256 == l.wrapping_key_sha256 && r.key_arn == l.key_arn

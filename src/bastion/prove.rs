@@ -256,13 +256,7 @@ pub async fn prove(
     target: &str,
 ) -> Result<Proof, BastionError> {
     let name = in_bundle(target, manifest::MANIFEST);
-    let bytes = std::fs::read(v.dir().join(&name))
-        .map_err(|e| BastionError::Local(format!("cannot read {name}: {e}")))?;
-    if !v.covers(&name, &bytes) {
-        return Err(BastionError::Refused(
-            "manifest.json is not the file the custodians signed".into(),
-        ));
-    }
+    let bytes = super::import::signed_file(v, &name)?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
         BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})"))
     })?;

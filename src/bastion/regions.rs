@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::client::Bastion;
-use super::errors::BastionError;
+use super::errors::{BastionError, UsageError};
 
 /// Called once per Region when its client is first connected (the binary
 /// prints the endpoint there).
@@ -91,9 +91,7 @@ impl Regions {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(BastionError::Local(format!(
-                "{region:?} is not an AWS Region name (like eu-west-1)"
-            )));
+            return Err(UsageError::Region(region.to_string()).into());
         }
         let mut clients = self.clients.lock().await;
         if let Some(b) = clients.get(region) {
@@ -120,9 +118,12 @@ impl Regions {
         region: Option<&str>,
     ) -> Result<Arc<Bastion>, BastionError> {
         match (region_of(key), region) {
-            (Some(a), Some(r)) if a != r => Err(BastionError::Local(format!(
-                "{key} is in Region {a}, not {r}"
-            ))),
+            (Some(a), Some(r)) if a != r => Err(UsageError::KeyInOtherRegion {
+                key: key.to_string(),
+                key_region: a.to_string(),
+                region: r.to_string(),
+            }
+            .into()),
             (Some(r), _) | (None, Some(r)) => self.region(r).await,
             (None, None) => self.default_region().await,
         }

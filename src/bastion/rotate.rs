@@ -54,9 +54,7 @@ pub fn rotation_receipt(
 /// imported into as NEW_KEY_MATERIAL (by this bastion, per `receipt`).
 pub async fn rotate(b: &Bastion, receipt: &Receipt) -> Result<Rotation, BastionError> {
     if receipt.import_type != "NEW_KEY_MATERIAL" {
-        return Err(BastionError::Local(
-            "this bundle was not imported as NEW_KEY_MATERIAL, so there is no pending material to rotate to".into(),
-        ));
+        return Err(BastionError::NotNewMaterial(receipt.key_arn.clone()));
     }
     let before = current(b, &receipt.key_arn).await?;
     if before.is_some() && before == receipt.key_material_id {

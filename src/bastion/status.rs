@@ -181,18 +181,10 @@ pub async fn status(
             async move { key_status(&b, &id, &aliases, named, max_age_days, now).await }
         },
         |_, _| {},
-        |id| {
-            Err(BastionError::Local(format!(
-                "internal error while reading {id}"
-            )))
-        },
+        |id| Err(BastionError::TaskPanicked(id.to_string())),
         // A status report is read-only: nothing to stop between keys.
         &super::batch::StopFlag::new(),
-        |id| {
-            Err(BastionError::Local(format!(
-                "{id} was not read (interrupted)"
-            )))
-        },
+        |id| Err(BastionError::NotRead(id.to_string())),
     )
     .await;
     let mut out = Vec::new();
@@ -218,9 +210,7 @@ async fn key_status(
     let m = &m;
     if m.origin() != Some(&OriginType::External) {
         if named {
-            return Err(BastionError::Local(format!(
-                "{id} is not an imported (EXTERNAL) key"
-            )));
+            return Err(super::errors::KeyProblem::NotExternal(id.to_string()).into());
         }
         return Ok(None);
     }

@@ -1047,11 +1047,7 @@ pub async fn main(
     json: bool,
 ) -> Result<(), BastionError> {
     let format = match (json, args.csv) {
-        (true, true) => {
-            return Err(BastionError::Local(
-                "--json and --csv both given: choose one output format".into(),
-            ))
-        }
+        (true, true) => return Err(super::errors::UsageError::JsonAndCsv.into()),
         (true, false) => Format::Json,
         (false, true) => Format::Csv,
         (false, false) => Format::Table,
