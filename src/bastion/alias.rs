@@ -7,7 +7,7 @@ use aws_sdk_kms::types::Tag;
 use serde::Serialize;
 
 use super::client::{key_id_of, Bastion};
-use super::errors::{kms, BastionError};
+use super::errors::{kms, BastionError, Refusal};
 use super::prove::{prove, Proof, Verdict};
 use super::state::{AliasMoveRecord, StateDir};
 use crate::ceremony::VerifiedCeremony;
@@ -59,12 +59,9 @@ pub async fn move_alias(
     // Refuse to move an alias to a key that is not proven to hold the HSM's key.
     let proof = prove(b, state, v, target)
         .await
-        .map_err(|e| BastionError::Refused(format!("the alias stays where it is: {e}")))?;
+        .map_err(|e| Refusal::AliasProofFailed(Box::new(e)))?;
     if proof.verdict != Verdict::Proven {
-        return Err(BastionError::Refused(format!(
-            "the alias stays where it is: not proven: {}",
-            proof.statement
-        )));
+        return Err(Refusal::AliasNotProven(proof.statement).into());
     }
     let new_key = proof.key_arn.clone();
     let new_id = key_id_of(&new_key).to_string();
@@ -157,9 +154,11 @@ pub async fn retire(
     let id = b.describe(key).await?.key_id;
     let aliases = b.aliases().await?;
     if let Some((alias, _)) = aliases.iter().find(|(_, target)| *target == id) {
-        return Err(BastionError::Refused(format!(
-            "{alias} still points to {key}; move it first (byok-bastion move-alias)"
-        )));
+        return Err(Refusal::AliasStillPoints {
+            alias: alias.clone(),
+            key: key.to_string(),
+        }
+        .into());
     }
     let moves = state.moves_replacing(&id)?;
     let replaced = moves.iter().find(|m| {
@@ -168,15 +167,12 @@ pub async fn retire(
             .any(|(a, t)| *a == m.alias && t == key_id_of(&m.new_key))
     });
     if replaced.is_none() {
-        return Err(BastionError::Refused(format!(
-            "this bastion never moved an alias from {key} to a proven key (no record in {}{}); run `byok-bastion move-alias` for its replacement first",
-            state.path().display(),
-            if moves.is_empty() {
-                String::new()
-            } else {
-                ", or the alias it moved points elsewhere now".into()
-            }
-        )));
+        return Err(Refusal::NeverMoved {
+            key: key.to_string(),
+            state: state.path().to_path_buf(),
+            moved_elsewhere: !moves.is_empty(),
+        }
+        .into());
     }
     b.kms
         .disable_key()

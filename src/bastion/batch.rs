@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::errors::BastionError;
+use super::errors::{BastionError, Refusal};
 use super::import::{self, check_bundle, ImportOptions, Receipt};
 use super::prove::{self, Proof, Verdict};
 use super::regions::Regions;
@@ -395,12 +395,11 @@ pub fn plan_import(
         }
     }
     if !problems.is_empty() {
-        return Err(BastionError::Refused(format!(
-            "{} of {} bundles cannot be imported, so none is (import the good ones one by one with --target if you must):\n  {}",
-            problems.len(),
-            targets.len(),
-            problems.join("\n  ")
-        )));
+        return Err(Refusal::Batch {
+            problems,
+            total: targets.len(),
+        }
+        .into());
     }
     Ok(plans)
 }
@@ -491,7 +490,7 @@ pub fn bundle_key(
         v,
         &import::in_bundle(target, manifest::MANIFEST),
     )?)
-    .map_err(|e| BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})")))?;
+    .map_err(Refusal::NotAManifest)?;
     Ok((m.key_id, m.region))
 }
 

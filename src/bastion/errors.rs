@@ -45,14 +45,22 @@ pub enum BastionError {
         left: usize,
     },
     /// KMS answered, but nothing ties the key to this bundle.
-    #[error("not proven: {0}")]
-    NotProven(String),
+    #[error("not proven: {key}: {statement}")]
+    NotProven {
+        /// The key.
+        key: String,
+        /// What was shown, and why not more.
+        statement: String,
+    },
+    /// Bundles of a batch that are usable but not proven.
+    #[error("not proven: {0} bundle(s) are usable but not proven (listed above, with why)")]
+    BatchNotProven(usize),
     /// The bastion's state directory refused an operation.
     #[error(transparent)]
     State(#[from] super::state::StateError),
-    /// The bundle did not verify or does not match.
-    #[error("refusing to import: {0}")]
-    Refused(String),
+    /// The bundle, a receipt or KMS's answer does not allow the operation.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// `status` found keys that need action (exit code 3).
     #[error("{0} key(s) need action: out of rotation policy, pending import, or not enabled")]
     OutOfPolicy(usize),
@@ -319,6 +327,164 @@ pub enum DraftError {
         /// The file.
         path: std::path::PathBuf,
     },
+}
+
+/// Why the bastion refuses to import, rotate, move an alias or retire a key.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A file of the ceremony directory is not the one the custodians signed.
+    #[error("refusing to import: {0} is not the file the custodians signed")]
+    NotSigned(String),
+    /// manifest.json does not parse as a wrap manifest.
+    #[error("refusing: manifest.json is not a wrap manifest ({0})")]
+    NotAManifest(#[source] serde_json::Error),
+    /// The blob's hash is not the manifest's.
+    #[error("refusing to import: EncryptedKeyMaterial.bin differs from the manifest")]
+    BlobDiffers,
+    /// The bastion's own parameters file does not parse (or expired).
+    #[error("refusing to import: the bastion's import parameters: {0}")]
+    Parameters(#[source] crate::kms::import_params::ParamsError),
+    /// The bundle's import token is not the one in the bastion's parameters.
+    #[error("refusing to import: the bundle's ImportToken.bin is not the token in the bastion's parameters file: it was wrapped for another prepare")]
+    TokenDiffers,
+    /// The material was wrapped under another wrapping key.
+    #[error("refusing to import: the key material was wrapped under another wrapping key than the one this bastion fetched")]
+    WrappingKeyDiffers,
+    /// The bundle and the parameters name different keys.
+    #[error("refusing to import: the bundle is for {bundle_key} but the parameters are for {params_key}")]
+    KeyDiffers {
+        /// The manifest's key.
+        bundle_key: String,
+        /// The parameters' key.
+        params_key: String,
+    },
+    /// A parameters file this bastion has no record of.
+    #[error("refusing to import: {} is not a parameters file this bastion wrote: its state directory {} has no record of its import token (run `byok-bastion prepare` here, with the same --state-dir)", file.display(), state.display())]
+    ParamsNotRecorded {
+        /// The file.
+        file: std::path::PathBuf,
+        /// The state directory.
+        state: std::path::PathBuf,
+    },
+    /// A parameters file changed since this bastion wrote it.
+    #[error("refusing to import: {} differs from the parameters file this bastion wrote ({}, SHA-256 {sha256}): it was changed after prepare", file.display(), recorded.display())]
+    ParamsChanged {
+        /// The file given.
+        file: std::path::PathBuf,
+        /// The file recorded.
+        recorded: std::path::PathBuf,
+        /// Its recorded SHA-256.
+        sha256: String,
+    },
+    /// A receipt of this bastion records another blob.
+    #[error("refusing: the receipt {} records other encrypted key material than this bundle's; move it away only if you know why", .0.display())]
+    ReceiptMaterialDiffers(std::path::PathBuf),
+    /// Some bundles of a batch cannot be imported, so none is.
+    #[error("refusing to import: {} of {total} bundles cannot be imported, so none is (import the good ones one by one with --target if you must):\n  {}", problems.len(), problems.join("\n  "))]
+    Batch {
+        /// `BUNDLE: why`, one per bad bundle.
+        problems: Vec<String>,
+        /// Bundles in the batch.
+        total: usize,
+    },
+    /// KMS's answer contradicts the HSM's check value.
+    #[error("KMS key {key} does NOT hold the HSM's key: {mismatch}")]
+    NotTheHsmKey {
+        /// The key.
+        key: String,
+        /// What differs.
+        mismatch: Mismatch,
+    },
+    /// After a lost response, the key holds material, and not this bundle's.
+    #[error("refusing to import: KMS key {key} already holds key material, and not this bundle's ({source}); nothing sent")]
+    HoldsOtherMaterial {
+        /// The key.
+        key: String,
+        /// What the check found.
+        #[source]
+        source: Box<BastionError>,
+    },
+    /// This bastion's receipt names another key than the signed manifest.
+    #[error("refusing to rotate: this bastion's receipt names key {receipt_key}, the signed manifest {manifest_key}; nothing rotated")]
+    ReceiptOtherKey {
+        /// The receipt's key.
+        receipt_key: String,
+        /// The manifest's key.
+        manifest_key: String,
+    },
+    /// No receipt of this bastion for the bundle to rotate.
+    #[error("refusing to rotate: this bastion has no receipt of importing {bundle} (state directory {}): import it from here first; nothing rotated", state.display())]
+    NoRotationReceipt {
+        /// The bundle (or "this bundle").
+        bundle: String,
+        /// The state directory.
+        state: std::path::PathBuf,
+    },
+    /// RotateKeyOnDemand returned but the current material is not the imported one.
+    #[error("RotateKeyOnDemand returned, but the current key material is {after:?} (was {before:?}, imported {imported:?}); check the key with DescribeKey before using it")]
+    RotationNotConfirmed {
+        /// Current material after.
+        after: Option<String>,
+        /// Current material before.
+        before: Option<String>,
+        /// What this bastion imported.
+        imported: Option<String>,
+    },
+    /// The proof failed: the alias does not move.
+    #[error("the alias stays where it is: {0}")]
+    AliasProofFailed(#[source] Box<BastionError>),
+    /// The key is usable, not proven: the alias does not move.
+    #[error("the alias stays where it is: not proven: {0}")]
+    AliasNotProven(String),
+    /// An alias still points to the key to retire.
+    #[error("refusing to retire: {alias} still points to {key}; move it first (byok-bastion move-alias)")]
+    AliasStillPoints {
+        /// The alias.
+        alias: String,
+        /// The key.
+        key: String,
+    },
+    /// This bastion never moved an alias away from the key to a proven key.
+    #[error("refusing to retire: this bastion never moved an alias from {key} to a proven key (no record in {}{}); run `byok-bastion move-alias` for its replacement first", state.display(), if *.moved_elsewhere { ", or the alias it moved points elsewhere now" } else { "" })]
+    NeverMoved {
+        /// The key.
+        key: String,
+        /// The state directory.
+        state: std::path::PathBuf,
+        /// Records exist but their aliases point elsewhere now.
+        moved_elsewhere: bool,
+    },
+}
+
+/// What differs between KMS's answer and the HSM's check value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Mismatch {
+    /// An HMAC manifest without its check.
+    #[error("the manifest has no HMAC check")]
+    NoHmacCheck,
+    /// The check message is not hex.
+    #[error("bad HMAC check message")]
+    BadHmacMessage,
+    /// GenerateMac differs.
+    #[error("GenerateMac gave {kms}, the HSM computed {hsm}")]
+    Mac {
+        /// KMS's MAC, hex.
+        kms: String,
+        /// The HSM's, hex.
+        hsm: String,
+    },
+    /// An asymmetric manifest without its public key.
+    #[error("the manifest has no public key")]
+    NoPublicKey,
+    /// GetPublicKey differs.
+    #[error("GetPublicKey differs from the HSM's public key")]
+    PublicKey,
+    /// Encrypt answered without a ciphertext.
+    #[error("Encrypt returned nothing")]
+    NothingEncrypted,
+    /// Decrypt did not give the probe back.
+    #[error("Encrypt/Decrypt round trip failed")]
+    RoundTrip,
 }
 
 /// A KMS key that is not one the command can use.

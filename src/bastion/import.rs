@@ -13,7 +13,7 @@ use aws_sdk_kms::types::{ExpirationModelType, ImportType, KeyState};
 use sha2::{Digest, Sha256};
 
 use super::client::{account_of, Bastion};
-use super::errors::{kms, BastionError};
+use super::errors::{kms, BastionError, Refusal};
 use super::state::StateDir;
 use crate::bundle::manifest::{self, Manifest};
 use crate::ceremony::VerifiedCeremony;
@@ -57,10 +57,10 @@ pub fn receipt_of_this_bundle(
     };
     let blob = signed_file(v, &in_bundle(target, manifest::ENCRYPTED_KEY_MATERIAL))?;
     if r.encrypted_key_material_sha256 != hex::encode(Sha256::digest(&blob)) {
-        return Err(BastionError::Refused(format!(
-            "the receipt {} records other encrypted key material than this bundle's; move it away only if you know why",
-            state.receipt_path(v.transcript_digest(), target).display()
-        )));
+        return Err(Refusal::ReceiptMaterialDiffers(
+            state.receipt_path(v.transcript_digest(), target),
+        )
+        .into());
     }
     Ok(Some(r))
 }
@@ -83,9 +83,7 @@ pub(crate) fn signed_file(v: &VerifiedCeremony, name: &str) -> Result<Vec<u8>, B
         source,
     })?;
     if !v.covers(name, &bytes) {
-        return Err(BastionError::Refused(format!(
-            "{name} is not the file the custodians signed"
-        )));
+        return Err(Refusal::NotSigned(name.to_string()).into());
     }
     Ok(bytes)
 }
@@ -115,15 +113,12 @@ pub fn check_bundle(
     params_file: &Path,
 ) -> Result<(Manifest, Vec<u8>, ImportParameters), BastionError> {
     let manifest: Manifest =
-        serde_json::from_slice(&signed_file(v, &in_bundle(target, manifest::MANIFEST))?).map_err(
-            |e| BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})")),
-        )?;
+        serde_json::from_slice(&signed_file(v, &in_bundle(target, manifest::MANIFEST))?)
+            .map_err(Refusal::NotAManifest)?;
     let blob = signed_file(v, &in_bundle(target, manifest::ENCRYPTED_KEY_MATERIAL))?;
     let token = signed_file(v, &in_bundle(target, manifest::IMPORT_TOKEN))?;
     if hex::encode(Sha256::digest(&blob)) != manifest.encrypted_key_material_sha256 {
-        return Err(BastionError::Refused(
-            "EncryptedKeyMaterial.bin differs from the manifest".into(),
-        ));
+        return Err(Refusal::BlobDiffers.into());
     }
     let own = std::fs::read(params_file).map_err(|source| BastionError::Io {
         action: "read the bastion's parameters",
@@ -131,39 +126,36 @@ pub fn check_bundle(
         source,
     })?;
     let params = ImportParameters::parse(&own, time::OffsetDateTime::now_utc())
-        .map_err(|e| BastionError::Refused(format!("the bastion's import parameters: {e}")))?;
+        .map_err(Refusal::Parameters)?;
     if params.import_token != token {
-        return Err(BastionError::Refused(
-            "the bundle's ImportToken.bin is not the token in the bastion's parameters file: it was wrapped for another prepare".into(),
-        ));
+        return Err(Refusal::TokenDiffers.into());
     }
     if hex::encode(params.wrapping_key_sha256()) != manifest.wrapping_key_sha256 {
-        return Err(BastionError::Refused(
-            "the key material was wrapped under another wrapping key than the one this bastion fetched".into(),
-        ));
+        return Err(Refusal::WrappingKeyDiffers.into());
     }
     if params.key_id != manifest.key_id {
-        return Err(BastionError::Refused(format!(
-            "the bundle is for {} but the parameters are for {}",
-            manifest.key_id, params.key_id
-        )));
+        return Err(Refusal::KeyDiffers {
+            bundle_key: manifest.key_id.clone(),
+            params_key: params.key_id.clone(),
+        }
+        .into());
     }
     let token_sha256: [u8; 32] = Sha256::digest(&params.import_token).into();
     match state.params_record(&token_sha256)? {
         None => {
-            return Err(BastionError::Refused(format!(
-                "{} is not a parameters file this bastion wrote: its state directory {} has no record of its import token (run `byok-bastion prepare` here, with the same --state-dir)",
-                params_file.display(),
-                state.path().display()
-            )))
+            return Err(Refusal::ParamsNotRecorded {
+                file: params_file.to_path_buf(),
+                state: state.path().to_path_buf(),
+            }
+            .into())
         }
         Some(r) if r.sha256 != hex::encode(Sha256::digest(&own)) || r.key_arn != params.key_id => {
-            return Err(BastionError::Refused(format!(
-                "{} differs from the parameters file this bastion wrote ({}, SHA-256 {}): it was changed after prepare",
-                params_file.display(),
-                r.path.display(),
-                r.sha256
-            )))
+            return Err(Refusal::ParamsChanged {
+                file: params_file.to_path_buf(),
+                recorded: r.path,
+                sha256: r.sha256,
+            }
+            .into())
         }
         Some(_) => {}
     }
@@ -267,12 +259,13 @@ async fn reconcile(
     {
         return Ok(None);
     }
-    let method = super::prove::kms_check(b, manifest).await.map_err(|e| {
-        BastionError::Refused(format!(
-            "KMS key {} already holds key material, and not this bundle's ({e}); nothing sent",
-            manifest.key_id
-        ))
-    })?;
+    let method =
+        super::prove::kms_check(b, manifest)
+            .await
+            .map_err(|e| Refusal::HoldsOtherMaterial {
+                key: manifest.key_id.clone(),
+                source: Box::new(e),
+            })?;
     let receipt = Receipt {
         account: account_of(&manifest.key_id).map(String::from),
         region: b.region.clone(),

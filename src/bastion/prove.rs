@@ -23,7 +23,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::client::Bastion;
-use super::errors::{kms, BastionError};
+use super::errors::{kms, BastionError, Mismatch, Refusal};
 use super::iam::ROUND_TRIP_CONTEXT;
 use super::import::{in_bundle, receipt_of_this_bundle, Receipt};
 use super::state::StateDir;
@@ -158,17 +158,20 @@ async fn material(
 /// when the answer contradicts the HSM's; otherwise what was shown.
 pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError> {
     let key = &m.key_id;
-    let mismatch = |what: &str| {
-        BastionError::Refused(format!("KMS key {key} does NOT hold the HSM's key: {what}"))
+    let mismatch = |mismatch: Mismatch| {
+        BastionError::from(Refusal::NotTheHsmKey {
+            key: key.clone(),
+            mismatch,
+        })
     };
     Ok(match m.key_spec.family() {
         KeyFamily::Hmac => {
             let check = m
                 .hmac_check
                 .as_ref()
-                .ok_or_else(|| mismatch("the manifest has no HMAC check"))?;
+                .ok_or_else(|| mismatch(Mismatch::NoHmacCheck))?;
             let msg =
-                hex::decode(&check.message_hex).map_err(|_| mismatch("bad HMAC check message"))?;
+                hex::decode(&check.message_hex).map_err(|_| mismatch(Mismatch::BadHmacMessage))?;
             let out = b
                 .kms
                 .generate_mac()
@@ -183,10 +186,10 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
                 .map(|m| hex::encode(m.as_ref()))
                 .unwrap_or_default();
             if got != check.mac_hex {
-                return Err(mismatch(&format!(
-                    "GenerateMac gave {got}, the HSM computed {}",
-                    check.mac_hex
-                )));
+                return Err(mismatch(Mismatch::Mac {
+                    kms: got,
+                    hsm: check.mac_hex.clone(),
+                }));
             }
             format!(
                 "GenerateMac({}) equals the HSM's HMAC {}",
@@ -197,7 +200,7 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
             let want = m
                 .public_key
                 .as_deref()
-                .ok_or_else(|| mismatch("the manifest has no public key"))?;
+                .ok_or_else(|| mismatch(Mismatch::NoPublicKey))?;
             let out = b
                 .kms
                 .get_public_key()
@@ -210,7 +213,7 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
                 .map(|p| base64::engine::general_purpose::STANDARD.encode(p.as_ref()))
                 .unwrap_or_default();
             if got != want {
-                return Err(mismatch("GetPublicKey differs from the HSM's public key"));
+                return Err(mismatch(Mismatch::PublicKey));
             }
             "GetPublicKey equals the HSM's public key".to_string()
         }
@@ -228,7 +231,7 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
             let blob = enc
                 .ciphertext_blob()
                 .cloned()
-                .ok_or_else(|| mismatch("Encrypt returned nothing"))?;
+                .ok_or_else(|| mismatch(Mismatch::NothingEncrypted))?;
             let dec = b
                 .kms
                 .decrypt()
@@ -239,7 +242,7 @@ pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError
                 .await
                 .map_err(|e| kms("Decrypt", e))?;
             if dec.plaintext().map(|p| p.as_ref().to_vec()) != Some(probe) {
-                return Err(mismatch("Encrypt/Decrypt round trip failed"));
+                return Err(mismatch(Mismatch::RoundTrip));
             }
             "Encrypt/Decrypt round trip works".to_string()
         }
@@ -257,9 +260,7 @@ pub async fn prove(
 ) -> Result<Proof, BastionError> {
     let name = in_bundle(target, manifest::MANIFEST);
     let bytes = super::import::signed_file(v, &name)?;
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        BastionError::Refused(format!("manifest.json is not a wrap manifest ({e})"))
-    })?;
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(Refusal::NotAManifest)?;
     let key = m.key_id.clone();
     let method = kms_check(b, &m).await?;
     let receipt = receipt_of_this_bundle(state, v, target)?;

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::client::Bastion;
-use super::errors::{kms, BastionError};
+use super::errors::{kms, BastionError, Refusal};
 use super::import::receipt_of_this_bundle;
 use super::state::{Receipt, StateDir};
 use crate::ceremony::VerifiedCeremony;
@@ -42,10 +42,11 @@ pub fn rotation_receipt(
         return Ok(None);
     };
     if receipt.key_arn != key {
-        return Err(BastionError::Refused(format!(
-            "this bastion's receipt names key {}, the signed manifest {key}; nothing rotated",
-            receipt.key_arn
-        )));
+        return Err(Refusal::ReceiptOtherKey {
+            receipt_key: receipt.key_arn,
+            manifest_key: key,
+        }
+        .into());
     }
     Ok(Some(receipt))
 }
@@ -77,10 +78,12 @@ pub async fn rotate(b: &Bastion, receipt: &Receipt) -> Result<Rotation, BastionE
         _ => false,
     };
     if !confirmed {
-        return Err(BastionError::Refused(format!(
-            "RotateKeyOnDemand returned, but the current key material is {after:?} (was {before:?}, imported {:?}); check the key with DescribeKey before using it",
-            receipt.key_material_id
-        )));
+        return Err(Refusal::RotationNotConfirmed {
+            after,
+            before,
+            imported: receipt.key_material_id.clone(),
+        }
+        .into());
     }
     Ok(Rotation {
         key_arn: receipt.key_arn.clone(),

@@ -90,10 +90,7 @@ pub fn finish_batch(ctx: &Context, what: &str, outcomes: &[Outcome]) -> Result<(
         return Err(BastionError::BatchFailed(summary.failed()));
     }
     if summary.not_proven() > 0 {
-        return Err(BastionError::NotProven(format!(
-            "{} bundle(s) are usable but not proven (listed above, with why)",
-            summary.not_proven()
-        )));
+        return Err(BastionError::BatchNotProven(summary.not_proven()));
     }
     Ok(())
 }

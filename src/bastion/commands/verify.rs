@@ -8,7 +8,7 @@ use clap::Args;
 use super::output::{finish_batch, note_receipts_on_media, progress_line};
 use super::{chosen_bundles, single, verify_dir, Context};
 use crate::bastion::batch;
-use crate::bastion::errors::BastionError;
+use crate::bastion::errors::{BastionError, Refusal};
 use crate::bastion::prove::{self, Verdict};
 use crate::bastion::rotate as lib;
 
@@ -46,10 +46,10 @@ pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<(), BastionError> {
                 eprintln!("PROVEN: {}: {}", proof.key_arn, proof.statement);
                 Ok(())
             }
-            Verdict::UsableNotProven => Err(BastionError::NotProven(format!(
-                "{}: {}",
-                proof.key_arn, proof.statement
-            ))),
+            Verdict::UsableNotProven => Err(BastionError::NotProven {
+                key: proof.key_arn,
+                statement: proof.statement,
+            }),
         };
     }
     let stop = batch::StopFlag::on_signals()?;
@@ -91,11 +91,14 @@ pub async fn rotate(ctx: &Context, a: &RotateArgs) -> Result<(), BastionError> {
     if single(a.target.as_deref(), &targets) {
         let target = &targets[0];
         let receipt = lib::rotation_receipt(&state, &verified, target)?.ok_or_else(|| {
-            BastionError::Refused(format!(
-                "this bastion has no receipt of importing {} (state directory {}): import it from here first; nothing rotated",
-                if target.is_empty() { "this bundle" } else { target },
-                state.path().display()
-            ))
+            Refusal::NoRotationReceipt {
+                bundle: if target.is_empty() {
+                    "this bundle".into()
+                } else {
+                    target.clone()
+                },
+                state: state.path().to_path_buf(),
+            }
         })?;
         let b = ctx
             .regions
