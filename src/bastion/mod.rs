@@ -1,20 +1,21 @@
 //! The online half (`byok-bastion`, cargo feature `bastion`): talks to KMS,
 //! and uploads only what custodians signed.
 
-pub mod alias;
+mod alias;
 pub mod audit;
-pub mod batch;
-pub mod client;
+mod batch;
+mod client;
 pub mod commands;
-pub mod errors;
+mod errors;
 pub mod iam;
-pub mod import;
-pub mod prepare;
-pub mod prove;
+mod import;
+mod prepare;
+mod prove;
 pub mod regions;
-pub mod rotate;
-pub mod state;
-pub mod status;
+mod rotate;
+mod state;
+mod status;
 
-pub use client::{Bastion, Endpoint};
-pub use errors::BastionError;
+pub use client::{check_endpoint, Bastion, Endpoint, EndpointProblem, EndpointSource};
+pub use errors::{BastionError, DraftError, KeyProblem, Mismatch, Refusal, UsageError};
+pub use state::StateError;
