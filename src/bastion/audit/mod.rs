@@ -240,7 +240,7 @@ impl Reason {
             Reason::MaterialTooOld => "Rotate: run a ceremony for new material (`import --new-key-material` then `rotate`, or `move-alias` for HMAC and asymmetric keys).",
             Reason::MaterialMissing => "Import key material from a signed ceremony (`byok-bastion import`); data under this key cannot be read until then.",
             Reason::KeyDisabledOrPendingDeletion => "Move the resource to the current key of its alias now; cancel the deletion (CancelKeyDeletion) if data still depends on this key.",
-            Reason::KeyReplaced => "Point the resource at the alias (or the key that replaced this one) instead of the old key ID, before the old key is retired.",
+            Reason::KeyReplaced => "Point the resource at the key that replaced this one (`byok-bastion repoint --apply` for S3 and DynamoDB; it prints the snapshot-copy-restore procedure for RDS) before the old key is deleted; cancel its deletion (CancelKeyDeletion) while data still depends on it.",
             Reason::NotApplicable => "Nothing to do here; see the detail for where this resource is judged.",
             Reason::ResourceUnreadable => "Grant the audit role read access to this resource's encryption settings (see docs/audit.md) and run the audit again.",
             Reason::KeyUnreadable => "Allow the audit role kms:DescribeKey on this key (in the key's account key policy) and run the audit again.",
@@ -327,6 +327,34 @@ pub fn judge(
             format!("{} is an AWS-managed key", k.arn),
         );
     }
+    // A replaced key is KEY_REPLACED whatever its state: after `retire` it is
+    // disabled or pending deletion, and the fix is the same (repoint).
+    let state_note = match k.state.as_str() {
+        "Enabled" => String::new(),
+        other => format!("; it is {other}"),
+    };
+    if let Some(new) = &k.replaced_by {
+        return j(
+            V::NonCompliant,
+            R::KeyReplaced,
+            format!(
+                "{} was replaced by {new} (tag byok:replaced-by){state_note}",
+                k.arn
+            ),
+        );
+    }
+    if !is_alias_ref(key_ref) && k.aliases.is_empty() && k.aliases_unreadable.is_none() {
+        if let Some(at) = &k.alias_moved_at {
+            return j(
+                V::NonCompliant,
+                R::KeyReplaced,
+                format!(
+                    "the resource pins {} by ID, and no alias points to it since an alias moved at {at}{state_note}",
+                    k.arn
+                ),
+            );
+        }
+    }
     match k.state.as_str() {
         "Enabled" => {}
         "PendingImport" => {
@@ -342,25 +370,6 @@ pub fn judge(
                 R::KeyDisabledOrPendingDeletion,
                 format!("{} is {other}", k.arn),
             )
-        }
-    }
-    if let Some(new) = &k.replaced_by {
-        return j(
-            V::NonCompliant,
-            R::KeyReplaced,
-            format!("{} was replaced by {new} (tag byok:replaced-by)", k.arn),
-        );
-    }
-    if !is_alias_ref(key_ref) && k.aliases.is_empty() && k.aliases_unreadable.is_none() {
-        if let Some(at) = &k.alias_moved_at {
-            return j(
-                V::NonCompliant,
-                R::KeyReplaced,
-                format!(
-                    "the resource pins {} by ID, and no alias points to it since an alias moved at {at}",
-                    k.arn
-                ),
-            );
         }
     }
     if policy.require_external && k.origin != "EXTERNAL" {

@@ -161,6 +161,28 @@ fn verdict_table() {
             Verdict::NonCompliant,
             Reason::KeyReplaced,
         ),
+        // Retired after the alias moved: still "replaced", the fix is a repoint.
+        (
+            "replaced and pending deletion",
+            by_id.clone(),
+            Some(Ok(with(|k| {
+                k.replaced_by = Some("k2".into());
+                k.state = "PendingDeletion".into();
+            }))),
+            Verdict::NonCompliant,
+            Reason::KeyReplaced,
+        ),
+        (
+            "pinned by ID, alias moved away, then disabled",
+            by_id.clone(),
+            Some(Ok(with(|k| {
+                k.aliases.clear();
+                k.alias_moved_at = Some("2026-11-01T00:00:00Z".into());
+                k.state = "Disabled".into();
+            }))),
+            Verdict::NonCompliant,
+            Reason::KeyReplaced,
+        ),
         (
             "pinned by ID, alias moved away",
             by_id.clone(),
