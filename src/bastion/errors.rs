@@ -81,6 +81,15 @@ pub enum BastionError {
     /// The policy was refused.
     #[error(transparent)]
     Policy(#[from] crate::ceremony::policy::PolicyError),
+    /// Publishing to Security Hub failed.
+    #[error(transparent)]
+    SecurityHub(#[from] super::audit::securityhub::HubError),
+    /// The accounts to audit could not be chosen.
+    #[error(transparent)]
+    Accounts(#[from] super::audit::accounts::AccountError),
+    /// `repoint` failed.
+    #[error(transparent)]
+    Repoint(#[from] super::repoint::RepointError),
 }
 
 /// Explain a KMS error code (and message) for people.

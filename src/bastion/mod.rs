@@ -10,6 +10,7 @@ pub mod import;
 pub mod prepare;
 pub mod prove;
 pub mod regions;
+pub mod repoint;
 pub mod rotate;
 pub mod state;
 pub mod status;

@@ -70,6 +70,8 @@ enum Command {
     ParamsDigest(ParamsDigestArgs),
     /// Which S3 buckets, DynamoDB tables and RDS databases are not on compliant keys (exit code 3 if any).
     Audit(byok_ceremony::bastion::audit::AuditArgs),
+    /// Move S3 buckets and DynamoDB tables off replaced keys (dry run unless --apply); RDS: print the procedure.
+    Repoint(byok_ceremony::bastion::repoint::RepointArgs),
 }
 
 #[derive(Args)]
@@ -705,6 +707,16 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
                 a,
                 regions.clone(),
                 cli.profile.as_deref(),
+                cli.json,
+            )
+            .await?
+        }
+        Command::Repoint(a) => {
+            byok_ceremony::bastion::repoint::main(
+                a,
+                regions.clone(),
+                cli.profile.as_deref(),
+                &state_dir(&cli)?,
                 cli.json,
             )
             .await?

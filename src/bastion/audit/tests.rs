@@ -317,6 +317,7 @@ fn alias_references_and_rds_encryption() {
 
 fn finding(name: &str, verdict: Verdict, reason: Reason, detail: &str) -> Finding {
     Finding {
+        account: None,
         resource_type: ResourceType::S3Bucket,
         region: "eu-west-1".into(),
         resource: name.into(),
@@ -344,10 +345,12 @@ fn renderings() {
     let report = Report {
         generated_at: "2027-01-15T08:00:00Z".into(),
         regions: vec!["eu-west-1".into()],
+        accounts: Vec::new(),
         max_age_days: 365,
         summary: Summary::of(&findings),
         kms_describe_calls: 1,
         findings,
+        security_hub: None,
     };
     assert_eq!(
         report.summary.line(),
