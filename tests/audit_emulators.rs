@@ -653,6 +653,34 @@ print(json.dumps({"bucket_key": s3["ApplyServerSideEncryptionByDefault"]["KMSMas
     }
     assert_eq!(read_back(), before, "a dry run changed something");
 
+    // A bastion without the record of the alias move (another state
+    // directory) sees the replacement only in the tag: planned, but not
+    // applied without --trust-tags.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = ok(
+        p.bastion()
+            .env("BYOK_STATE_DIR", elsewhere.path().join("state"))
+            .args(["repoint", "--apply", "--json"])
+            .output()
+            .unwrap(),
+        "repoint --apply from another bastion",
+    );
+    let other: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for name in ["orders-pinned", "orders"] {
+        let c = by(&other, name);
+        assert_eq!(
+            (c["status"].as_str(), c["source"].as_str()),
+            (Some("SKIPPED"), Some("replaced-by-tag")),
+            "{c}"
+        );
+        assert_eq!(c["new_key"], new.arn.as_str(), "{c}");
+        assert!(
+            c["detail"].as_str().unwrap().contains("--trust-tags"),
+            "{c}"
+        );
+    }
+    assert_eq!(read_back(), before, "a tag-only replacement was applied");
+
     // Apply.
     let o = ok(
         p.bastion().args(["repoint", "--apply"]).output().unwrap(),

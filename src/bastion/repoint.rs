@@ -138,6 +138,12 @@ pub struct RepointArgs {
     /// Resources described at the same time during the audit.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// With --apply, also make changes whose replacement is known only from the
+    /// old key's byok:replaced-by tag (a move-alias by another bastion). Anyone
+    /// allowed kms:TagResource on the old key can write that tag: check the
+    /// replacement key first.
+    #[arg(long)]
+    pub trust_tags: bool,
     /// Which accounts.
     #[command(flatten)]
     pub accounts: super::audit::accounts::AccountArgs,
@@ -154,7 +160,10 @@ pub async fn replacement(
 ) -> Result<(String, ReplacementSource), String> {
     let region = region_of(old).unwrap_or(region).to_string();
     let mut current = old.to_string();
-    let mut first_source = None;
+    // The weakest link names the chain: one hop known only from a tag makes
+    // the whole replacement tag-sourced.
+    let mut source = ReplacementSource::BastionRecord;
+    let mut hops = 0;
     let mut seen = BTreeSet::new();
     for _ in 0..8 {
         if !seen.insert(key_id_of(&current).to_string()) {
@@ -188,21 +197,19 @@ pub async fn replacement(
             (None, None) => None,
         };
         match next {
-            Some((arn, source)) => {
-                first_source.get_or_insert(source);
+            Some((arn, hop)) => {
+                if hop == ReplacementSource::ReplacedByTag {
+                    source = ReplacementSource::ReplacedByTag;
+                }
+                hops += 1;
                 current = arn;
             }
-            None if current == old || key_id_of(&current) == key_id_of(old) => {
+            None if hops == 0 => {
                 return Err(format!(
                     "no replacement known for {old}: no alias move recorded by this bastion and no byok:replaced-by tag; point the resource at the alias's current key by hand"
                 ))
             }
-            None => {
-                return Ok((
-                    current,
-                    first_source.unwrap_or(ReplacementSource::ReplacedByTag),
-                ))
-            }
+            None => return Ok((current, source)),
         }
     }
     Err(format!(
@@ -774,8 +781,14 @@ async fn rds_procedure(c: &ServiceClients, f: &Finding, new_key: &str, stamp: &s
 }
 
 /// Plan (and with `apply`, make) the changes for the KEY_REPLACED findings of
-/// an audit.
-pub async fn repoint_inventory(inv: &Inventory, state: &StateDir, apply: bool) -> RepointReport {
+/// an audit; with `apply`, replacements known only from a tag are made only if
+/// `trust_tags`.
+pub async fn repoint_inventory(
+    inv: &Inventory,
+    state: &StateDir,
+    apply: bool,
+    trust_tags: bool,
+) -> RepointReport {
     let stamp = {
         let d = inv.policy.now.date();
         format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
@@ -838,6 +851,20 @@ pub async fn repoint_inventory(inv: &Inventory, state: &StateDir, apply: bool) -
             changes.push(ch);
             continue;
         }
+        if apply && source == ReplacementSource::ReplacedByTag && !trust_tags {
+            let mut ch = change(
+                f,
+                Status::Skipped,
+                action,
+                format!(
+                    "the replacement {new_key} is known only from the byok:replaced-by tag, which anyone allowed kms:TagResource on the old key can write; this bastion has no record of the alias move. Check the key, then run with --trust-tags (or move the alias from this bastion)"
+                ),
+            );
+            ch.new_key = Some(new_key);
+            ch.source = Some(source);
+            changes.push(ch);
+            continue;
+        }
         let Some(c) = inv
             .clients
             .get(&(f.account.clone().unwrap_or_default(), f.region.clone()))
@@ -886,7 +913,7 @@ pub async fn repoint(
         },
     )
     .await?;
-    Ok(repoint_inventory(&inv, state, args.apply).await)
+    Ok(repoint_inventory(&inv, state, args.apply, args.trust_tags).await)
 }
 
 /// One line per change (and the RDS commands), for people.
