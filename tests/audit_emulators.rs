@@ -1103,6 +1103,50 @@ fn two_accounts_two_regions_keys_in_the_security_account() {
         assert!(want.contains(&row), "{row:?} not expected");
     }
 
+    // Security Hub: each account's findings in its own hub, Region by Region.
+    let o = p
+        .bastion()
+        .args(args)
+        .args(["--json", "--security-hub"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut published: Vec<(String, String, i64)> = v["security_hub"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["account"].as_str().unwrap().to_string(),
+                h["region"].as_str().unwrap().to_string(),
+                h["created"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    published.sort();
+    let s = |a: &str, r: &str, n: i64| (a.to_string(), r.to_string(), n);
+    assert_eq!(
+        published,
+        vec![
+            s("111111111111", "eu-west-1", 1),
+            s("111111111111", "us-east-1", 2),
+            s("222222222222", "eu-west-1", 2),
+            s("222222222222", "us-east-1", 1),
+        ]
+    );
+    let in_hub = p.python(
+        r#"
+import boto3
+sts = boto3.client("sts")
+c = sts.assume_role(RoleArn="arn:aws:iam::111111111111:role/check", RoleSessionName="check")["Credentials"]
+hub = boto3.client("securityhub", region_name="us-east-1", aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+print(",".join(sorted(f["AwsAccountId"] + ":" + f["Resources"][0]["Id"].split(":")[-1].split("/")[-1] for f in hub.get_findings()["Findings"])))
+"#,
+        &[],
+    );
+    assert_eq!(in_hub, "111111111111:a1-orders,111111111111:a1-sessions");
+
     // --organization: every ACTIVE account of the organization (moto's
     // default account manages it), through the same role.
     let created = p.python(
