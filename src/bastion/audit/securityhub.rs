@@ -315,11 +315,14 @@ async fn existing(
     Ok(out)
 }
 
-/// Send `findings` in batches of [`BATCH`], sending refused ones again.
+/// Send `findings` in batches of [`BATCH`], sending refused ones again up to
+/// 3 times, waiting `backoff`, then twice, four times as long. Returns the
+/// calls made.
 async fn import(
     hub: &aws_sdk_securityhub::Client,
     region: &str,
     findings: Vec<AwsSecurityFinding>,
+    backoff: Duration,
 ) -> Result<usize, HubError> {
     let mut calls = 0;
     let mut pending = findings;
@@ -329,7 +332,7 @@ async fn import(
             return Ok(calls);
         }
         if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            tokio::time::sleep(backoff * (1 << (attempt - 1))).await;
         }
         let mut refused = Vec::new();
         last_errors.clear();
@@ -435,7 +438,7 @@ pub async fn publish(
         summary.archived_vanished += 1;
         batch.push(vanished(old, &now));
     }
-    summary.calls = import(hub, region, batch).await?;
+    summary.calls = import(hub, region, batch, Duration::from_secs(1)).await?;
     Ok(summary)
 }
 
@@ -454,6 +457,148 @@ pub async fn caller_account(sts: &aws_sdk_sts::Client) -> Result<String, HubErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A loopback HTTP server answering BatchImportFindings: it refuses the
+    /// findings whose Id `refuse(id, seen_before)` says, and records the Ids
+    /// of each call.
+    fn fake_hub(
+        refuse: impl Fn(&str, bool) -> bool + Send + 'static,
+    ) -> (String, Arc<Mutex<Vec<Vec<String>>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+        let seen_calls = calls.clone();
+        std::thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let ids: Vec<String> = req["Findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["Id"].as_str().unwrap().to_string())
+                    .collect();
+                let failed: Vec<serde_json::Value> = ids
+                    .iter()
+                    .filter(|id| refuse(id, seen.contains(*id)))
+                    .map(|id| serde_json::json!({"Id": id, "ErrorCode": "InvalidInput", "ErrorMessage": "try again"}))
+                    .collect();
+                seen.extend(ids.iter().cloned());
+                let answer = serde_json::json!({
+                    "FailedCount": failed.len(),
+                    "SuccessCount": ids.len() - failed.len(),
+                    "FailedFindings": failed,
+                })
+                .to_string();
+                seen_calls.lock().unwrap().push(ids);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (url, calls)
+    }
+
+    fn client(url: &str) -> aws_sdk_securityhub::Client {
+        let conf = aws_sdk_securityhub::Config::builder()
+            .behavior_version(aws_sdk_securityhub::config::BehaviorVersion::latest())
+            .region(aws_sdk_securityhub::config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(aws_sdk_securityhub::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .build();
+        aws_sdk_securityhub::Client::from_conf(conf)
+    }
+
+    fn many(n: usize) -> Vec<AwsSecurityFinding> {
+        (0..n)
+            .map(|i| {
+                let mut f = to_asff(
+                    &finding(&format!("t{i}"), Verdict::NonCompliant, Reason::Unencrypted),
+                    "111122223333",
+                    "p",
+                    "t",
+                    "t",
+                );
+                f.id = Some(format!("f-{i}"));
+                f
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batches_of_100_and_refused_findings_are_sent_again() {
+        // f-7 is refused the first time only.
+        let (url, calls) = fake_hub(|id, seen| id == "f-7" && !seen);
+        let n = import(
+            &client(&url),
+            "us-east-1",
+            many(250),
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(
+            calls.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![100, 100, 50, 1]
+        );
+        assert_eq!(calls[3], vec!["f-7".to_string()]);
+        assert_eq!(n, 4);
+    }
+
+    #[tokio::test]
+    async fn findings_refused_every_time_are_an_error() {
+        let (url, calls) = fake_hub(|id, _| id == "f-1");
+        let e = import(
+            &client(&url),
+            "eu-west-1",
+            many(3),
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap_err();
+        match e {
+            HubError::Rejected {
+                region,
+                count,
+                first,
+            } => {
+                assert_eq!((region.as_str(), count), ("eu-west-1", 1));
+                assert!(first.starts_with("f-1: InvalidInput"), "{first}");
+            }
+            other => panic!("{other}"),
+        }
+        // The first call and three more tries of the refused finding.
+        assert_eq!(
+            calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            vec![3, 1, 1, 1]
+        );
+    }
 
     fn finding(name: &str, verdict: Verdict, reason: Reason) -> Finding {
         Finding {
