@@ -931,6 +931,7 @@ pub async fn inventory(
         regions.region(r).await?;
     }
     let scopes = accounts::scopes(regions.clone(), profile, &names[0], &opts.accounts).await?;
+    let stop = super::batch::StopFlag::on_signals()?;
     let mut all_clients = BTreeMap::new();
     let mut assumed = BTreeMap::new();
     let mut pending: Vec<(Option<String>, Pending)> = Vec::new();
@@ -975,7 +976,7 @@ pub async fn inventory(
                 .map(|p| (scope.account.clone(), p))
                 .collect::<Vec<_>>()
         };
-        pending.extend(tag(s3::list(&clients).await));
+        pending.extend(tag(s3::list(&clients, opts.jobs, &stop).await));
         for c in clients.values() {
             pending.extend(tag(dynamodb::list(c).await));
             pending.extend(tag(rds::list(c).await));
@@ -999,7 +1000,6 @@ pub async fn inventory(
     };
     let resolver = Arc::new(KeyResolver::with_accounts(regions, assumed));
     let total = pending.len();
-    let stop = super::batch::StopFlag::on_signals()?;
     let clients = Arc::new(all_clients);
     let findings = super::batch::map_bounded(
         pending,
