@@ -269,6 +269,17 @@ pub fn vanished(old: &AwsSecurityFinding, updated_at: &str) -> AwsSecurityFindin
     f
 }
 
+/// An ASFF timestamp: RFC 3339, UTC, milliseconds (later runs must carry a
+/// later `UpdatedAt` for Security Hub to take the update).
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t
+        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Our earlier findings in this account and Region, by `Id` (filtered here
 /// too: an aggregation Region returns other Regions' findings, and emulators
 /// may ignore filters).
@@ -391,9 +402,7 @@ pub async fn publish(
 ) -> Result<PublishSummary, HubError> {
     let product = product_arn(partition_of(region), region, account);
     let before = existing(hub, account, region).await?;
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let now = timestamp(time::OffsetDateTime::now_utc());
     let mut summary = PublishSummary {
         account: account.to_string(),
         region: region.to_string(),
@@ -699,6 +708,14 @@ mod tests {
         assert_eq!(gone.record_state(), Some(&RecordState::Archived));
         assert_eq!(gone.id(), a.id());
         assert_eq!(gone.created_at(), a.created_at());
+    }
+
+    #[test]
+    fn timestamps_are_utc_milliseconds() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_456_789)
+            .unwrap()
+            .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(timestamp(t), "2027-01-15T08:00:00.123Z");
     }
 
     #[test]
