@@ -931,7 +931,10 @@ pub fn render(r: &RepointReport) -> String {
             },
             c.resource_type.as_str(),
             c.region,
-            c.resource,
+            match &c.account {
+                Some(a) => format!("{a}/{}", c.resource),
+                None => c.resource.clone(),
+            },
             c.detail
         ));
         if let (Some(old), Some(new)) = (&c.old_key, &c.new_key) {
@@ -1001,6 +1004,59 @@ pub async fn main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn render_names_the_account_and_logs_before_and_after() {
+        let change = |account: Option<&str>, status| Change {
+            account: account.map(String::from),
+            resource_type: ResourceType::DynamoDbTable,
+            region: "eu-west-1".into(),
+            resource: "orders".into(),
+            status,
+            action: "UpdateTable SSESpecification".into(),
+            old_key: Some("k1".into()),
+            new_key: Some("k2".into()),
+            source: Some(ReplacementSource::BastionRecord),
+            before: Some(serde_json::json!({"KMSMasterKeyArn": "k1"})),
+            after: Some(serde_json::json!({"KMSMasterKeyArn": "k2"})),
+            detail: "table now on k2".into(),
+            commands: Vec::new(),
+        };
+        let r = RepointReport {
+            applied: true,
+            replaced_findings: 2,
+            changes: vec![
+                change(Some("111122223333"), Status::Applied),
+                change(None, Status::Failed),
+            ],
+        };
+        let text = render(&r);
+        assert!(
+            text.contains(
+                "APPLIED  AWS::DynamoDB::Table eu-west-1 111122223333/orders: table now on k2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAILED   AWS::DynamoDB::Table eu-west-1 orders:"),
+            "{text}"
+        );
+        assert!(text.contains("         k1 -> k2\n"), "{text}");
+        assert!(
+            text.contains("before: {\"KMSMasterKeyArn\":\"k1\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("after:  {\"KMSMasterKeyArn\":\"k2\"}"),
+            "{text}"
+        );
+        assert!(
+            text.trim_end().ends_with(
+                "2 KEY_REPLACED resource(s): 1 applied, 0 planned, 0 manual (RDS), 0 skipped, 1 failed"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn shell_quoting_defuses_names() {
