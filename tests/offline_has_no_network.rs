@@ -24,6 +24,9 @@ const NETWORK_CRATES: &[&str] = &[
     "aws-sdk-s3",
     "aws-sdk-dynamodb",
     "aws-sdk-rds",
+    "aws-sdk-securityhub",
+    "aws-sdk-sts",
+    "aws-sdk-organizations",
     "aws-smithy-runtime",
     "aws-smithy-http-client",
 ];

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Start moto's standalone server (RDS, DynamoDB, ... in one endpoint) as a plain
-# process on 127.0.0.1, for the `byok-bastion audit` tests.
+# Start moto's standalone server (RDS, DynamoDB, Security Hub, ... in one endpoint)
+# as a plain process on 127.0.0.1, for the `byok-bastion audit` tests. It runs
+# through launch.py, which fills one gap of moto (DynamoDB UpdateTable's
+# SSESpecification; see there) and otherwise is moto_server.
 #
 #   eval "$(scripts/moto/start.sh)"     # installs on first use, then starts
 #   scripts/moto/stop.sh
 #
 # stdout carries only `export ...` lines (AWS_ENDPOINT_URL_RDS,
-# AWS_ENDPOINT_URL_DYNAMODB, BYOK_MOTO_PYTHON); progress goes to stderr.
+# AWS_ENDPOINT_URL_DYNAMODB, _SECURITYHUB, _STS, _ORGANIZATIONS, BYOK_MOTO_ENDPOINT,
+# BYOK_MOTO_PYTHON); progress goes to stderr.
 #
 # Files: venv in $BYOK_CACHE_DIR/moto-5.1.22 (re-created when the sha256 of
 # requirements.lock changes), and in the state dir moto.pid, moto.port, moto.log.
@@ -66,7 +69,7 @@ log_file="$state/moto.log"
 : >"$log_file"
 log "starting moto_server $MOTO_VERSION on 127.0.0.1:$port; log: $log_file"
 env -i PATH="/usr/local/bin:/usr/bin:/bin" HOME="$state" LANG=C.UTF-8 TZ=UTC \
-    setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >>"$log_file" 2>&1 &
+    setsid "$venv/bin/python" "$here/launch.py" -H 127.0.0.1 -p "$port" </dev/null >>"$log_file" 2>&1 &
 pid=$!
 printf '%s\n' "$pid" >"$state/moto.pid"
 printf '%s\n' "$port" >"$state/moto.port"
@@ -101,4 +104,8 @@ fi
 log "ready (pid $pid)"
 printf 'export AWS_ENDPOINT_URL_RDS=%q\n' "http://127.0.0.1:$port"
 printf 'export AWS_ENDPOINT_URL_DYNAMODB=%q\n' "http://127.0.0.1:$port"
+printf 'export AWS_ENDPOINT_URL_SECURITYHUB=%q\n' "http://127.0.0.1:$port"
+printf 'export AWS_ENDPOINT_URL_STS=%q\n' "http://127.0.0.1:$port"
+printf 'export AWS_ENDPOINT_URL_ORGANIZATIONS=%q\n' "http://127.0.0.1:$port"
+printf 'export BYOK_MOTO_ENDPOINT=%q\n' "http://127.0.0.1:$port"
 printf 'export BYOK_MOTO_PYTHON=%q\n' "$venv/bin/python"

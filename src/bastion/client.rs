@@ -237,6 +237,17 @@ impl Bastion {
         profile: Option<&str>,
         endpoint_url: Option<&str>,
     ) -> Result<Self, BastionError> {
+        Self::connect_with_credentials(region, profile, endpoint_url, None).await
+    }
+
+    /// [`Bastion::connect`] with these credentials instead of the standard
+    /// chain's (for example a role assumed in another account).
+    pub async fn connect_with_credentials(
+        region: Option<&str>,
+        profile: Option<&str>,
+        endpoint_url: Option<&str>,
+        credentials: Option<aws_sdk_kms::config::Credentials>,
+    ) -> Result<Self, BastionError> {
         // The SDK sets no read timeout by default: a dead peer would hang the
         // bastion forever. Throttling and transient errors are retried with
         // backoff (standard mode).
@@ -254,6 +265,9 @@ impl Bastion {
         }
         if let Some(p) = profile {
             loader = loader.profile_name(p);
+        }
+        if let Some(c) = credentials {
+            loader = loader.credentials_provider(c);
         }
         let conf = loader.load().await;
         let region = conf

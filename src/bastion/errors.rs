@@ -161,6 +161,15 @@ pub enum BastionError {
     /// The policy was refused.
     #[error(transparent)]
     Policy(#[from] crate::ceremony::policy::PolicyError),
+    /// Publishing to Security Hub failed.
+    #[error(transparent)]
+    SecurityHub(#[from] super::audit::securityhub::HubError),
+    /// The accounts to audit could not be chosen.
+    #[error(transparent)]
+    Accounts(#[from] super::audit::accounts::AccountError),
+    /// `repoint` failed.
+    #[error(transparent)]
+    Repoint(#[from] super::repoint::RepointError),
 }
 
 /// Arguments that are wrong, alone or together: the message says what to pass.

@@ -12,6 +12,7 @@ mod import;
 mod prepare;
 mod prove;
 pub mod regions;
+pub mod repoint;
 mod rotate;
 mod state;
 mod status;

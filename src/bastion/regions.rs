@@ -18,6 +18,7 @@ pub struct Regions {
     default_region: Option<String>,
     profile: Option<String>,
     endpoint_url: Option<String>,
+    credentials: Option<aws_sdk_kms::config::Credentials>,
     clients: Mutex<BTreeMap<String, Arc<Bastion>>>,
     default_client: Mutex<Option<Arc<Bastion>>>,
     on_connect: OnConnect,
@@ -43,6 +44,7 @@ impl Regions {
             default_region,
             profile,
             endpoint_url: None,
+            credentials: None,
             clients: Mutex::new(BTreeMap::new()),
             default_client: Mutex::new(None),
             on_connect,
@@ -55,6 +57,27 @@ impl Regions {
         self
     }
 
+    /// Use these credentials instead of the standard chain's (a role assumed
+    /// in another account).
+    pub fn with_credentials(mut self, credentials: aws_sdk_kms::config::Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Clients with the same Region, profile and endpoint, but these
+    /// credentials (a role assumed in another account); connecting prints nothing.
+    pub fn for_credentials(&self, credentials: aws_sdk_kms::config::Credentials) -> Self {
+        Regions {
+            default_region: self.default_region.clone(),
+            profile: self.profile.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            credentials: Some(credentials),
+            clients: Mutex::new(BTreeMap::new()),
+            default_client: Mutex::new(None),
+            on_connect: Box::new(|_| {}),
+        }
+    }
+
     /// The client of the configured Region (`--region` or the standard chain).
     pub async fn default_region(&self) -> Result<Arc<Bastion>, BastionError> {
         let mut slot = self.default_client.lock().await;
@@ -65,8 +88,13 @@ impl Regions {
             Some(r) => self.region(r).await?,
             None => {
                 let b = Arc::new(
-                    Bastion::connect(None, self.profile.as_deref(), self.endpoint_url.as_deref())
-                        .await?,
+                    Bastion::connect_with_credentials(
+                        None,
+                        self.profile.as_deref(),
+                        self.endpoint_url.as_deref(),
+                        self.credentials.clone(),
+                    )
+                    .await?,
                 );
                 let mut clients = self.clients.lock().await;
                 match clients.get(&b.region) {
@@ -98,10 +126,11 @@ impl Regions {
             return Ok(b.clone());
         }
         let b = Arc::new(
-            Bastion::connect(
+            Bastion::connect_with_credentials(
                 Some(region),
                 self.profile.as_deref(),
                 self.endpoint_url.as_deref(),
+                self.credentials.clone(),
             )
             .await?,
         );

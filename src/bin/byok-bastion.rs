@@ -63,6 +63,8 @@ enum Command {
     Audit(byok_ceremony::bastion::audit::AuditArgs),
     /// Print the least-privilege IAM policy of a role (or key-policy statements); no AWS call.
     IamPolicy(byok_ceremony::bastion::iam::IamPolicyArgs),
+    /// Move S3 buckets and DynamoDB tables off replaced keys (dry run unless --apply); RDS: print the procedure.
+    Repoint(byok_ceremony::bastion::repoint::RepointArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +129,16 @@ async fn run(cli: Cli) -> Result<(), BastionError> {
         Command::Retire(a) => commands::retire(&ctx, a).await,
         Command::ParamsDigest(a) => commands::params_digest(&ctx, a),
         Command::IamPolicy(a) => Ok(byok_ceremony::bastion::iam::main(a)?),
+        Command::Repoint(a) => {
+            byok_ceremony::bastion::repoint::main(
+                a,
+                ctx.regions.clone(),
+                ctx.profile.as_deref(),
+                &ctx.state()?,
+                ctx.json,
+            )
+            .await
+        }
         Command::Audit(a) => {
             byok_ceremony::bastion::audit::main(
                 a,

@@ -8,9 +8,11 @@
 //! function, [`judge`], of the encryption, the key's facts and the [`Policy`].
 //! docs/audit.md lists the reason codes and what is not built yet.
 
+pub mod accounts;
 pub mod dynamodb;
 pub mod rds;
 pub mod s3;
+pub mod securityhub;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -240,7 +242,7 @@ impl Reason {
             Reason::MaterialTooOld => "Rotate: run a ceremony for new material (`import --new-key-material` then `rotate`, or `move-alias` for HMAC and asymmetric keys).",
             Reason::MaterialMissing => "Import key material from a signed ceremony (`byok-bastion import`); data under this key cannot be read until then.",
             Reason::KeyDisabledOrPendingDeletion => "Move the resource to the current key of its alias now; cancel the deletion (CancelKeyDeletion) if data still depends on this key.",
-            Reason::KeyReplaced => "Point the resource at the alias (or the key that replaced this one) instead of the old key ID, before the old key is retired.",
+            Reason::KeyReplaced => "Point the resource at the key that replaced this one (`byok-bastion repoint --apply` for S3 and DynamoDB; it prints the snapshot-copy-restore procedure for RDS) before the old key is deleted; cancel its deletion (CancelKeyDeletion) while data still depends on it.",
             Reason::NotApplicable => "Nothing to do here; see the detail for where this resource is judged.",
             Reason::ResourceUnreadable => "Grant the audit role read access to this resource's encryption settings (see docs/audit.md) and run the audit again.",
             Reason::KeyUnreadable => "Allow the audit role kms:DescribeKey on this key (in the key's account key policy) and run the audit again.",
@@ -327,6 +329,34 @@ pub fn judge(
             format!("{} is an AWS-managed key", k.arn),
         );
     }
+    // A replaced key is KEY_REPLACED whatever its state: after `retire` it is
+    // disabled or pending deletion, and the fix is the same (repoint).
+    let state_note = match k.state.as_str() {
+        "Enabled" => String::new(),
+        other => format!("; it is {other}"),
+    };
+    if let Some(new) = &k.replaced_by {
+        return j(
+            V::NonCompliant,
+            R::KeyReplaced,
+            format!(
+                "{} was replaced by {new} (tag byok:replaced-by){state_note}",
+                k.arn
+            ),
+        );
+    }
+    if !is_alias_ref(key_ref) && k.aliases.is_empty() && k.aliases_unreadable.is_none() {
+        if let Some(at) = &k.alias_moved_at {
+            return j(
+                V::NonCompliant,
+                R::KeyReplaced,
+                format!(
+                    "the resource pins {} by ID, and no alias points to it since an alias moved at {at}{state_note}",
+                    k.arn
+                ),
+            );
+        }
+    }
     match k.state.as_str() {
         "Enabled" => {}
         "PendingImport" => {
@@ -342,25 +372,6 @@ pub fn judge(
                 R::KeyDisabledOrPendingDeletion,
                 format!("{} is {other}", k.arn),
             )
-        }
-    }
-    if let Some(new) = &k.replaced_by {
-        return j(
-            V::NonCompliant,
-            R::KeyReplaced,
-            format!("{} was replaced by {new} (tag byok:replaced-by)", k.arn),
-        );
-    }
-    if !is_alias_ref(key_ref) && k.aliases.is_empty() && k.aliases_unreadable.is_none() {
-        if let Some(at) = &k.alias_moved_at {
-            return j(
-                V::NonCompliant,
-                R::KeyReplaced,
-                format!(
-                    "the resource pins {} by ID, and no alias points to it since an alias moved at {at}",
-                    k.arn
-                ),
-            );
         }
     }
     if policy.require_external && k.origin != "EXTERNAL" {
@@ -432,6 +443,10 @@ pub fn judge(
 /// One resource's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
+    /// The resource's account, when the audit assumed a role there
+    /// (`--role-arn`); absent for the bastion's own credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// `AWS::S3::Bucket`, `AWS::DynamoDB::Table`, `AWS::RDS::DBInstance`, `AWS::RDS::DBCluster`.
     pub resource_type: ResourceType,
     /// The Region.
@@ -503,6 +518,9 @@ pub struct Report {
     pub generated_at: String,
     /// The Regions audited.
     pub regions: Vec<String>,
+    /// The accounts audited through `--role-arn` (empty: the bastion's own).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
     /// The maximum material age in days.
     pub max_age_days: i64,
     /// Counts per verdict.
@@ -511,29 +529,45 @@ pub struct Report {
     pub kms_describe_calls: usize,
     /// Every resource, sorted by verdict, type, Region and name.
     pub findings: Vec<Finding>,
+    /// What `--security-hub` published, per account and Region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_hub: Option<Vec<securityhub::PublishSummary>>,
 }
 
 type Facts = Result<KeyFacts, String>;
-/// A key's facts, resolved once, by (Region, reference).
-type KeyCache = HashMap<(String, String), Arc<OnceCell<Facts>>>;
+/// A key's facts, resolved once, by (account whose credentials read it,
+/// Region, reference).
+type KeyCache = HashMap<(String, String, String), Arc<OnceCell<Facts>>>;
 /// Alias names by target key ID, or why ListAliases failed.
 type AliasMap = Result<BTreeMap<String, Vec<String>>, String>;
+/// Each Region's aliases, listed once, by (account whose credentials read
+/// them, Region).
+type AliasCache = HashMap<(String, String), Arc<OnceCell<AliasMap>>>;
 
 /// Resolves key references to [`KeyFacts`], once per reference and Region
 /// (DescribeKey, ListResourceTags, ListKeyRotations), and lists each
 /// Region's aliases once.
 pub struct KeyResolver {
     regions: Arc<Regions>,
+    accounts: BTreeMap<String, Arc<Regions>>,
     keys: Mutex<KeyCache>,
-    aliases: Mutex<HashMap<String, Arc<OnceCell<AliasMap>>>>,
+    aliases: Mutex<AliasCache>,
     describe_calls: AtomicUsize,
 }
 
 impl KeyResolver {
     /// A resolver using the KMS clients of `regions`.
     pub fn new(regions: Arc<Regions>) -> Self {
+        Self::with_accounts(regions, BTreeMap::new())
+    }
+
+    /// A resolver that reads keys of the `accounts` with those accounts'
+    /// clients (assumed roles), and every other key with `regions` (the
+    /// bastion's own credentials).
+    pub fn with_accounts(regions: Arc<Regions>, accounts: BTreeMap<String, Arc<Regions>>) -> Self {
         KeyResolver {
             regions,
+            accounts,
             keys: Mutex::new(HashMap::new()),
             aliases: Mutex::new(HashMap::new()),
             describe_calls: AtomicUsize::new(0),
@@ -548,25 +582,45 @@ impl KeyResolver {
     /// The facts of the key `key_ref` names, for a resource in `region` (a
     /// key or alias ARN's own Region wins).
     pub async fn resolve(&self, region: &str, key_ref: &str) -> Facts {
+        self.resolve_for(None, region, key_ref).await
+    }
+
+    /// [`KeyResolver::resolve`] for a resource of `account`: a key ARN is
+    /// read in its own account's credentials when the audit has them, a key
+    /// ID or alias name in the resource's account's; else the bastion's own.
+    pub async fn resolve_for(&self, account: Option<&str>, region: &str, key_ref: &str) -> Facts {
         let region = region_of(key_ref).unwrap_or(region).to_string();
+        let owner = if key_ref.starts_with("arn:") {
+            super::client::account_of(key_ref)
+        } else {
+            account
+        };
+        let (label, regions) = match owner.and_then(|a| self.accounts.get(a).map(|r| (a, r))) {
+            Some((a, r)) => (a.to_string(), r.clone()),
+            None => (String::new(), self.regions.clone()),
+        };
         let cell = self
             .keys
             .lock()
             .await
-            .entry((region.clone(), key_ref.to_string()))
+            .entry((label.clone(), region.clone(), key_ref.to_string()))
             .or_default()
             .clone();
-        cell.get_or_init(|| self.fetch(region, key_ref.to_string()))
+        cell.get_or_init(|| self.fetch(regions, label, region, key_ref.to_string()))
             .await
             .clone()
     }
 
-    async fn region_aliases(&self, b: &Bastion) -> Result<BTreeMap<String, Vec<String>>, String> {
+    async fn region_aliases(
+        &self,
+        label: &str,
+        b: &Bastion,
+    ) -> Result<BTreeMap<String, Vec<String>>, String> {
         let cell = self
             .aliases
             .lock()
             .await
-            .entry(b.region.clone())
+            .entry((label.to_string(), b.region.clone()))
             .or_default()
             .clone();
         cell.get_or_init(|| async {
@@ -580,12 +634,14 @@ impl KeyResolver {
         .clone()
     }
 
-    async fn fetch(&self, region: String, key_ref: String) -> Facts {
-        let b = self
-            .regions
-            .region(&region)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn fetch(
+        &self,
+        regions: Arc<Regions>,
+        label: String,
+        region: String,
+        key_ref: String,
+    ) -> Facts {
+        let b = regions.region(&region).await.map_err(|e| e.to_string())?;
         self.describe_calls.fetch_add(1, Ordering::Relaxed);
         let m = b.describe(&key_ref).await.map_err(|e| e.to_string())?;
         let arn = m.arn().unwrap_or(m.key_id()).to_string();
@@ -627,7 +683,7 @@ impl KeyResolver {
         // ListAliases lists this account's aliases: a key in another account
         // has none here, and its tags are unreadable (TAGS_UNREADABLE), so
         // the "alias moved away" rule never fires on a guess.
-        match self.region_aliases(&b).await {
+        match self.region_aliases(&label, &b).await {
             Ok(aliases) => {
                 facts.aliases = aliases.get(key_id_of(&arn)).cloned().unwrap_or_default()
             }
@@ -670,17 +726,23 @@ async fn list_tags(b: &Bastion, key: &str) -> Result<BTreeMap<String, String>, S
 pub struct ServiceClients {
     /// The Region.
     pub region: String,
+    /// The account, when the audit assumed a role there.
+    pub account: Option<String>,
     /// S3 (path-style addressing when the endpoint is overridden).
     pub s3: aws_sdk_s3::Client,
     /// DynamoDB.
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// RDS.
     pub rds: aws_sdk_rds::Client,
+    /// Security Hub (`--security-hub`).
+    pub securityhub: aws_sdk_securityhub::Client,
+    /// STS (the account of the credentials).
+    pub sts: aws_sdk_sts::Client,
 }
 
 /// The finding for a resource that could not be judged (a panicked task, or
 /// one never started because the audit was interrupted).
-fn unjudged(p: &Pending, why: &str) -> Finding {
+fn unjudged(account: &Option<String>, p: &Pending, why: &str) -> Finding {
     let (kind, region, name) = match p {
         Pending::Done(r) => (r.kind, r.region.clone(), r.name.clone()),
         Pending::S3Bucket { name, region } => {
@@ -691,6 +753,7 @@ fn unjudged(p: &Pending, why: &str) -> Finding {
         }
     };
     Finding {
+        account: account.clone(),
         resource_type: kind,
         region,
         resource: name,
@@ -706,7 +769,7 @@ fn unjudged(p: &Pending, why: &str) -> Finding {
 
 /// The endpoint override for `service` (`AWS_ENDPOINT_URL_S3`, else
 /// `AWS_ENDPOINT_URL`), checked like KMS's: HTTPS, or HTTP on loopback.
-fn endpoint_override(service: &str) -> Result<Option<String>, BastionError> {
+pub(crate) fn endpoint_override(service: &str) -> Result<Option<String>, BastionError> {
     let url = std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok()
@@ -725,6 +788,16 @@ impl ServiceClients {
     /// Connect in `region` with `profile`, the same timeouts and retries as
     /// the KMS client. Prints overridden endpoints on stderr.
     pub async fn connect(region: &str, profile: Option<&str>) -> Result<Self, BastionError> {
+        Self::connect_as(region, profile, None, None).await
+    }
+
+    /// [`ServiceClients::connect`] with an assumed role's `credentials` in `account`.
+    pub async fn connect_as(
+        region: &str,
+        profile: Option<&str>,
+        credentials: Option<aws_sdk_kms::config::Credentials>,
+        account: Option<String>,
+    ) -> Result<Self, BastionError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
             .timeout_config(
@@ -738,14 +811,19 @@ impl ServiceClients {
         if let Some(p) = profile {
             loader = loader.profile_name(p);
         }
+        if let Some(c) = credentials {
+            loader = loader.credentials_provider(c);
+        }
         let conf = loader.load().await;
         let s3_endpoint = endpoint_override("S3")?;
         for (name, url) in [
             ("S3", &s3_endpoint),
             ("DynamoDB", &endpoint_override("DYNAMODB")?),
             ("RDS", &endpoint_override("RDS")?),
+            ("Security Hub", &endpoint_override("SECURITYHUB")?),
+            ("STS", &endpoint_override("STS")?),
         ] {
-            if let Some(u) = url {
+            if let (Some(u), None) = (url, &account) {
                 eprintln!("{name} endpoint: {u} (overridden; Region {region})");
             }
         }
@@ -754,9 +832,12 @@ impl ServiceClients {
             .build();
         Ok(ServiceClients {
             region: region.to_string(),
+            account,
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             dynamodb: aws_sdk_dynamodb::Client::new(&conf),
             rds: aws_sdk_rds::Client::new(&conf),
+            securityhub: aws_sdk_securityhub::Client::new(&conf),
+            sts: aws_sdk_sts::Client::new(&conf),
         })
     }
 }
@@ -806,6 +887,22 @@ pub struct AuditOptions {
     pub jobs: usize,
     /// Whether keys must be EXTERNAL.
     pub require_external: bool,
+    /// Which accounts (default: the bastion's own).
+    pub accounts: accounts::AccountArgs,
+}
+
+/// An audit with what it used: the per-Region clients and the key cache, so
+/// that `repoint` can act on the findings without listing or resolving again.
+pub struct Inventory {
+    /// The report.
+    pub report: Report,
+    /// The service clients, by (account, Region); the account is `""` for
+    /// the bastion's own credentials.
+    pub clients: BTreeMap<(String, String), Arc<ServiceClients>>,
+    /// The key cache the findings were judged with.
+    pub resolver: Arc<KeyResolver>,
+    /// The policy they were judged under.
+    pub policy: Policy,
 }
 
 /// Inventory and judge every resource in the Regions of `opts`.
@@ -814,58 +911,124 @@ pub async fn audit(
     profile: Option<&str>,
     opts: &AuditOptions,
 ) -> Result<Report, BastionError> {
+    Ok(inventory(regions, profile, opts).await?.report)
+}
+
+/// [`audit`], keeping the clients and the key cache.
+pub async fn inventory(
+    regions: Arc<Regions>,
+    profile: Option<&str>,
+    opts: &AuditOptions,
+) -> Result<Inventory, BastionError> {
     let mut names = opts.regions.clone();
     if names.is_empty() {
         names.push(regions.default_region().await?.region.clone());
     }
     names.sort();
     names.dedup();
-    let mut clients = BTreeMap::new();
     for r in &names {
         // Validates the name, connects KMS (and prints its endpoint).
         regions.region(r).await?;
-        clients.insert(
-            r.clone(),
-            Arc::new(ServiceClients::connect(r, profile).await?),
-        );
     }
-    let clients = Arc::new(clients);
-    let mut pending = s3::list(&clients).await;
-    for c in clients.values() {
-        pending.extend(dynamodb::list(c).await);
-        pending.extend(rds::list(c).await);
+    let scopes = accounts::scopes(regions.clone(), profile, &names[0], &opts.accounts).await?;
+    let stop = super::batch::StopFlag::on_signals()?;
+    let mut all_clients = BTreeMap::new();
+    let mut assumed = BTreeMap::new();
+    let mut pending: Vec<(Option<String>, Pending)> = Vec::new();
+    for scope in &scopes {
+        let label = scope.account.clone().unwrap_or_default();
+        if let Some(why) = &scope.failed {
+            for r in &names {
+                for (kind, what) in [
+                    (ResourceType::S3Bucket, "buckets"),
+                    (ResourceType::DynamoDbTable, "tables"),
+                    (ResourceType::RdsInstance, "DB instances"),
+                    (ResourceType::RdsCluster, "DB clusters"),
+                ] {
+                    pending.push((
+                        scope.account.clone(),
+                        Pending::Done(listing_failed(kind, r, what, why.clone())),
+                    ));
+                }
+            }
+            continue;
+        }
+        if let Some(a) = &scope.account {
+            assumed.insert(a.clone(), scope.kms.clone());
+        }
+        let mut clients = BTreeMap::new();
+        for r in &names {
+            let c = Arc::new(
+                ServiceClients::connect_as(
+                    r,
+                    profile,
+                    scope.credentials.clone(),
+                    scope.account.clone(),
+                )
+                .await?,
+            );
+            all_clients.insert((label.clone(), r.clone()), c.clone());
+            clients.insert(r.clone(), c);
+        }
+        let clients = Arc::new(clients);
+        let tag = |p: Vec<Pending>| {
+            p.into_iter()
+                .map(|p| (scope.account.clone(), p))
+                .collect::<Vec<_>>()
+        };
+        pending.extend(tag(s3::list(&clients, opts.jobs, &stop).await));
+        for c in clients.values() {
+            pending.extend(tag(dynamodb::list(c).await));
+            pending.extend(tag(rds::list(c).await));
+        }
+        if pending.len() >= 50 {
+            eprintln!(
+                "{} resource(s) listed{}",
+                pending.len(),
+                scope
+                    .account
+                    .as_deref()
+                    .map(|a| format!(" (through account {a})"))
+                    .unwrap_or_default()
+            );
+        }
     }
     let policy = Policy {
         max_age_days: opts.max_age_days,
         require_external: opts.require_external,
         now: OffsetDateTime::now_utc(),
     };
-    let resolver = Arc::new(KeyResolver::new(regions));
+    let resolver = Arc::new(KeyResolver::with_accounts(regions, assumed));
     let total = pending.len();
-    let stop = super::batch::StopFlag::on_signals()?;
+    let clients = Arc::new(all_clients);
     let findings = super::batch::map_bounded(
         pending,
         opts.jobs,
-        |p| {
+        |(account, p)| {
             let (clients, resolver) = (clients.clone(), resolver.clone());
             async move {
+                let label = account.clone().unwrap_or_default();
                 let r = match p {
                     Pending::Done(r) => r,
-                    Pending::S3Bucket { name, region } => match clients.get(&region) {
-                        Some(c) => s3::describe(c, &name).await,
-                        None => s3::outside(&name, &region),
-                    },
-                    Pending::DynamoDbTable { name, region } => match clients.get(&region) {
-                        Some(c) => dynamodb::describe(c, &name).await,
-                        None => listing_failed(
-                            ResourceType::DynamoDbTable,
-                            &region,
-                            "tables",
-                            "no client".into(),
-                        ),
-                    },
+                    Pending::S3Bucket { name, region } => {
+                        match clients.get(&(label, region.clone())) {
+                            Some(c) => s3::describe(c, &name).await,
+                            None => s3::outside(&name, &region),
+                        }
+                    }
+                    Pending::DynamoDbTable { name, region } => {
+                        match clients.get(&(label, region.clone())) {
+                            Some(c) => dynamodb::describe(c, &name).await,
+                            None => listing_failed(
+                                ResourceType::DynamoDbTable,
+                                &region,
+                                "tables",
+                                "no client".into(),
+                            ),
+                        }
+                    }
                 };
-                finding(&r, &resolver, &policy).await
+                finding(account, &r, &resolver, &policy).await
             }
         },
         |done, _| {
@@ -873,10 +1036,11 @@ pub async fn audit(
                 eprintln!("[{done}/{total}] resources judged");
             }
         },
-        |p| unjudged(p, "internal error: the task panicked"),
+        |(a, p)| unjudged(a, p, "internal error: the task panicked"),
         &stop,
-        |p| {
+        |(a, p)| {
             unjudged(
+                a,
                 p,
                 "not judged: interrupted before its turn; run the audit again",
             )
@@ -885,27 +1049,51 @@ pub async fn audit(
     .await;
     let mut findings = findings;
     findings.sort_by(|a, b| {
-        (a.verdict, a.resource_type, &a.region, &a.resource).cmp(&(
-            b.verdict,
-            b.resource_type,
-            &b.region,
-            &b.resource,
-        ))
+        (
+            a.verdict,
+            a.resource_type,
+            &a.account,
+            &a.region,
+            &a.resource,
+        )
+            .cmp(&(
+                b.verdict,
+                b.resource_type,
+                &b.account,
+                &b.region,
+                &b.resource,
+            ))
     });
-    Ok(Report {
-        generated_at: crate::kms::import_params::rfc3339(policy.now),
-        regions: names,
-        max_age_days: opts.max_age_days,
-        summary: Summary::of(&findings),
-        kms_describe_calls: resolver.describe_calls(),
-        findings,
+    Ok(Inventory {
+        report: Report {
+            generated_at: crate::kms::import_params::rfc3339(policy.now),
+            regions: names,
+            accounts: scopes.iter().filter_map(|s| s.account.clone()).collect(),
+            max_age_days: opts.max_age_days,
+            summary: Summary::of(&findings),
+            kms_describe_calls: resolver.describe_calls(),
+            findings,
+            security_hub: None,
+        },
+        clients: Arc::try_unwrap(clients).unwrap_or_else(|c| (*c).clone()),
+        resolver,
+        policy,
     })
 }
 
-async fn finding(r: &Resource, resolver: &KeyResolver, policy: &Policy) -> Finding {
+async fn finding(
+    account: Option<String>,
+    r: &Resource,
+    resolver: &KeyResolver,
+    policy: &Policy,
+) -> Finding {
     let (facts, key_reference) = match &r.encryption {
         Encryption::Kms { key_ref } => (
-            Some(resolver.resolve(&r.region, key_ref).await),
+            Some(
+                resolver
+                    .resolve_for(account.as_deref(), &r.region, key_ref)
+                    .await,
+            ),
             Some(key_ref.clone()),
         ),
         Encryption::AwsManagedDefault { alias } => (None, Some(alias.clone())),
@@ -917,6 +1105,7 @@ async fn finding(r: &Resource, resolver: &KeyResolver, policy: &Policy) -> Findi
         policy,
     );
     Finding {
+        account,
         resource_type: r.kind,
         region: r.region.clone(),
         resource: r.name.clone(),
@@ -943,7 +1132,7 @@ pub enum Format {
 
 /// The CSV header.
 pub const CSV_HEADER: &str =
-    "resource_type,region,resource,arn,verdict,reason,key_reference,key_arn,detail,remediation";
+    "resource_type,region,resource,arn,verdict,reason,key_reference,key_arn,detail,remediation,account";
 
 /// A CSV field: quoted, quotes doubled, and a leading `= + - @` defused
 /// (names and messages come from other accounts' resources).
@@ -975,6 +1164,7 @@ pub fn render(report: &Report, format: Format) -> String {
                     f.key_arn.as_deref().unwrap_or(""),
                     &f.detail,
                     &f.remediation,
+                    f.account.as_deref().unwrap_or(""),
                 ]
                 .map(csv_field)
                 .join(",");
@@ -1004,7 +1194,10 @@ pub fn render(report: &Report, format: Format) -> String {
                     "  {:<22} {:<14} {:<32} {:<34} {}\n      {}\n      -> {}\n",
                     f.resource_type.as_str(),
                     f.region,
-                    f.resource,
+                    match &f.account {
+                        Some(a) => format!("{a}/{}", f.resource),
+                        None => f.resource.clone(),
+                    },
                     f.reason.as_str(),
                     f.key_arn
                         .as_deref()
@@ -1035,6 +1228,33 @@ pub struct AuditArgs {
     /// Resources described at the same time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Publish one ASFF finding per resource to Security Hub (in its account
+    /// and Region), and archive earlier ones of resources no longer seen.
+    #[arg(long)]
+    pub security_hub: bool,
+    /// Which accounts.
+    #[command(flatten)]
+    pub accounts: accounts::AccountArgs,
+}
+
+/// Publish `inv`'s findings to Security Hub, Region by Region, in the account
+/// of the credentials.
+pub async fn publish(inv: &Inventory) -> Result<Vec<securityhub::PublishSummary>, BastionError> {
+    let mut out = Vec::new();
+    for ((_, region), c) in inv.clients.iter() {
+        let account = match &c.account {
+            Some(a) => a.clone(),
+            None => securityhub::caller_account(&c.sts).await?,
+        };
+        let mine: Vec<&Finding> = inv
+            .report
+            .findings
+            .iter()
+            .filter(|f| &f.region == region && f.account == c.account)
+            .collect();
+        out.push(securityhub::publish(&c.securityhub, &account, region, &mine).await?);
+    }
+    Ok(out)
 }
 
 /// Run `byok-bastion audit` and print the report (`json`: the global
@@ -1052,7 +1272,7 @@ pub async fn main(
         (false, true) => Format::Csv,
         (false, false) => Format::Table,
     };
-    let report = audit(
+    let mut inv = inventory(
         regions,
         profile,
         &AuditOptions {
@@ -1060,15 +1280,36 @@ pub async fn main(
             max_age_days: args.max_age_days,
             jobs: usize::from(args.jobs),
             require_external: true,
+            accounts: args.accounts.clone(),
         },
     )
     .await?;
+    // A Security Hub failure is reported after the audit's own output.
+    let mut hub_error = None;
+    if args.security_hub {
+        match publish(&inv).await {
+            Ok(published) => {
+                for p in &published {
+                    eprintln!(
+                        "Security Hub {} {}: {} created, {} updated, {} archived (resource gone), in {} call(s)",
+                        p.account, p.region, p.created, p.updated, p.archived_vanished, p.calls
+                    );
+                }
+                inv.report.security_hub = Some(published);
+            }
+            Err(e) => hub_error = Some(e),
+        }
+    }
+    let report = inv.report;
     print!("{}", render(&report, format));
     if format == Format::Json {
         println!();
     }
     if format != Format::Table {
         eprintln!("{}", report.summary.line());
+    }
+    if let Some(e) = hub_error {
+        return Err(e);
     }
     match report.summary.non_compliant {
         0 => Ok(()),

@@ -32,8 +32,14 @@ pub fn region_of_location(constraint: Option<&str>) -> String {
 }
 
 /// Every bucket in the audited Regions (`clients` by Region), to be described.
-pub async fn list(clients: &Arc<BTreeMap<String, Arc<ServiceClients>>>) -> Vec<Pending> {
-    let Some(any) = clients.values().next() else {
+/// Buckets whose Region ListBuckets does not report (older APIs, emulators)
+/// are located with GetBucketLocation, `jobs` at a time.
+pub async fn list(
+    clients: &Arc<BTreeMap<String, Arc<ServiceClients>>>,
+    jobs: usize,
+    stop: &crate::bastion::batch::StopFlag,
+) -> Vec<Pending> {
+    let Some(any) = clients.values().next().cloned() else {
         return Vec::new();
     };
     let mut buckets = Vec::new();
@@ -53,28 +59,58 @@ pub async fn list(clients: &Arc<BTreeMap<String, Arc<ServiceClients>>>) -> Vec<P
             }
         }
     }
-    let mut out = Vec::new();
-    for (name, region) in buckets {
-        let region = match region {
-            Some(r) => r,
-            None => match any.s3.get_bucket_location().bucket(&name).send().await {
-                Ok(l) => region_of_location(l.location_constraint().map(|c| c.as_str())),
-                Err(e) => {
-                    out.push(Pending::Done(Resource {
-                        kind: ResourceType::S3Bucket,
-                        region: any.region.clone(),
-                        name,
-                        arn: None,
-                        encryption: Encryption::Unreadable {
-                            why: sdk_error("GetBucketLocation", e),
-                        },
-                    }));
-                    continue;
+    let unreadable = |name: &str, why: String| Resource {
+        kind: ResourceType::S3Bucket,
+        region: any.region.clone(),
+        name: name.to_string(),
+        arn: None,
+        encryption: Encryption::Unreadable { why },
+    };
+    let located: Vec<Result<(String, String), Resource>> = crate::bastion::batch::map_bounded(
+        buckets,
+        jobs,
+        |(name, region)| {
+            let any = any.clone();
+            async move {
+                match region {
+                    Some(r) => Ok((name, r)),
+                    None => match any.s3.get_bucket_location().bucket(&name).send().await {
+                        Ok(l) => Ok((
+                            name,
+                            region_of_location(l.location_constraint().map(|c| c.as_str())),
+                        )),
+                        Err(e) => Err(Resource {
+                            kind: ResourceType::S3Bucket,
+                            region: any.region.clone(),
+                            name,
+                            arn: None,
+                            encryption: Encryption::Unreadable {
+                                why: sdk_error("GetBucketLocation", e),
+                            },
+                        }),
+                    },
                 }
-            },
-        };
-        if clients.contains_key(&region) {
-            out.push(Pending::S3Bucket { name, region });
+            }
+        },
+        |_, _| {},
+        |(name, _)| Err(unreadable(name, "internal error: the task panicked".into())),
+        stop,
+        |(name, _)| {
+            Err(unreadable(
+                name,
+                "not located: interrupted before its turn; run the audit again".into(),
+            ))
+        },
+    )
+    .await;
+    let mut out = Vec::new();
+    for l in located {
+        match l {
+            Ok((name, region)) if clients.contains_key(&region) => {
+                out.push(Pending::S3Bucket { name, region })
+            }
+            Ok(_) => {}
+            Err(r) => out.push(Pending::Done(r)),
         }
     }
     out

@@ -161,6 +161,28 @@ fn verdict_table() {
             Verdict::NonCompliant,
             Reason::KeyReplaced,
         ),
+        // Retired after the alias moved: still "replaced", the fix is a repoint.
+        (
+            "replaced and pending deletion",
+            by_id.clone(),
+            Some(Ok(with(|k| {
+                k.replaced_by = Some("k2".into());
+                k.state = "PendingDeletion".into();
+            }))),
+            Verdict::NonCompliant,
+            Reason::KeyReplaced,
+        ),
+        (
+            "pinned by ID, alias moved away, then disabled",
+            by_id.clone(),
+            Some(Ok(with(|k| {
+                k.aliases.clear();
+                k.alias_moved_at = Some("2026-11-01T00:00:00Z".into());
+                k.state = "Disabled".into();
+            }))),
+            Verdict::NonCompliant,
+            Reason::KeyReplaced,
+        ),
         (
             "pinned by ID, alias moved away",
             by_id.clone(),
@@ -295,6 +317,7 @@ fn alias_references_and_rds_encryption() {
 
 fn finding(name: &str, verdict: Verdict, reason: Reason, detail: &str) -> Finding {
     Finding {
+        account: None,
         resource_type: ResourceType::S3Bucket,
         region: "eu-west-1".into(),
         resource: name.into(),
@@ -322,10 +345,12 @@ fn renderings() {
     let report = Report {
         generated_at: "2027-01-15T08:00:00Z".into(),
         regions: vec!["eu-west-1".into()],
+        accounts: Vec::new(),
         max_age_days: 365,
         summary: Summary::of(&findings),
         kms_describe_calls: 1,
         findings,
+        security_hub: None,
     };
     assert_eq!(
         report.summary.line(),
