@@ -9,7 +9,7 @@ use crate::fingerprint::{normalize, Fingerprint};
 use crate::kms::ImportParameters;
 
 /// How the fingerprint was confirmed, recorded in outputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmedBy {
     /// A custodian typed it back.

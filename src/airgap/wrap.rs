@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
-use serde_json::json;
-
 use super::confirm::{ConfirmedBy, ConfirmedWrappingKey};
 use super::Error;
 use crate::bundle::manifest::{self, HsmKeyRecord, Manifest};
 use crate::bundle::{output, AtomicDir};
-use crate::ceremony::transcript::{TranscriptWriter, FILE_NAME as TRANSCRIPT};
+use crate::ceremony::attest::OutputFile;
+use crate::ceremony::transcript::{self as ts, Step, TranscriptWriter, FILE_NAME as TRANSCRIPT};
 use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
@@ -259,56 +258,76 @@ pub fn write_output(
     };
     let mut t = TranscriptWriter::create(
         &dir.staged_path(TRANSCRIPT),
-        "wrap-start",
-        json!({
-            "ceremony_id": format!("wrap-{}-{}", m.hsm_key.label, stamp),
-            "purpose": "byok-airgap wrap: one key for one KMS key",
-            "key_id": m.key_id,
-            "key_spec": m.key_spec,
-            "wrapping_algorithm": m.wrapping_algorithm,
-            "wrapping_key_spec": m.wrapping_key_spec,
-            "wrapping_key_sha256": m.wrapping_key_sha256,
-            "wrapping_key_confirmed_by": confirmed_by,
-            "import_parameters_sha256": m.import_parameters_sha256,
-            "import_token_sha256": m.import_token_sha256,
-            "parameters_valid_to": m.parameters_valid_to,
+        Step::WrapStart(ts::WrapStart {
+            ceremony_id: format!("wrap-{}-{}", m.hsm_key.label, stamp),
+            purpose: "byok-airgap wrap: one key for one KMS key".into(),
+            key_id: m.key_id.clone(),
+            key_spec: m.key_spec,
+            wrapping_algorithm: m.wrapping_algorithm,
+            wrapping_key_spec: m.wrapping_key_spec.clone(),
+            wrapping_key_sha256: m.wrapping_key_sha256.clone(),
+            wrapping_key_confirmed_by: confirmed_by,
+            import_parameters_sha256: m.import_parameters_sha256.clone(),
+            import_token_sha256: m.import_token_sha256.clone(),
+            parameters_valid_to: m.parameters_valid_to.clone(),
+            tool_version: String::new(),
+            tool_binary_sha256: String::new(),
         }),
     )
     .map_err(io)?;
-    t.append("hsm", json!({ "token": m.token })).map_err(io)?;
-    t.append(
-        "self-test",
-        json!({ "result": "pass", "method": m.wrap_method, "checks": m.self_test }),
-    )
+    t.append(Step::Hsm(ts::HsmToken {
+        token: m.token.clone(),
+    }))
     .map_err(io)?;
-    t.append(
-        if m.hsm_key.generated {
-            "key-generated"
-        } else {
-            "key-found"
-        },
-        json!({ "key_spec": m.key_spec, "hsm_key": m.hsm_key }),
-    )
+    t.append(Step::SelfTest(ts::SelfTest {
+        result: "pass".into(),
+        method: m.wrap_method.clone(),
+        checks: m.self_test.clone(),
+    }))
     .map_err(io)?;
-    t.append(
-        "wrapped",
-        json!({
-            "mechanism": m.wrap_method,
-            "encrypted_key_material_sha256": m.encrypted_key_material_sha256,
-            "encrypted_key_material_len": m.encrypted_key_material_len,
-            "kcv": m.kcv,
-            "hmac_check": m.hmac_check,
-            "public_key": m.public_key,
-        }),
-    )
+    t.append(key_record(m)).map_err(io)?;
+    t.append(Step::Wrapped(ts::Wrapped::Single(ts::SingleWrapped {
+        mechanism: m.wrap_method.clone(),
+        encrypted_key_material_sha256: m.encrypted_key_material_sha256.clone(),
+        encrypted_key_material_len: m.encrypted_key_material_len as u64,
+        kcv: m.kcv.clone(),
+        hmac_check: m.hmac_check.clone(),
+        public_key: m.public_key.clone(),
+    })))
     .map_err(io)?;
-    let outputs: Vec<_> = files
+    let outputs = files
         .iter()
-        .map(|(name, bytes)| json!({ "path": name, "sha256": hex::encode(Sha256::digest(bytes)) }))
+        .map(|(name, bytes)| OutputFile {
+            path: name.to_string(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+        })
         .collect();
-    t.append("outputs", json!({ "outputs": outputs }))
+    t.append(Step::Outputs(ts::Outputs { outputs }))
         .map_err(io)?;
     Ok(dir.commit()?)
+}
+
+/// The `key-generated` (or `key-found`) entry for the manifest's key, in the
+/// one shape both `wrap` and `ceremony run` write.
+fn key_record(m: &Manifest) -> Step {
+    let record = ts::KeyRecord {
+        label: m.hsm_key.label.clone(),
+        id_hex: m.hsm_key.id_hex.clone(),
+        key_spec: m.key_spec,
+        protection: m.hsm_key.protection.as_ref().map(ts::Protection::from),
+        checks: Some(key_checks::KeyChecks {
+            kcv: m.kcv.clone(),
+            hmac_check: m.hmac_check.clone(),
+            public_key: m.public_key.clone(),
+        }),
+        adopted_after_interruption: Some(false),
+        wrap_with_trusted: Some(m.hsm_key.wrap_with_trusted),
+    };
+    if m.hsm_key.generated {
+        Step::KeyGenerated(record)
+    } else {
+        Step::KeyFound(record)
+    }
 }
 
 /// Run the whole `wrap` command; `progress` receives one line per step.
@@ -432,4 +451,85 @@ pub fn run(
     let out = write_output(&req.out, &wrapped, params, params_bytes, confirmed.by)?;
     progress(&format!("wrote {}", out.display()));
     Ok(wrapped.manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ceremony::transcript::{verify_file, Completion};
+
+    /// `wrap`'s writer, fed the committed good-wrap fixture's files, writes a
+    /// transcript that verifies, records every file, and has the one flat
+    /// `key-generated` shape.
+    #[test]
+    fn the_wrap_transcript_is_typed_and_key_generated_is_flat() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ceremony/good-wrap");
+        let read = |name: &str| std::fs::read(fixture.join(name)).unwrap();
+        let manifest: Manifest = serde_json::from_slice(&read(manifest::MANIFEST)).unwrap();
+        let params_bytes = read(manifest::IMPORT_PARAMETERS);
+        let created = time::OffsetDateTime::parse(&manifest.created_at, &Rfc3339).unwrap();
+        let params = ImportParameters::parse(&params_bytes, created).unwrap();
+        let wrapped = Wrapped {
+            blob: read(manifest::ENCRYPTED_KEY_MATERIAL),
+            manifest,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_output(
+            &out,
+            &wrapped,
+            &params,
+            &params_bytes,
+            ConfirmedBy::ExpectedValue,
+        )
+        .unwrap();
+        let v = verify_file(&out.join(TRANSCRIPT)).unwrap();
+        assert_eq!(v.completion(), Completion::Complete);
+        let names: Vec<&str> = v.entries.iter().map(|e| e.step.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "wrap-start",
+                "hsm",
+                "self-test",
+                "key-generated",
+                "wrapped",
+                "outputs"
+            ]
+        );
+        let Step::KeyGenerated(k) = &v.entries[3].step else {
+            panic!("{:?}", v.entries[3].step)
+        };
+        assert_eq!(k.label, wrapped.manifest.hsm_key.label);
+        assert_eq!(k.id_hex, wrapped.manifest.hsm_key.id_hex);
+        assert!(k.checks.as_ref().is_some_and(|c| c.hmac_check.is_some()));
+        let line = std::fs::read_to_string(out.join(TRANSCRIPT)).unwrap();
+        let kg = line.lines().nth(3).unwrap();
+        assert!(
+            !kg.contains("hsm_key") && kg.contains(r#""label":"webhooks""#),
+            "{kg}"
+        );
+        // The other lines are what the committed fixture holds, but for times.
+        let strip = |l: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in ["time", "prev_sha256"] {
+                v[k] = serde_json::Value::Null;
+            }
+            v["data"]["tool_binary_sha256"] = serde_json::Value::Null;
+            v
+        };
+        let fixture_lines = std::fs::read_to_string(fixture.join(TRANSCRIPT)).unwrap();
+        for (i, (new, old)) in line.lines().zip(fixture_lines.lines()).enumerate() {
+            if i != 3 {
+                assert_eq!(strip(new), strip(old), "line {i}");
+            }
+        }
+        let recorded: Vec<String> = v.entries[5]
+            .step
+            .outputs()
+            .into_iter()
+            .map(|o| o.path)
+            .collect();
+        assert_eq!(recorded.len(), 4);
+    }
 }

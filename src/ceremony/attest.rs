@@ -398,16 +398,12 @@ pub fn list_outputs(dir: &Path) -> Result<Vec<OutputFile>, VerifyError> {
     Ok(out)
 }
 
-/// The outputs the transcript records: every `data.outputs` array of `{path, sha256}`.
+/// The outputs the transcript records ([`transcript::Step::outputs`]).
 fn recorded_outputs(t: &VerifiedTranscript) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for e in &t.entries {
-        if let Some(list) = e.data.get("outputs").and_then(|o| o.as_array()) {
-            for o in list {
-                if let (Some(p), Some(h)) = (o["path"].as_str(), o["sha256"].as_str()) {
-                    m.insert(p.to_string(), h.to_string());
-                }
-            }
+        for o in e.step.outputs() {
+            m.insert(o.path, o.sha256);
         }
     }
     m
@@ -422,8 +418,9 @@ pub fn check_directory(
         return Err(VerifyError::NotRegular(transcript::FILE_NAME.into()));
     }
     let t = transcript::verify_file(&tpath)?;
-    let ceremony_id = t.entries[0].data["ceremony_id"]
-        .as_str()
+    let ceremony_id = t.entries[0]
+        .step
+        .ceremony_id()
         .ok_or(VerifyError::NoCeremonyId)?
         .to_string();
     let on_disk = list_outputs(dir)?;

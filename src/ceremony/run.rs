@@ -28,11 +28,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::attest::OutputFile;
 use super::file::{CheckedCeremony, CheckedTarget, KeyPlan, Source};
-use super::transcript::{self, TranscriptWriter};
+use super::transcript::{self as ts, Step, TranscriptWriter};
 use crate::airgap::confirm::ConfirmedParameters;
 use crate::airgap::module::LocalModule;
 use crate::airgap::wrap::{bundle_files, wrap_for_target_with, Wrapped};
@@ -136,7 +136,7 @@ pub fn run(
     if opts.parameters.digest() != c.parameters_digest {
         return Err(Error::ParametersNotConfirmed);
     }
-    let tpath = out.join(transcript::FILE_NAME);
+    let tpath = out.join(ts::FILE_NAME);
     let mut summary = RunSummary::default();
     let (mut t, done) = match open_transcript(c, out, opts, confirm_start, progress)? {
         Opened::Complete(digest) => {
@@ -148,9 +148,7 @@ pub fn run(
         Opened::Writer(t, done) => (t, done),
     };
     summary.resumed = done.resumed;
-    let append = |t: &mut TranscriptWriter, step: &str, data: serde_json::Value| {
-        t.append(step, data).map_err(io(&tpath))
-    };
+    let append = |t: &mut TranscriptWriter, step: Step| t.append(step).map_err(io(&tpath));
 
     let hsm = profile::time(Phase::Session, || {
         Hsm::open(
@@ -169,9 +167,12 @@ pub fn run(
     let trusted = trusted.adopt(&session);
     append(
         &mut t,
-        "hsm-session",
-        json!({ "token": hsm.facts, "module": module_record(&opts.module), "resumed": done.resumed,
-                "wrap_with_trusted": opts.trusted.is_some() }),
+        Step::HsmSession(ts::HsmSession {
+            token: hsm.facts.clone(),
+            module: Some(module_record(&opts.module)),
+            resumed: done.resumed,
+            wrap_with_trusted: Some(opts.trusted.is_some()),
+        }),
     )?;
 
     // One search of the token for every label and CKA_ID, kept up to date as
@@ -212,7 +213,7 @@ pub fn run(
             })?;
             let dir = ct.target.name.join_to(&key_dir);
             let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
-            append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
+            append(&mut t, wrapped_record(k, ct, &wrapped, &files))?;
             progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
             summary.wrapped.push(name);
         }
@@ -236,7 +237,7 @@ fn open_transcript(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Opened, Error> {
     let f = &c.file;
-    let tpath = out.join(transcript::FILE_NAME);
+    let tpath = out.join(ts::FILE_NAME);
     // Never append through a symlink planted where the transcript should be.
     if std::fs::symlink_metadata(&tpath).is_ok_and(|m| !m.file_type().is_file()) {
         return Err(Error::Foreign {
@@ -245,7 +246,7 @@ fn open_transcript(
         });
     }
     let torn = if tpath.exists() {
-        transcript::cut_torn_tail(&tpath).map_err(crate::ceremony::VerifyError::from)?
+        ts::cut_torn_tail(&tpath).map_err(crate::ceremony::VerifyError::from)?
     } else {
         None
     };
@@ -256,32 +257,41 @@ fn open_transcript(
     }
     let (mut w, verified) =
         TranscriptWriter::resume(&tpath).map_err(crate::ceremony::VerifyError::from)?;
-    let first = &verified.entries[0].data;
-    if first["ceremony_id"] != f.ceremony_id.as_str()
-        || first["ceremony_file_sha256"] != c.file_sha256
-    {
+    let ours = match &verified.entries[0].step {
+        Step::CeremonyStart(first) => {
+            first.ceremony_id == f.ceremony_id.as_str()
+                && first.ceremony_file_sha256 == c.file_sha256
+        }
+        _ => false,
+    };
+    if !ours {
         return Err(Error::Output(OutputError::Exists(out.to_path_buf())));
     }
     if verified
         .entries
         .iter()
-        .any(|e| e.step == "ceremony-complete")
+        .any(|e| matches!(e.step, Step::CeremonyComplete(_)))
     {
         return Ok(Opened::Complete(verified.digest));
     }
     let done = Progress::read(&verified.entries, out)?;
     if let Some(cut) = &torn {
-        w.append("transcript-truncated", json!({ "removed_bytes": cut.bytes, "removed_sha256": cut.sha256, "reason": "the last entry was incomplete: the previous run stopped while writing it" }))
-            .map_err(io(&tpath))?;
+        w.append(Step::TranscriptTruncated(ts::Truncated {
+            removed_bytes: cut.bytes as u64,
+            removed_sha256: cut.sha256.clone(),
+            reason: "the last entry was incomplete: the previous run stopped while writing it"
+                .into(),
+        }))
+        .map_err(io(&tpath))?;
         progress(&format!(
             "cut an incomplete last transcript entry ({} bytes)",
             cut.bytes
         ));
     }
-    w.append(
-        "resumed",
-        json!({ "confirmations": confirmations(opts), "module": module_record(&opts.module) }),
-    )
+    w.append(Step::Resumed(ts::Resumed {
+        confirmations: confirmations(opts),
+        module: module_record(&opts.module),
+    }))
     .map_err(io(&tpath))?;
     progress(&format!(
         "resuming: transcript verified ({} entries), {} keys and {} wraps already done",
@@ -299,7 +309,7 @@ fn start_fresh(
     confirm_start: &mut dyn FnMut(&str) -> bool,
 ) -> Result<TranscriptWriter, Error> {
     let f = &c.file;
-    let tpath = out.join(transcript::FILE_NAME);
+    let tpath = out.join(ts::FILE_NAME);
     // An OUT left by a run killed before its first entry holds at most an
     // empty transcript; anything else there is not ours.
     let leftover = std::fs::symlink_metadata(out).is_ok();
@@ -325,26 +335,44 @@ fn start_fresh(
     } else {
         ensure_real_dir(out)?;
     }
-    let w = TranscriptWriter::create(
-        &tpath,
-        "ceremony-start",
-        json!({
-            "ceremony_id": f.ceremony_id,
-            "purpose": f.purpose,
-            "ceremony_file_sha256": c.file_sha256,
-            "policy_sha256": c.policy_sha256,
-            "parameters_digest": c.parameters_digest.hex(),
-            "module": module_record(&opts.module),
-            "plan": f.keys.iter().map(|k| json!({
-                "label": k.label, "key_spec": k.key_spec, "source": k.source,
-                "targets": k.targets.iter().map(|t| json!({"name": t.name, "wrapping_algorithm": t.wrapping_algorithm, "wrapping_key_sha256": t.wrapping_key_sha256})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "confirmations": confirmations(opts),
-        }),
-    )
-    .map_err(io(&tpath))?;
+    let w = TranscriptWriter::create(&tpath, ceremony_start(c, opts)).map_err(io(&tpath))?;
     fsync_dir(out)?;
     Ok(w)
+}
+
+/// The first entry of a ceremony's transcript: what it was asked to do.
+fn ceremony_start(c: &CheckedCeremony, opts: &RunOptions) -> Step {
+    let f = &c.file;
+    let plan = f
+        .keys
+        .iter()
+        .map(|k| ts::PlannedKey {
+            label: k.label.to_string(),
+            key_spec: k.key_spec,
+            source: k.source,
+            targets: k
+                .targets
+                .iter()
+                .map(|t| ts::PlannedTarget {
+                    name: t.name.to_string(),
+                    wrapping_algorithm: t.wrapping_algorithm,
+                    wrapping_key_sha256: t.wrapping_key_sha256.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    Step::CeremonyStart(ts::CeremonyStart {
+        ceremony_id: f.ceremony_id.to_string(),
+        purpose: f.purpose.clone(),
+        ceremony_file_sha256: c.file_sha256.clone(),
+        policy_sha256: c.policy_sha256.clone(),
+        parameters_digest: Some(c.parameters_digest.hex()),
+        module: Some(module_record(&opts.module)),
+        plan,
+        confirmations: confirmations(opts),
+        tool_version: String::new(),
+        tool_binary_sha256: String::new(),
+    })
 }
 
 /// `out` exists: accept it only if it is a real directory holding nothing
@@ -356,7 +384,7 @@ fn only_empty_transcript(out: &Path) -> Result<(), Error> {
     }
     for e in std::fs::read_dir(out).map_err(io(out))? {
         let e = e.map_err(io(out))?;
-        let empty_transcript = e.file_name() == transcript::FILE_NAME
+        let empty_transcript = e.file_name() == ts::FILE_NAME
             && e.metadata()
                 .is_ok_and(|m| m.file_type().is_file() && m.len() == 0);
         if !empty_transcript {
@@ -367,72 +395,66 @@ fn only_empty_transcript(out: &Path) -> Result<(), Error> {
 }
 
 /// What was confirmed before this run, and how (recorded in the transcript).
-fn confirmations(opts: &RunOptions) -> serde_json::Value {
-    json!({
-        "ceremony_id": if opts.non_interactive { "skipped (--non-interactive)" } else { "typed" },
-        "parameters_digest": { "value": opts.parameters.digest().hex(), "by": opts.parameters.by() },
-    })
+fn confirmations(opts: &RunOptions) -> ts::Confirmations {
+    let ceremony_id = if opts.non_interactive {
+        "skipped (--non-interactive)"
+    } else {
+        "typed"
+    };
+    ts::Confirmations::Recorded {
+        ceremony_id: ceremony_id.into(),
+        parameters_digest: ts::DigestConfirmation {
+            value: opts.parameters.digest().hex(),
+            by: opts.parameters.by(),
+        },
+    }
 }
 
-fn module_record(m: &LocalModule) -> serde_json::Value {
-    json!({ "path": m.spec.path, "origin": m.origin, "init_string": m.spec.init_string.is_some() })
+fn module_record(m: &LocalModule) -> ts::ModuleRecord {
+    ts::ModuleRecord {
+        path: m.spec.path.clone(),
+        origin: m.origin.clone(),
+        init_string: m.spec.init_string.is_some(),
+    }
 }
 
 impl Progress {
-    /// Read an earlier run's entries. Entries of unknown steps are ignored;
-    /// a known step with a malformed field stops the resume.
-    fn read(entries: &[transcript::Entry], out: &Path) -> Result<Self, Error> {
+    /// Read an earlier run's entries (typed when the transcript verified).
+    /// Entries of other steps, and unknown steps, are ignored; a label or
+    /// target name that is not path-safe stops the resume.
+    fn read(entries: &[ts::Entry], out: &Path) -> Result<Self, Error> {
         let bad = |seq: u64, what: &str| Error::Resume {
             path: out.to_path_buf(),
             why: format!("entry {seq} has no valid {what}"),
         };
-        let label = |e: &transcript::Entry| {
-            e.data["label"]
-                .as_str()
-                .and_then(|l| KeyLabel::new(l).ok())
-                .ok_or_else(|| bad(e.seq, "label"))
-        };
-        let text = |e: &transcript::Entry, field: &str| {
-            e.data[field]
-                .as_str()
-                .map(String::from)
-                .ok_or_else(|| bad(e.seq, field))
-        };
+        let label = |seq: u64, l: &str| KeyLabel::new(l).map_err(|_| bad(seq, "label"));
         let mut p = Progress {
             resumed: true,
             ..Default::default()
         };
         for e in entries {
-            match e.step.as_str() {
-                "key-intent" => {
-                    p.intents.insert(label(e)?, text(e, "id_hex")?);
+            match &e.step {
+                Step::KeyIntent(i) => {
+                    p.intents.insert(label(e.seq, &i.label)?, i.id_hex.clone());
                 }
-                "key-generated" | "key-found" => {
-                    let checks = e
-                        .data
-                        .get("checks")
-                        .and_then(|c| serde_json::from_value(c.clone()).ok());
-                    p.keys.insert(
-                        label(e)?,
-                        RecordedKey {
-                            id_hex: text(e, "id_hex")?,
-                            checks,
-                        },
-                    );
+                Step::KeyGenerated(k) | Step::KeyFound(k) => {
+                    let recorded = RecordedKey {
+                        id_hex: k.id_hex.clone(),
+                        checks: k.checks.clone(),
+                    };
+                    p.keys.insert(label(e.seq, &k.label)?, recorded);
                 }
-                "wrapped" => {
-                    let l = label(e)?;
-                    let target = e.data["target"]
-                        .as_str()
-                        .and_then(|t| TargetName::new(t).ok())
-                        .ok_or_else(|| bad(e.seq, "target"))?;
+                Step::Wrapped(ts::Wrapped::Target(w)) => {
+                    let l = label(e.seq, &w.label)?;
+                    let target = TargetName::new(&w.target).map_err(|_| bad(e.seq, "target"))?;
                     if let Some(k) = p.keys.get_mut(&l) {
                         if k.checks.is_none() {
-                            k.checks = serde_json::from_value(e.data.clone()).ok();
+                            k.checks = Some(w.checks());
                         }
                     }
                     p.wraps.insert((l, target));
                 }
+                Step::Wrapped(ts::Wrapped::Single(_)) => return Err(bad(e.seq, "label")),
                 _ => {}
             }
         }
@@ -597,6 +619,9 @@ impl TrustedHandles {
     }
 }
 
+/// `key-generated` or `key-found`.
+type KeyStep = fn(ts::KeyRecord) -> Step;
+
 /// The key for `k`: found again (checked against the transcript), adopted
 /// after a crash between generation and its record, or generated now.
 fn obtain(
@@ -614,16 +639,17 @@ fn obtain(
     let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
         (Source::Existing, _) => (
             keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?,
-            "key-found",
+            Step::KeyFound as KeyStep,
             false,
         ),
         (Source::Generate, Some(id_hex)) => adopt_or_generate(session, index, policy, k, id_hex)?,
         (Source::Generate, None) => {
             let id = session.random(16)?;
-            t.append(
-                "key-intent",
-                json!({ "label": k.label, "id_hex": hex::encode(&id), "key_spec": k.key_spec }),
-            )
+            t.append(Step::KeyIntent(ts::KeyIntent {
+                label: k.label.to_string(),
+                id_hex: hex::encode(&id),
+                key_spec: k.key_spec,
+            }))
             .map_err(io(tpath))?;
             let key = keygen::generate_indexed(
                 session,
@@ -633,17 +659,21 @@ fn obtain(
                 &id,
                 policy,
             )?;
-            (key, "key-generated", false)
+            (key, Step::KeyGenerated as KeyStep, false)
         }
     };
     let checks = key_checks::compute(session, &key)?;
     let protection = keygen::protection(session, key.handle)?;
-    t.append(
-        step,
-        json!({ "label": k.label, "id_hex": hex::encode(&key.id), "key_spec": k.key_spec,
-                "protection": protection, "checks": checks, "adopted_after_interruption": adopted }),
-    )
-    .map_err(io(tpath))?;
+    let record = ts::KeyRecord {
+        label: k.label.to_string(),
+        id_hex: hex::encode(&key.id),
+        key_spec: k.key_spec,
+        protection: Some(ts::Protection::from(&protection)),
+        checks: Some(checks),
+        adopted_after_interruption: Some(adopted),
+        wrap_with_trusted: None,
+    };
+    t.append(step(record)).map_err(io(tpath))?;
     Ok(key)
 }
 
@@ -688,12 +718,12 @@ fn adopt_or_generate(
     policy: KeyPolicy,
     k: &KeyPlan,
     id_hex: &str,
-) -> Result<(HsmKey, &'static str, bool), Error> {
+) -> Result<(HsmKey, KeyStep, bool), Error> {
     match keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str()) {
         Ok(found) if hex::encode(&found.id) == id_hex => {
             let mut key = found;
             key.generated = true;
-            Ok((key, "key-generated", true))
+            Ok((key, Step::KeyGenerated, true))
         }
         Ok(found) => Err(Error::KeySwapped {
             label: k.label.to_string(),
@@ -715,7 +745,7 @@ fn adopt_or_generate(
                 &id,
                 policy,
             )?;
-            Ok((key, "key-generated", false))
+            Ok((key, Step::KeyGenerated, false))
         }
         Err(e) => Err(e.into()),
     }
@@ -791,24 +821,30 @@ fn wrapped_record(
     ct: &CheckedTarget,
     w: &Wrapped,
     files: &[(String, String)],
-) -> serde_json::Value {
+) -> Step {
     let m = &w.manifest;
     let name = format!("{}/{}", k.label, ct.target.name);
-    json!({
-        "label": k.label,
-        "target": ct.target.name,
-        "key_id": m.key_id,
-        "wrapping_algorithm": m.wrapping_algorithm,
-        "wrapping_key_sha256": m.wrapping_key_sha256,
-        "import_parameters_sha256": m.import_parameters_sha256,
-        "import_token_sha256": m.import_token_sha256,
-        "mechanism": m.wrap_method,
-        "self_test": m.self_test,
-        "kcv": m.kcv,
-        "hmac_check": m.hmac_check,
-        "public_key": m.public_key,
-        "outputs": files.iter().map(|(n, h)| json!({ "path": format!("{name}/{n}"), "sha256": h })).collect::<Vec<_>>(),
-    })
+    Step::Wrapped(ts::Wrapped::Target(ts::TargetWrapped {
+        label: k.label.to_string(),
+        target: ct.target.name.to_string(),
+        key_id: m.key_id.clone(),
+        wrapping_algorithm: m.wrapping_algorithm,
+        wrapping_key_sha256: m.wrapping_key_sha256.clone(),
+        import_parameters_sha256: m.import_parameters_sha256.clone(),
+        import_token_sha256: m.import_token_sha256.clone(),
+        mechanism: m.wrap_method.clone(),
+        self_test: m.self_test.clone(),
+        kcv: m.kcv.clone(),
+        hmac_check: m.hmac_check.clone(),
+        public_key: m.public_key.clone(),
+        outputs: files
+            .iter()
+            .map(|(n, h)| OutputFile {
+                path: format!("{name}/{n}"),
+                sha256: h.clone(),
+            })
+            .collect(),
+    }))
 }
 
 /// Remove what an interrupted run left for `target` under `key_dir` without
@@ -843,10 +879,10 @@ fn discard_unrecorded(
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
         );
-        t.append(
-            "discarded-unrecorded-output",
-            json!({ "path": shown, "reason": "written by an interrupted run but never recorded" }),
-        )
+        t.append(Step::DiscardedUnrecordedOutput(ts::Discarded {
+            path: shown,
+            reason: "written by an interrupted run but never recorded".into(),
+        }))
         .map_err(io(tpath))?;
     }
     Ok(())
@@ -908,14 +944,14 @@ fn finish(
     }
     let text = media_summary(c, out)?;
     write_new_file(&summary_path, text.as_bytes())?;
-    t.append(
-        "ceremony-complete",
-        json!({
-            "keys": c.file.keys.len(),
-            "wraps": c.targets.iter().map(Vec::len).sum::<usize>(),
-            "outputs": [{ "path": SUMMARY, "sha256": hex::encode(Sha256::digest(text.as_bytes())) }],
-        }),
-    )
+    t.append(Step::CeremonyComplete(ts::CeremonyComplete {
+        keys: c.file.keys.len() as u64,
+        wraps: c.targets.iter().map(Vec::len).sum::<usize>() as u64,
+        outputs: vec![OutputFile {
+            path: SUMMARY.into(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        }],
+    }))
     .map_err(io(tpath))
 }
 

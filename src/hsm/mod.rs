@@ -44,7 +44,7 @@ pub enum TokenSelector {
 }
 
 /// What we record about the token in manifests and transcripts.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct TokenFacts {
     /// Slot ID.
     pub slot_id: u64,
