@@ -120,13 +120,16 @@ pub enum Error {
         /// What differs.
         reason: String,
     },
-    /// The transcript in the output directory cannot be continued.
-    #[error("the transcript in {path} cannot be continued: {why}")]
+    /// The transcript in the output directory cannot be continued: an
+    /// entry's label or target name is not a path-safe name.
+    #[error("the transcript in {path} cannot be continued: entry {entry} has no valid {field}")]
     Resume {
         /// The output directory.
         path: PathBuf,
-        /// Why.
-        why: String,
+        /// The entry's `seq`.
+        entry: u64,
+        /// `label` or `target`.
+        field: &'static str,
     },
     /// The label is unusable.
     #[error("label {0:?} is not usable: use 1 to 64 characters of letters, digits, '-', '_', '.', ':' or '/'")]

@@ -423,9 +423,10 @@ impl Progress {
     /// Entries of other steps, and unknown steps, are ignored; a label or
     /// target name that is not path-safe stops the resume.
     fn read(entries: &[ts::Entry], out: &Path) -> Result<Self, Error> {
-        let bad = |seq: u64, what: &str| Error::Resume {
+        let bad = |entry: u64, field: &'static str| Error::Resume {
             path: out.to_path_buf(),
-            why: format!("entry {seq} has no valid {what}"),
+            entry,
+            field,
         };
         let label = |seq: u64, l: &str| KeyLabel::new(l).map_err(|_| bad(seq, "label"));
         let mut p = Progress {
