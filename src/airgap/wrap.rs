@@ -19,6 +19,7 @@ use crate::hsm::selftest::{self, SelfTestPass};
 use crate::hsm::wrap::{AesWrapPreference, WrappingKey};
 use crate::hsm::{key_checks, wrap as hsm_wrap, Hsm, ModuleSpec, TokenSelector, UserSession};
 use crate::kms::{check_combination, ImportParameters, KeySpec, WrappingAlgorithm};
+use cryptoki::object::ObjectHandle;
 
 /// Everything `wrap` needs.
 #[derive(Clone, Debug)]
@@ -353,41 +354,8 @@ pub fn run(
         hsm.facts.model,
         hsm.facts.firmware
     ));
-    let pin = req
-        .pin
-        .read(&format!("token {:?}", hsm.facts.label))
-        .map_err(crate::hsm::HsmError::from)?;
-    let trusting = req.policy.wrap_with_trusted;
     let test_public = selftest::test_rsa_key(params.wrapping_key_bits).to_public_key();
-    let (session, trusted_handles) = if trusting {
-        let so_pin = req
-            .so_pin
-            .read(&format!(
-                "the security officer of token {:?}",
-                hsm.facts.label
-            ))
-            .map_err(crate::hsm::HsmError::from)?;
-        progress(
-            "security officer: marking the confirmed KMS wrapping key trusted for this session",
-        );
-        hsm.login_trusting(
-            &pin,
-            &so_pin,
-            &[
-                (
-                    &params.public_key,
-                    "byok-ceremony KMS wrapping key (trusted)",
-                ),
-                (
-                    &test_public,
-                    "byok-ceremony self-test KMS key (trusted, throwaway)",
-                ),
-            ],
-        )?
-    } else {
-        (hsm.login(&pin)?, Vec::new())
-    };
-    drop(pin);
+    let (session, trusted_handles) = login(req, &hsm, params, &test_public, progress)?;
     let trusted_kms = trusted_handles
         .first()
         .map(|h| WrappingKey::adopt(&session, *h, &params.public_key));
@@ -401,26 +369,7 @@ pub fn run(
     if !req.existing {
         keygen::ensure_label_free(&session, &req.label)?;
     }
-    let mechanisms = Mechanisms::probe(&hsm)?;
-    let pass = match trusted_test {
-        Some(test_key) => selftest::prove_trusted(
-            &session,
-            &mechanisms,
-            req.key_spec,
-            algorithm,
-            params.wrapping_key_bits,
-            req.aes_wrap,
-            test_key,
-        )?,
-        None => selftest::prove_with(
-            &session,
-            &mechanisms,
-            req.key_spec,
-            algorithm,
-            params.wrapping_key_bits,
-            req.aes_wrap,
-        )?,
-    };
+    let pass = self_test(req, &session, params, algorithm, trusted_test)?;
     progress(&format!("self-test passed: {}", pass.method.describe()));
 
     let key = obtain_key(&session, req.key_spec, &req.label, req.existing, req.policy)?;
@@ -451,6 +400,79 @@ pub fn run(
     let out = write_output(&req.out, &wrapped, params, params_bytes, confirmed.by)?;
     progress(&format!("wrote {}", out.display()));
     Ok(wrapped.manifest)
+}
+
+/// Log in with the user PIN; with `--wrap-with-trusted`, also have the
+/// security officer mark the confirmed KMS wrapping key and the self-test's
+/// throwaway key trusted for this session (their handles, in that order).
+fn login<'h>(
+    req: &WrapRequest,
+    hsm: &'h Hsm,
+    params: &ImportParameters,
+    test_public: &rsa::RsaPublicKey,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(UserSession<'h>, Vec<ObjectHandle>), Error> {
+    let pin = req
+        .pin
+        .read(&format!("token {:?}", hsm.facts.label))
+        .map_err(crate::hsm::HsmError::from)?;
+    if !req.policy.wrap_with_trusted {
+        return Ok((hsm.login(&pin)?, Vec::new()));
+    }
+    let so_pin = req
+        .so_pin
+        .read(&format!(
+            "the security officer of token {:?}",
+            hsm.facts.label
+        ))
+        .map_err(crate::hsm::HsmError::from)?;
+    progress("security officer: marking the confirmed KMS wrapping key trusted for this session");
+    Ok(hsm.login_trusting(
+        &pin,
+        &so_pin,
+        &[
+            (
+                &params.public_key,
+                "byok-ceremony KMS wrapping key (trusted)",
+            ),
+            (
+                test_public,
+                "byok-ceremony self-test KMS key (trusted, throwaway)",
+            ),
+        ],
+    )?)
+}
+
+/// The known-answer self-test for this key spec, algorithm and wrapping-key
+/// size, under the trusted throwaway key when there is one.
+fn self_test(
+    req: &WrapRequest,
+    session: &UserSession,
+    params: &ImportParameters,
+    algorithm: WrappingAlgorithm,
+    trusted_test: Option<WrappingKey>,
+) -> Result<SelfTestPass, Error> {
+    let mechanisms = Mechanisms::probe(session.hsm())?;
+    let pass = match trusted_test {
+        Some(test_key) => selftest::prove_trusted(
+            session,
+            &mechanisms,
+            req.key_spec,
+            algorithm,
+            params.wrapping_key_bits,
+            req.aes_wrap,
+            test_key,
+        )?,
+        None => selftest::prove_with(
+            session,
+            &mechanisms,
+            req.key_spec,
+            algorithm,
+            params.wrapping_key_bits,
+            req.aes_wrap,
+        )?,
+    };
+    Ok(pass)
 }
 
 #[cfg(test)]

@@ -148,32 +148,23 @@ pub fn run(
         Opened::Writer(t, done) => (t, done),
     };
     summary.resumed = done.resumed;
-    let append = |t: &mut TranscriptWriter, step: Step| t.append(step).map_err(io(&tpath));
-
-    let hsm = profile::time(Phase::Session, || {
-        Hsm::open(
-            &opts.module.spec,
-            &TokenSelector::Label(f.hsm.token_label.clone()),
-        )
-    })?;
-    check_expected_token(c, &hsm)?;
-    let pin = opts
-        .pin
-        .read(&format!("token {:?}", hsm.facts.label))
-        .map_err(HsmError::from)?;
+    let hsm = open_expected_token(c, opts)?;
     let needed = needed_self_tests(c, &done);
-    let (session, trusted) = profile::time(Phase::Session, || login(c, opts, &needed, &hsm, &pin))?;
-    drop(pin);
+    let (session, trusted) = profile::time(Phase::Session, || {
+        let pin = opts
+            .pin
+            .read(&format!("token {:?}", hsm.facts.label))
+            .map_err(HsmError::from)?;
+        login(c, opts, &needed, &hsm, &pin)
+    })?;
     let trusted = trusted.adopt(&session);
-    append(
-        &mut t,
-        Step::HsmSession(ts::HsmSession {
-            token: hsm.facts.clone(),
-            module: Some(module_record(&opts.module)),
-            resumed: done.resumed,
-            wrap_with_trusted: Some(opts.trusted.is_some()),
-        }),
-    )?;
+    t.append(Step::HsmSession(ts::HsmSession {
+        token: hsm.facts.clone(),
+        module: Some(module_record(&opts.module)),
+        resumed: done.resumed,
+        wrap_with_trusted: Some(opts.trusted.is_some()),
+    }))
+    .map_err(io(&tpath))?;
 
     // One search of the token for every label and CKA_ID, kept up to date as
     // keys are generated: a search per key is linear in the objects on the
@@ -189,15 +180,57 @@ pub fn run(
     let policy = KeyPolicy {
         wrap_with_trusted: opts.trusted.is_some(),
     };
+    let bundles = Bundles {
+        c,
+        opts,
+        out,
+        session: &session,
+        passes: &passes,
+        kms_keys: &trusted.kms_keys,
+        done: &done,
+        tpath: &tpath,
+    };
     for (k, targets) in f.keys.iter().zip(&c.targets) {
         let key = obtain(&session, &mut index, policy, k, &done, &mut t, &tpath)?;
         if key.generated && !done.keys.contains_key(&k.label) {
             summary.generated.push(k.label.to_string());
         }
-        let key_dir = k.label.join_to(out);
+        bundles.write_all(k, targets, &key, &mut t, &mut summary, progress)?;
+    }
+    summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
+    Ok(summary)
+}
+
+/// What writing a key's bundles needs: the ceremony, the session, the
+/// self-test passes and trusted keys, and what an earlier run did.
+struct Bundles<'r, 's, 'h> {
+    c: &'r CheckedCeremony,
+    opts: &'r RunOptions,
+    out: &'r Path,
+    session: &'r UserSession<'h>,
+    passes: &'r SelfTests,
+    kms_keys: &'r BTreeMap<String, WrappingKey<'s, 'h>>,
+    done: &'r Progress,
+    tpath: &'r Path,
+}
+
+impl Bundles<'_, '_, '_> {
+    /// Wrap `key` for each of its targets an earlier run did not record, and
+    /// write and record each bundle.
+    fn write_all(
+        &self,
+        k: &KeyPlan,
+        targets: &[CheckedTarget],
+        key: &HsmKey,
+        t: &mut TranscriptWriter,
+        summary: &mut RunSummary,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        let key_dir = k.label.join_to(self.out);
         for ct in targets {
             let name = format!("{}/{}", k.label, ct.target.name);
-            if done
+            if self
+                .done
                 .wraps
                 .contains(&(k.label.clone(), ct.target.name.clone()))
             {
@@ -206,20 +239,29 @@ pub fn run(
             }
             profile::time(Phase::BundleWrite, || {
                 ensure_real_dir(&key_dir)?;
-                discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)
+                discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
             })?;
             let wrapped = profile::time(Phase::Wrap, || {
-                wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)
+                wrap_target(
+                    self.c,
+                    self.opts,
+                    self.session,
+                    self.passes,
+                    self.kms_keys,
+                    k,
+                    ct,
+                    key,
+                )
             })?;
             let dir = ct.target.name.join_to(&key_dir);
             let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
-            append(&mut t, wrapped_record(k, ct, &wrapped, &files))?;
+            t.append(wrapped_record(k, ct, &wrapped, &files))
+                .map_err(io(self.tpath))?;
             progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
             summary.wrapped.push(name);
         }
+        Ok(())
     }
-    summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
-    Ok(summary)
 }
 
 enum Opened {
@@ -461,6 +503,19 @@ impl Progress {
         }
         Ok(p)
     }
+}
+
+/// Open the ceremony's token on the workstation's module, and check it is
+/// the one the ceremony file expects (before login).
+fn open_expected_token(c: &CheckedCeremony, opts: &RunOptions) -> Result<Hsm, Error> {
+    let hsm = profile::time(Phase::Session, || {
+        Hsm::open(
+            &opts.module.spec,
+            &TokenSelector::Label(c.file.hsm.token_label.clone()),
+        )
+    })?;
+    check_expected_token(c, &hsm)?;
+    Ok(hsm)
 }
 
 /// The token must report what the ceremony file expects (before login).

@@ -431,141 +431,188 @@ fn existing_among(
     label: &str,
     found: &[ObjectHandle],
 ) -> Result<HsmKey, HsmError> {
-    let token = session.hsm().facts.label.clone();
-    let handle = match found {
-        [one] => *one,
-        [] => {
-            return Err(HsmError::KeyNotFound {
-                label: label.to_string(),
-                token,
-            })
-        }
-        many => {
-            return Err(HsmError::AmbiguousKey {
-                label: label.to_string(),
-                token,
-                count: many.len(),
-            })
-        }
-    };
+    let handle = the_one(session, label, found)?;
     let unsuitable = |reason: String| HsmError::KeyUnsuitable {
         label: label.to_string(),
         reason,
     };
-    let attrs = session
-        .raw_session()
-        .get_attributes(
-            handle,
-            &[
-                AttributeType::KeyType,
-                AttributeType::Sensitive,
-                AttributeType::Extractable,
-                AttributeType::Id,
-                AttributeType::ValueLen,
-                AttributeType::Modulus,
-                AttributeType::EcParams,
-                AttributeType::WrapWithTrusted,
-                AttributeType::Local,
-                AttributeType::AlwaysSensitive,
-            ],
-        )
-        .during("reading the key's attributes")?;
-    let mut wrap_with_trusted = false;
-    let (mut local, mut always_sensitive) = (None, None);
-    let (mut key_type, mut sensitive, mut extractable, mut id) = (None, None, None, Vec::new());
-    let (mut value_len, mut modulus, mut params) = (None, None, None);
-    for a in attrs {
-        match a {
-            Attribute::KeyType(t) => key_type = Some(t),
-            Attribute::Sensitive(b) => sensitive = Some(b),
-            Attribute::Extractable(b) => extractable = Some(b),
-            Attribute::Id(v) => id = v,
-            Attribute::ValueLen(l) => value_len = Some(u64::from(l) as usize),
-            Attribute::Modulus(m) => modulus = Some(m),
-            Attribute::EcParams(p) => params = Some(p),
-            Attribute::WrapWithTrusted(b) => wrap_with_trusted = b,
-            Attribute::Local(b) => local = Some(b),
-            Attribute::AlwaysSensitive(b) => always_sensitive = Some(b),
-            _ => {}
-        }
-    }
-    if local != Some(true) {
-        return Err(unsuitable(
-            "it was not generated inside this token (CKA_LOCAL is not true): it was imported (C_CreateObject or C_UnwrapKey), so someone may know its value. Generate a new key instead (drop --existing, or choose another label)".into(),
-        ));
-    }
-    if always_sensitive != Some(true) {
-        return Err(unsuitable(
-            "it has not always been sensitive (CKA_ALWAYS_SENSITIVE is not true): its value could have been read out of the HSM before it was made sensitive. Generate a new key instead (drop --existing, or choose another label)".into(),
-        ));
-    }
-    if sensitive != Some(true) {
-        return Err(unsuitable(
-            "it is not CKA_SENSITIVE, so its plaintext could be read out of the HSM; it may already have been exposed. Generate a new key instead".into(),
-        ));
-    }
-    if extractable != Some(true) {
-        return Err(unsuitable(
-            "it is not CKA_EXTRACTABLE, so the HSM cannot wrap it for KMS. Generate a new key instead".into(),
-        ));
-    }
-    let matches = match spec.family() {
-        KeyFamily::Aes => key_type == Some(KeyType::AES) && value_len == spec.secret_len(),
-        KeyFamily::Hmac => {
-            key_type == Some(KeyType::GENERIC_SECRET) && value_len == spec.secret_len()
-        }
-        KeyFamily::Rsa => {
-            key_type == Some(KeyType::RSA)
-                && modulus
-                    .as_ref()
-                    .map(|m| rsa::BigUint::from_bytes_be(m).bits())
-                    == spec.rsa_bits()
-        }
-        KeyFamily::Ec => key_type == Some(KeyType::EC) && params == Some(ec_params(spec)),
-    };
-    if !matches {
+    let attrs = ExistingAttributes::read(session, handle)?;
+    attrs
+        .check_never_revealed()
+        .map_err(|r| unsuitable(r.into()))?;
+    if !attrs.is(spec) {
         return Err(unsuitable(format!(
-            "it is not a {spec} key (key type {key_type:?}{})",
-            value_len
+            "it is not a {spec} key (key type {:?}{})",
+            attrs.key_type,
+            attrs
+                .value_len
                 .map(|l| format!(", {l} bytes"))
                 .unwrap_or_default()
         )));
     }
     let public = match spec.family() {
-        KeyFamily::Rsa | KeyFamily::Ec => {
-            let pubs = find(
-                session,
-                &[
-                    Attribute::Class(ObjectClass::PUBLIC_KEY),
-                    Attribute::Id(id.clone()),
-                ],
-            )?;
-            match pubs.as_slice() {
-                [one] => Some(*one),
-                [] => {
-                    return Err(unsuitable(format!(
-                        "no public key object with the same CKA_ID ({}) is on the token, so its public key cannot be recorded",
-                        hex::encode(&id)
-                    )))
-                }
-                _ => {
-                    return Err(unsuitable(format!(
-                        "several public key objects share its CKA_ID ({})",
-                        hex::encode(&id)
-                    )))
-                }
-            }
-        }
+        KeyFamily::Rsa | KeyFamily::Ec => Some(matching_public(session, label, &attrs.id)?),
         _ => None,
     };
     Ok(HsmKey {
         label: label.to_string(),
-        id,
+        id: attrs.id,
         spec,
         handle,
         public,
         generated: false,
-        wrap_with_trusted,
+        wrap_with_trusted: attrs.wrap_with_trusted,
+    })
+}
+
+/// The one object found under `label`: none and several are errors.
+fn the_one(
+    session: &UserSession,
+    label: &str,
+    found: &[ObjectHandle],
+) -> Result<ObjectHandle, HsmError> {
+    let token = session.hsm().facts.label.clone();
+    match found {
+        [one] => Ok(*one),
+        [] => Err(HsmError::KeyNotFound {
+            label: label.to_string(),
+            token,
+        }),
+        many => Err(HsmError::AmbiguousKey {
+            label: label.to_string(),
+            token,
+            count: many.len(),
+        }),
+    }
+}
+
+/// The attributes `--existing` checks before it uses a key.
+#[derive(Default)]
+struct ExistingAttributes {
+    key_type: Option<KeyType>,
+    sensitive: Option<bool>,
+    extractable: Option<bool>,
+    id: Vec<u8>,
+    value_len: Option<usize>,
+    modulus: Option<Vec<u8>>,
+    ec_params: Option<Vec<u8>>,
+    wrap_with_trusted: bool,
+    local: Option<bool>,
+    always_sensitive: Option<bool>,
+}
+
+impl ExistingAttributes {
+    /// Read them in one `C_GetAttributeValue`.
+    fn read(session: &UserSession, handle: ObjectHandle) -> Result<Self, HsmError> {
+        let attrs = session
+            .raw_session()
+            .get_attributes(
+                handle,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Id,
+                    AttributeType::ValueLen,
+                    AttributeType::Modulus,
+                    AttributeType::EcParams,
+                    AttributeType::WrapWithTrusted,
+                    AttributeType::Local,
+                    AttributeType::AlwaysSensitive,
+                ],
+            )
+            .during("reading the key's attributes")?;
+        let mut a = ExistingAttributes::default();
+        for attr in attrs {
+            match attr {
+                Attribute::KeyType(t) => a.key_type = Some(t),
+                Attribute::Sensitive(b) => a.sensitive = Some(b),
+                Attribute::Extractable(b) => a.extractable = Some(b),
+                Attribute::Id(v) => a.id = v,
+                Attribute::ValueLen(l) => a.value_len = Some(u64::from(l) as usize),
+                Attribute::Modulus(m) => a.modulus = Some(m),
+                Attribute::EcParams(p) => a.ec_params = Some(p),
+                Attribute::WrapWithTrusted(b) => a.wrap_with_trusted = b,
+                Attribute::Local(b) => a.local = Some(b),
+                Attribute::AlwaysSensitive(b) => a.always_sensitive = Some(b),
+                _ => {}
+            }
+        }
+        Ok(a)
+    }
+
+    /// Generated in this token, always sensitive, sensitive, and extractable
+    /// (for wrapping); otherwise why not, with what to do.
+    fn check_never_revealed(&self) -> Result<(), &'static str> {
+        if self.local != Some(true) {
+            return Err("it was not generated inside this token (CKA_LOCAL is not true): it was imported (C_CreateObject or C_UnwrapKey), so someone may know its value. Generate a new key instead (drop --existing, or choose another label)");
+        }
+        if self.always_sensitive != Some(true) {
+            return Err("it has not always been sensitive (CKA_ALWAYS_SENSITIVE is not true): its value could have been read out of the HSM before it was made sensitive. Generate a new key instead (drop --existing, or choose another label)");
+        }
+        if self.sensitive != Some(true) {
+            return Err("it is not CKA_SENSITIVE, so its plaintext could be read out of the HSM; it may already have been exposed. Generate a new key instead");
+        }
+        if self.extractable != Some(true) {
+            return Err(
+                "it is not CKA_EXTRACTABLE, so the HSM cannot wrap it for KMS. Generate a new key instead",
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the key is of `spec` (type, and length, modulus or curve).
+    fn is(&self, spec: KeySpec) -> bool {
+        match spec.family() {
+            KeyFamily::Aes => {
+                self.key_type == Some(KeyType::AES) && self.value_len == spec.secret_len()
+            }
+            KeyFamily::Hmac => {
+                self.key_type == Some(KeyType::GENERIC_SECRET)
+                    && self.value_len == spec.secret_len()
+            }
+            KeyFamily::Rsa => {
+                self.key_type == Some(KeyType::RSA)
+                    && self
+                        .modulus
+                        .as_ref()
+                        .map(|m| rsa::BigUint::from_bytes_be(m).bits())
+                        == spec.rsa_bits()
+            }
+            KeyFamily::Ec => {
+                self.key_type == Some(KeyType::EC) && self.ec_params == Some(ec_params(spec))
+            }
+        }
+    }
+}
+
+/// The one public key object with CKA_ID `id`, the pair of the key `label`.
+fn matching_public(
+    session: &UserSession,
+    label: &str,
+    id: &[u8],
+) -> Result<ObjectHandle, HsmError> {
+    let pubs = find(
+        session,
+        &[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Id(id.to_vec()),
+        ],
+    )?;
+    let reason = match pubs.as_slice() {
+        [one] => return Ok(*one),
+        [] => format!(
+            "no public key object with the same CKA_ID ({}) is on the token, so its public key cannot be recorded",
+            hex::encode(id)
+        ),
+        _ => format!(
+            "several public key objects share its CKA_ID ({})",
+            hex::encode(id)
+        ),
+    };
+    Err(HsmError::KeyUnsuitable {
+        label: label.to_string(),
+        reason,
     })
 }
 

@@ -225,6 +225,104 @@ pub struct Hsm {
     _init_string: Option<CString>,
 }
 
+/// Load the module and call `C_Initialize` (with its init string, kept
+/// alive as long as the module is).
+fn load_and_initialize(module: &ModuleSpec) -> Result<(Pkcs11, Option<CString>), HsmError> {
+    if !module.path.exists() {
+        return Err(HsmError::ModuleMissing(module.path.clone()));
+    }
+    let load_err = |reason: String| HsmError::ModuleLoad {
+        path: module.path.clone(),
+        reason,
+    };
+    let ctx = Pkcs11::new(&module.path).map_err(|e| load_err(e.to_string()))?;
+    let init_string = match &module.init_string {
+        Some(s) => Some(
+            CString::new(s.as_str())
+                .map_err(|_| load_err("the init string contains a NUL byte".into()))?,
+        ),
+        None => None,
+    };
+    ffi::initialize(&ctx, init_string.as_ref()).map_err(|e| {
+        load_err(format!(
+            "C_Initialize failed ({e}){}",
+            if module.init_string.is_none() {
+                "; some modules (NSS softoken) need --module-init-string"
+            } else {
+                "; check --module-init-string"
+            }
+        ))
+    })?;
+    Ok((ctx, init_string))
+}
+
+/// The one slot whose token `token` selects; none or several is an error
+/// that lists the tokens present.
+fn select_slot(ctx: &Pkcs11, module: &ModuleSpec, token: &TokenSelector) -> Result<Slot, HsmError> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .during("listing token slots")?;
+    let (wanted, chosen): (String, Vec<Slot>) = match token {
+        TokenSelector::Label(label) => (
+            format!("labelled {label:?}"),
+            slots
+                .iter()
+                .copied()
+                .filter(|s| {
+                    ctx.get_token_info(*s)
+                        .map(|t| t.label().trim() == label.trim())
+                        .unwrap_or(false)
+                })
+                .collect(),
+        ),
+        TokenSelector::Slot(id) => (
+            format!("in slot {id}"),
+            slots.iter().copied().filter(|s| s.id() == *id).collect(),
+        ),
+        TokenSelector::Only => ("(no --token-label or --slot given)".into(), slots.clone()),
+    };
+    match chosen.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(HsmError::NoToken {
+            wanted,
+            module: module.path.clone(),
+            present: describe_tokens(ctx, &slots),
+        }),
+        many => Err(HsmError::AmbiguousToken {
+            wanted: if *token == TokenSelector::Only {
+                "no --token-label".into()
+            } else {
+                wanted
+            },
+            count: many.len(),
+            present: describe_tokens(ctx, many),
+        }),
+    }
+}
+
+/// What the token in `slot` and the module report about themselves.
+fn token_facts(ctx: &Pkcs11, slot: Slot) -> Result<TokenFacts, HsmError> {
+    let info = ctx
+        .get_token_info(slot)
+        .during("reading token information")?;
+    let lib = ctx
+        .get_library_info()
+        .during("reading module information")?;
+    Ok(TokenFacts {
+        slot_id: slot.id(),
+        label: info.label().trim().to_string(),
+        serial: info.serial_number().trim().to_string(),
+        model: info.model().trim().to_string(),
+        manufacturer: info.manufacturer_id().trim().to_string(),
+        firmware: info.firmware_version().to_string(),
+        library: format!(
+            "{} {}",
+            lib.library_description().trim(),
+            lib.library_version()
+        ),
+    })
+}
+
 fn describe_tokens(ctx: &Pkcs11, slots: &[Slot]) -> String {
     let names: Vec<String> = slots
         .iter()
@@ -249,31 +347,7 @@ fn describe_tokens(ctx: &Pkcs11, slots: &[Slot]) -> String {
 impl Hsm {
     /// Load `module`, initialize it and select the token.
     pub fn open(module: &ModuleSpec, token: &TokenSelector) -> Result<Self, HsmError> {
-        if !module.path.exists() {
-            return Err(HsmError::ModuleMissing(module.path.clone()));
-        }
-        let load_err = |reason: String| HsmError::ModuleLoad {
-            path: module.path.clone(),
-            reason,
-        };
-        let ctx = Pkcs11::new(&module.path).map_err(|e| load_err(e.to_string()))?;
-        let init_string = match &module.init_string {
-            Some(s) => Some(
-                CString::new(s.as_str())
-                    .map_err(|_| load_err("the init string contains a NUL byte".into()))?,
-            ),
-            None => None,
-        };
-        ffi::initialize(&ctx, init_string.as_ref()).map_err(|e| {
-            load_err(format!(
-                "C_Initialize failed ({e}){}",
-                if module.init_string.is_none() {
-                    "; some modules (NSS softoken) need --module-init-string"
-                } else {
-                    "; check --module-init-string"
-                }
-            ))
-        })?;
+        let (ctx, init_string) = load_and_initialize(module)?;
         // The one unsafe call outside `ffi`: a second handle on the module
         // `ctx` just loaded and initialized, looked up with RTLD_NOLOAD.
         #[allow(unsafe_code)]
@@ -281,69 +355,12 @@ impl Hsm {
         // above; `raw` lives in the same `Hsm` as `ctx` and is not used after
         // `Hsm::drop` finalizes it.
         let raw =
-            unsafe { ffi::RawModule::open(&module.path) }.map_err(|e| load_err(e.to_string()))?;
-        let slots = ctx
-            .get_slots_with_initialized_token()
-            .during("listing token slots")?;
-        let (wanted, chosen): (String, Vec<Slot>) = match token {
-            TokenSelector::Label(label) => (
-                format!("labelled {label:?}"),
-                slots
-                    .iter()
-                    .copied()
-                    .filter(|s| {
-                        ctx.get_token_info(*s)
-                            .map(|t| t.label().trim() == label.trim())
-                            .unwrap_or(false)
-                    })
-                    .collect(),
-            ),
-            TokenSelector::Slot(id) => (
-                format!("in slot {id}"),
-                slots.iter().copied().filter(|s| s.id() == *id).collect(),
-            ),
-            TokenSelector::Only => ("(no --token-label or --slot given)".into(), slots.clone()),
-        };
-        let slot = match chosen.as_slice() {
-            [one] => *one,
-            [] => {
-                return Err(HsmError::NoToken {
-                    wanted,
-                    module: module.path.clone(),
-                    present: describe_tokens(&ctx, &slots),
-                })
-            }
-            many => {
-                return Err(HsmError::AmbiguousToken {
-                    wanted: if *token == TokenSelector::Only {
-                        "no --token-label".into()
-                    } else {
-                        wanted
-                    },
-                    count: many.len(),
-                    present: describe_tokens(&ctx, many),
-                })
-            }
-        };
-        let info = ctx
-            .get_token_info(slot)
-            .during("reading token information")?;
-        let lib = ctx
-            .get_library_info()
-            .during("reading module information")?;
-        let facts = TokenFacts {
-            slot_id: slot.id(),
-            label: info.label().trim().to_string(),
-            serial: info.serial_number().trim().to_string(),
-            model: info.model().trim().to_string(),
-            manufacturer: info.manufacturer_id().trim().to_string(),
-            firmware: info.firmware_version().to_string(),
-            library: format!(
-                "{} {}",
-                lib.library_description().trim(),
-                lib.library_version()
-            ),
-        };
+            unsafe { ffi::RawModule::open(&module.path) }.map_err(|e| HsmError::ModuleLoad {
+                path: module.path.clone(),
+                reason: e.to_string(),
+            })?;
+        let slot = select_slot(&ctx, module, token)?;
+        let facts = token_facts(&ctx, slot)?;
         Ok(Hsm {
             ctx,
             raw,
