@@ -95,7 +95,7 @@ impl ConfirmedParameters {
 
     /// The confirmation of one target's wrapping key: only for a ceremony
     /// whose digest is the confirmed one, and only for one of its targets.
-    pub fn wrapping_key(
+    pub(crate) fn wrapping_key(
         &self,
         c: &CheckedCeremony,
         params: &ImportParameters,

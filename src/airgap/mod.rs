@@ -3,7 +3,7 @@
 
 pub mod confirm;
 pub mod custodian;
-pub mod error;
+pub(crate) mod error;
 pub mod inspect;
 pub mod keys;
 pub mod module;

@@ -62,7 +62,7 @@ pub fn resolve_algorithm(
 }
 
 /// Check a label is something a custodian can read aloud and type.
-pub fn check_label(label: &str) -> Result<(), Error> {
+pub(crate) fn check_label(label: &str) -> Result<(), Error> {
     let ok = !label.is_empty()
         && label.len() <= 64
         && label
@@ -96,7 +96,7 @@ pub fn preflight(
 }
 
 /// Generate the key (refusing a taken label) or find the existing one.
-pub fn obtain_key(
+pub(crate) fn obtain_key(
     session: &UserSession,
     spec: KeySpec,
     label: &str,
@@ -121,21 +121,10 @@ pub struct Wrapped {
 
 /// Wrap `key` for the KMS key of `params`, inside the HSM, after proving the
 /// method with the known-answer self-test (`pass`, from `selftest::prove`
-/// for this key spec, algorithm and wrapping key size).
-pub fn wrap_for_target(
-    session: &UserSession,
-    key: &HsmKey,
-    params: &ImportParameters,
-    algorithm: WrappingAlgorithm,
-    confirmed: &ConfirmedWrappingKey,
-    pass: &SelfTestPass,
-) -> Result<Wrapped, Error> {
-    wrap_for_target_with(session, key, params, algorithm, confirmed, pass, None)
-}
-
-/// [`wrap_for_target`] under `trusted`, the security officer's trusted copy of
-/// `params`' wrapping key (see [`crate::hsm::Hsm::login_trusting`]), when given.
-pub fn wrap_for_target_with(
+/// for this key spec, algorithm and wrapping key size); under `trusted`, the
+/// security officer's trusted copy of `params`' wrapping key (see
+/// [`crate::hsm::Hsm::login_trusting`]), when given.
+pub(crate) fn wrap_for_target_with(
     session: &UserSession,
     key: &HsmKey,
     params: &ImportParameters,
@@ -212,7 +201,7 @@ pub fn wrap_for_target_with(
 }
 
 /// The four files of a wrap's output (`docs/formats.md`), in order.
-pub fn bundle_files(
+pub(crate) fn bundle_files(
     wrapped: &Wrapped,
     params: &ImportParameters,
     params_bytes: &[u8],
@@ -231,7 +220,7 @@ pub fn bundle_files(
 /// the four files of `docs/formats.md` and a `transcript.jsonl` recording the
 /// wrap, so that custodians can sign the directory (`ceremony sign`) and the
 /// bastion can verify it.
-pub fn write_output(
+pub(crate) fn write_output(
     out: &Path,
     wrapped: &Wrapped,
     params: &ImportParameters,

@@ -374,7 +374,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     eprintln!(
         "Wrapping key:   RSA-{}, valid until {} ({} min left)",
         params.wrapping_key_bits,
-        byok_ceremony::kms::import_params::rfc3339(params.valid_to),
+        byok_ceremony::kms::rfc3339(params.valid_to),
         params
             .remaining(time::OffsetDateTime::now_utc())
             .whole_minutes()

@@ -9,13 +9,13 @@ use crate::hsm::TokenFacts;
 use crate::kms::{KeySpec, WrappingAlgorithm};
 
 /// The format tag of this manifest version.
-pub const FORMAT: &str = "byok-ceremony/wrap-manifest/v1";
+pub(crate) const FORMAT: &str = "byok-ceremony/wrap-manifest/v1";
 /// File name of the wrapped key material.
 pub const ENCRYPTED_KEY_MATERIAL: &str = "EncryptedKeyMaterial.bin";
 /// File name of the import token.
 pub const IMPORT_TOKEN: &str = "ImportToken.bin";
 /// File name of the copy of the import parameters that were used.
-pub const IMPORT_PARAMETERS: &str = "ImportParameters.json";
+pub(crate) const IMPORT_PARAMETERS: &str = "ImportParameters.json";
 /// File name of the manifest.
 pub const MANIFEST: &str = "manifest.json";
 

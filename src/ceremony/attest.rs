@@ -391,7 +391,7 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<OutputFile>) -> Result<(), VerifyE
 }
 
 /// Every output file in `dir` (all regular files but the transcript and attestations), sorted.
-pub fn list_outputs(dir: &Path) -> Result<Vec<OutputFile>, VerifyError> {
+pub(crate) fn list_outputs(dir: &Path) -> Result<Vec<OutputFile>, VerifyError> {
     let mut out = Vec::new();
     walk(dir, "", &mut out)?;
     out.sort();
@@ -410,7 +410,7 @@ fn recorded_outputs(t: &VerifiedTranscript) -> BTreeMap<String, String> {
 }
 
 /// Check the transcript and that the files on disk are exactly the ones it records.
-pub fn check_directory(
+pub(crate) fn check_directory(
     dir: &Path,
 ) -> Result<(String, VerifiedTranscript, Vec<OutputFile>), VerifyError> {
     let tpath = dir.join(transcript::FILE_NAME);
@@ -491,13 +491,13 @@ pub fn payload_for(
 }
 
 /// Path of a custodian's envelope in `dir`: `attestations/NAME.dsse.json`.
-pub fn envelope_path(dir: &Path, custodian: &CustodianName) -> PathBuf {
+pub(crate) fn envelope_path(dir: &Path, custodian: &CustodianName) -> PathBuf {
     dir.join(ATTESTATIONS)
         .join(format!("{custodian}{ENVELOPE_SUFFIX}"))
 }
 
 /// The file name suffix of an envelope: `NAME.dsse.json`.
-pub const ENVELOPE_SUFFIX: &str = ".dsse.json";
+pub(crate) const ENVELOPE_SUFFIX: &str = ".dsse.json";
 
 /// Verify `dir` against `policy`: chain, every file, and at least
 /// `policy.threshold` distinct custodians' valid attestations over exactly this

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
 /// The file name of the transcript in a ceremony directory.
-pub const FILE_NAME: &str = "transcript.jsonl";
+pub(crate) const FILE_NAME: &str = "transcript.jsonl";
 /// Largest transcript we read (a thousand-key ceremony stays far below):
 /// [`crate::media::MAX_TRANSCRIPT`].
 pub const MAX_LEN: u64 = crate::media::MAX_TRANSCRIPT;
@@ -283,7 +283,7 @@ pub struct TornTail {
 /// was killed in the middle of it), verify every complete line before it and
 /// cut the incomplete one off, fsynced. Nothing is changed unless the rest
 /// verifies. Returns what was removed, or `None` for a complete transcript.
-pub fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
+pub(crate) fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
     use crate::media::MediaReadError;
     let read_err = |e: std::io::Error| ChainError::Read(path.to_path_buf(), e.to_string());
     let bytes = crate::media::read_bounded(path, "transcript", MAX_LEN).map_err(|e| match e {
@@ -405,7 +405,7 @@ impl TranscriptWriter {
 
 /// SHA-256 (hex) of the executable that is running, so auditors can tie a
 /// ceremony to a reviewed build.
-pub fn running_binary_sha256() -> std::io::Result<String> {
+pub(crate) fn running_binary_sha256() -> std::io::Result<String> {
     let exe = std::env::current_exe()?;
     Ok(sha256_hex(&std::fs::read(exe)?))
 }

@@ -133,7 +133,7 @@ impl TokenIndex {
     }
 
     /// Whether an indexed object has `CKA_ID` `id`.
-    pub fn has_id(&self, id: &[u8]) -> bool {
+    pub(crate) fn has_id(&self, id: &[u8]) -> bool {
         self.ids.contains(id)
     }
 
@@ -191,7 +191,7 @@ fn private_attributes(label: &str, id: &[u8], policy: KeyPolicy) -> Vec<Attribut
 }
 
 /// Longest `CKA_ID` [`generate_with_id`] accepts.
-pub const MAX_ID_LEN: usize = 64;
+pub(crate) const MAX_ID_LEN: usize = 64;
 
 /// Generate a key of `spec` labelled `label` inside the token, with a random
 /// 16-byte `CKA_ID` (see [`generate_with_id`]).

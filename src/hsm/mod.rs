@@ -385,7 +385,7 @@ impl Hsm {
 }
 
 /// Turn a failed `C_Login` into a message that says what to do.
-pub fn login_error(e: CkError, token: &str) -> HsmError {
+pub(crate) fn login_error(e: CkError, token: &str) -> HsmError {
     let token = token.to_string();
     match e {
         CkError::Pkcs11(RvError::PinIncorrect, _) => HsmError::PinIncorrect(token),
@@ -407,7 +407,7 @@ impl Hsm {
     /// `CKA_TRUSTED` and `CKA_WRAP`, the SO logs out, and the user logs in.
     /// Public session objects survive the change of login; they vanish when
     /// the session closes. Returns the session and the trusted keys' handles.
-    pub fn login_trusting(
+    pub(crate) fn login_trusting(
         &self,
         user_pin: &SecretString,
         so_pin: &SecretString,
@@ -482,7 +482,7 @@ impl<'a> UserSession<'a> {
     }
 
     /// Random bytes from the token's generator.
-    pub fn random(&self, len: usize) -> Result<Vec<u8>, HsmError> {
+    pub(crate) fn random(&self, len: usize) -> Result<Vec<u8>, HsmError> {
         self.session
             .generate_random_vec(len as u32)
             .during("drawing random bytes")

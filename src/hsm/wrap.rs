@@ -122,7 +122,7 @@ impl WrapMethod {
 
     /// The ways this token could carry out `algorithm`, best first, each to be
     /// proven by the self-test; or why there is none.
-    pub fn candidates(
+    pub(crate) fn candidates(
         algorithm: WrappingAlgorithm,
         mechanisms: &Mechanisms,
         preference: AesWrapPreference,
@@ -208,7 +208,7 @@ impl<'s, 'h> WrappingKey<'s, 'h> {
 impl<'s, 'h> WrappingKey<'s, 'h> {
     /// Take ownership of a wrapping key already created in `session` (by
     /// [`super::Hsm::login_trusting`]); it is destroyed when dropped.
-    pub fn adopt(
+    pub(crate) fn adopt(
         session: &'s UserSession<'h>,
         handle: ObjectHandle,
         public_key: &RsaPublicKey,
