@@ -85,6 +85,12 @@ pub enum Error {
     /// The parameters digest was not confirmed.
     #[error("the wrapping keys must be confirmed from outside the media before a ceremony runs: type the parameters digest that `byok-bastion prepare --ceremony` printed when asked, or pass --expect-parameters-digest HEX (--non-interactive alone is not enough); nothing was generated or wrapped")]
     ParametersNotConfirmed,
+    /// `ceremony run` without `--non-interactive` needs a terminal to confirm on.
+    #[error("no terminal to confirm on; pass --non-interactive with --expect-parameters-digest HEX (both are recorded in the transcript)")]
+    NoTerminalToRun,
+    /// `ceremony sign` without `--yes` needs a terminal to confirm on.
+    #[error("no terminal to confirm on; pass --yes to sign non-interactively (it is recorded in the attestation)")]
+    NoTerminalToSign,
     /// The local module could not be determined.
     #[error(transparent)]
     ModuleConfig(#[from] super::module::ModuleConfigError),

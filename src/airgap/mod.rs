@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod keys;
 pub mod module;
 pub mod probe;
+pub mod prompt;
 pub mod wrap;
 
 pub use error::Error;

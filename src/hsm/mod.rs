@@ -43,6 +43,18 @@ pub enum TokenSelector {
     Only,
 }
 
+impl TokenSelector {
+    /// The token the command line names: `--token-label`, else `--slot`,
+    /// else the only one.
+    pub fn from_options(label: Option<&str>, slot: Option<u64>) -> TokenSelector {
+        match (label, slot) {
+            (Some(l), _) => TokenSelector::Label(l.to_string()),
+            (None, Some(s)) => TokenSelector::Slot(s),
+            (None, None) => TokenSelector::Only,
+        }
+    }
+}
+
 /// What we record about the token in manifests and transcripts.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct TokenFacts {
@@ -493,6 +505,17 @@ impl<'a> UserSession<'a> {
 mod tests {
     use super::*;
     use cryptoki::context::Function;
+
+    #[test]
+    fn the_label_wins_then_the_slot_then_the_only_token() {
+        for (label, slot, want) in [
+            (Some("t"), Some(3), TokenSelector::Label("t".into())),
+            (None, Some(3), TokenSelector::Slot(3)),
+            (None, None, TokenSelector::Only),
+        ] {
+            assert_eq!(TokenSelector::from_options(label, slot), want);
+        }
+    }
 
     #[test]
     fn login_failures_say_what_to_do() {
