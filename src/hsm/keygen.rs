@@ -280,67 +280,16 @@ fn generate_unchecked(
     policy: KeyPolicy,
 ) -> Result<HsmKey, HsmError> {
     let id = id.to_vec();
-    let s = session.raw_session();
-    let mut attrs = private_attributes(label, &id, policy);
+    let attrs = private_attributes(label, &id, policy);
     let what = format!("generating the {spec} key {label:?}");
     let (handle, public) = match spec.family() {
-        KeyFamily::Aes | KeyFamily::Hmac => {
-            let (mechanism, key_type, verify) = if spec.family() == KeyFamily::Aes {
-                (Mechanism::AesKeyGen, KeyType::AES, false)
-            } else {
-                (
-                    Mechanism::GenericSecretKeyGen,
-                    KeyType::GENERIC_SECRET,
-                    true,
-                )
-            };
-            attrs.extend([
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(key_type),
-                Attribute::ValueLen((spec.secret_len().expect("secret spec") as u64).into()),
-                Attribute::Sign(true),
-                Attribute::Verify(verify),
-                Attribute::Encrypt(false),
-                Attribute::Wrap(false),
-            ]);
-            let handle = crate::profile::time(crate::profile::Phase::Generate, || {
-                with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
-            })
-            .during(&what)?;
-            (handle, None)
-        }
+        KeyFamily::Aes | KeyFamily::Hmac => (
+            generate_secret(session, spec, label, attrs).during(&what)?,
+            None,
+        ),
         KeyFamily::Rsa | KeyFamily::Ec => {
-            let mut public = vec![
-                Attribute::Token(true),
-                Attribute::Private(false),
-                Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Id(id.clone()),
-                Attribute::Verify(false),
-                Attribute::Encrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Modifiable(false),
-                Attribute::Copyable(false),
-            ];
-            attrs.push(Attribute::Sign(false));
-            let mechanism = if let Some(bits) = spec.rsa_bits() {
-                public.push(Attribute::ModulusBits((bits as u64).into()));
-                public.push(Attribute::PublicExponent(vec![1, 0, 1]));
-                Mechanism::RsaPkcsKeyPairGen
-            } else {
-                public.push(Attribute::EcParams(ec_params(spec)));
-                Mechanism::EccKeyPairGen
-            };
-            let (public, private) = crate::profile::time(crate::profile::Phase::Generate, || {
-                with_copyable_fallback(session, label, &attrs, |a| {
-                    let public_attrs = if a.len() < attrs.len() {
-                        without_copyable(&public)
-                    } else {
-                        public.clone()
-                    };
-                    s.generate_key_pair(&mechanism, &public_attrs, a)
-                })
-            })
-            .during(&what)?;
+            let (public, private) =
+                generate_pair(session, spec, label, &id, attrs).during(&what)?;
             (private, Some(public))
         }
     };
@@ -352,6 +301,81 @@ fn generate_unchecked(
         public,
         generated: true,
         wrap_with_trusted: policy.wrap_with_trusted,
+    })
+}
+
+/// Generate an AES or HMAC key with `attrs` (from [`private_attributes`])
+/// plus its class, type and length; it signs (HMAC) but never encrypts or wraps.
+fn generate_secret(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    mut attrs: Vec<Attribute>,
+) -> cryptoki::error::Result<ObjectHandle> {
+    let (mechanism, key_type, verify) = if spec.family() == KeyFamily::Aes {
+        (Mechanism::AesKeyGen, KeyType::AES, false)
+    } else {
+        (
+            Mechanism::GenericSecretKeyGen,
+            KeyType::GENERIC_SECRET,
+            true,
+        )
+    };
+    attrs.extend([
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::ValueLen((spec.secret_len().expect("secret spec") as u64).into()),
+        Attribute::Sign(true),
+        Attribute::Verify(verify),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+    ]);
+    let s = session.raw_session();
+    crate::profile::time(crate::profile::Phase::Generate, || {
+        with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
+    })
+}
+
+/// Generate an RSA or EC key pair: the private key with `attrs` (from
+/// [`private_attributes`]) that never signs, and a public key that does
+/// nothing but carry the public value. Returns (public, private).
+fn generate_pair(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    id: &[u8],
+    mut attrs: Vec<Attribute>,
+) -> cryptoki::error::Result<(ObjectHandle, ObjectHandle)> {
+    let mut public = vec![
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.to_vec()),
+        Attribute::Verify(false),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Modifiable(false),
+        Attribute::Copyable(false),
+    ];
+    attrs.push(Attribute::Sign(false));
+    let mechanism = if let Some(bits) = spec.rsa_bits() {
+        public.push(Attribute::ModulusBits((bits as u64).into()));
+        public.push(Attribute::PublicExponent(vec![1, 0, 1]));
+        Mechanism::RsaPkcsKeyPairGen
+    } else {
+        public.push(Attribute::EcParams(ec_params(spec)));
+        Mechanism::EccKeyPairGen
+    };
+    let s = session.raw_session();
+    crate::profile::time(crate::profile::Phase::Generate, || {
+        with_copyable_fallback(session, label, &attrs, |a| {
+            let public_attrs = if a.len() < attrs.len() {
+                without_copyable(&public)
+            } else {
+                public.clone()
+            };
+            s.generate_key_pair(&mechanism, &public_attrs, a)
+        })
     })
 }
 
