@@ -11,7 +11,7 @@ pub mod probe;
 pub mod prompt;
 pub mod wrap;
 
-pub use error::Error;
+pub use error::{Error, ForeignReason, SwapReason};
 
 use std::path::Path;
 

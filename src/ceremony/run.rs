@@ -36,7 +36,7 @@ use super::transcript::{self as ts, Step, TranscriptWriter};
 use crate::airgap::confirm::ConfirmedParameters;
 use crate::airgap::module::LocalModule;
 use crate::airgap::wrap::{bundle_files, wrap_for_target_with, Wrapped};
-use crate::airgap::Error;
+use crate::airgap::{Error, ForeignReason, SwapReason};
 use crate::bundle::manifest;
 use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
 use crate::bundle::{AtomicDir, OutputError};
@@ -284,7 +284,7 @@ fn open_transcript(
     if std::fs::symlink_metadata(&tpath).is_ok_and(|m| !m.file_type().is_file()) {
         return Err(Error::Foreign {
             path: tpath,
-            why: "it is a symlink or not a plain file".into(),
+            why: ForeignReason::NotAPlainFile,
         });
     }
     let torn = if tpath.exists() {
@@ -744,22 +744,20 @@ fn found_again(
     if hex::encode(&found.id) != recorded.id_hex {
         return Err(Error::KeySwapped {
             label: k.label.to_string(),
-            reason: format!(
-                "its CKA_ID is {}, but the transcript recorded {}",
-                hex::encode(&found.id),
-                recorded.id_hex
-            ),
+            reason: SwapReason::Id {
+                found: hex::encode(&found.id),
+                recorded: recorded.id_hex.clone(),
+            },
         });
     }
     let now = key_checks::compute(session, &found)?;
     match &recorded.checks {
         Some(then) if *then != now => Err(Error::KeySwapped {
             label: k.label.to_string(),
-            reason: format!(
-                "its check value is now {}, but the transcript recorded {}",
-                describe_checks(&now),
-                describe_checks(then)
-            ),
+            reason: SwapReason::CheckValue {
+                now: describe_checks(&now),
+                then: describe_checks(then),
+            },
         }),
         _ => Ok(found),
     }
@@ -783,15 +781,15 @@ fn adopt_or_generate(
         }
         Ok(found) => Err(Error::KeySwapped {
             label: k.label.to_string(),
-            reason: format!(
-                "the transcript recorded the intent to generate it with CKA_ID {id_hex}, but the token holds one with CKA_ID {}",
-                hex::encode(&found.id)
-            ),
+            reason: SwapReason::Intent {
+                intended: id_hex.to_string(),
+                found: hex::encode(&found.id),
+            },
         }),
         Err(HsmError::KeyNotFound { .. }) => {
             let id = hex::decode(id_hex).map_err(|_| Error::KeySwapped {
                 label: k.label.to_string(),
-                reason: format!("the recorded CKA_ID {id_hex:?} is not hex"),
+                reason: SwapReason::RecordedIdNotHex(id_hex.to_string()),
             })?;
             let key = keygen::generate_indexed(
                 session,
@@ -946,13 +944,13 @@ fn discard_unrecorded(
 
 /// Remove `dir` if it is a real directory holding only regular bundle files.
 fn remove_bundle_dir(dir: &Path) -> Result<(), Error> {
-    let foreign = |why: String| Error::Foreign {
+    let foreign = |why: ForeignReason| Error::Foreign {
         path: dir.to_path_buf(),
         why,
     };
     let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
     if !meta.file_type().is_dir() {
-        return Err(foreign("it is a symlink or not a directory".into()));
+        return Err(foreign(ForeignReason::NotADirectory));
     }
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -960,9 +958,7 @@ fn remove_bundle_dir(dir: &Path) -> Result<(), Error> {
         let name = e.file_name().to_string_lossy().into_owned();
         let kind = e.file_type().map_err(io(dir))?;
         if !kind.is_file() || !BUNDLE_FILES.contains(&name.as_str()) {
-            return Err(foreign(format!(
-                "it holds {name:?}, which is not a bundle file"
-            )));
+            return Err(foreign(ForeignReason::NotABundleFile(name)));
         }
         files.push(e.path());
     }
@@ -993,7 +989,7 @@ fn finish(
         Ok(_) => {
             return Err(Error::Foreign {
                 path: summary_path,
-                why: "it is not a plain file".into(),
+                why: ForeignReason::NotAPlainFile,
             })
         }
         Err(_) => {}
@@ -1103,5 +1099,72 @@ impl SelfTests {
                 detail: "no self-test was run for this combination before wrapping".into(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_bundle_directories_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A bundle directory holding only bundle files: removed.
+        let ok = tmp.path().join("eu-west-1");
+        std::fs::create_dir(&ok).unwrap();
+        for f in BUNDLE_FILES {
+            std::fs::write(ok.join(f), b"x").unwrap();
+        }
+        remove_bundle_dir(&ok).unwrap();
+        assert!(!ok.exists());
+        // A stray file: refused, nothing removed.
+        let stray = tmp.path().join("us-east-1");
+        std::fs::create_dir(&stray).unwrap();
+        std::fs::write(stray.join(BUNDLE_FILES[0]), b"x").unwrap();
+        std::fs::write(stray.join("notes.txt"), b"x").unwrap();
+        match remove_bundle_dir(&stray) {
+            Err(Error::Foreign { path, why }) => {
+                assert_eq!(path, stray);
+                assert_eq!(why, ForeignReason::NotABundleFile("notes.txt".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(stray.join(BUNDLE_FILES[0]).exists());
+        // A symlink to a directory: refused, its target untouched.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&stray, &link).unwrap();
+        assert!(matches!(
+            remove_bundle_dir(&link),
+            Err(Error::Foreign {
+                why: ForeignReason::NotADirectory,
+                ..
+            })
+        ));
+        assert!(stray.join("notes.txt").exists());
+        let e = remove_bundle_dir(&stray).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "(it holds \"notes.txt\", which is not a bundle file); it was left untouched"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn swap_reasons_keep_their_words() {
+        let e = Error::KeySwapped {
+            label: "k".into(),
+            reason: SwapReason::Id {
+                found: "01".into(),
+                recorded: "02".into(),
+            },
+        };
+        assert!(e
+            .to_string()
+            .starts_with("key \"k\": its CKA_ID is 01, but the transcript recorded 02. The key on the token is not the one this ceremony generated"));
+        assert_eq!(
+            SwapReason::RecordedIdNotHex("zz".into()).to_string(),
+            "the recorded CKA_ID \"zz\" is not hex"
+        );
     }
 }
