@@ -7,7 +7,7 @@
 //! * [`bundle`]: what the air-gapped side writes for removable media;
 //! * [`ceremony`]: the hash-chained transcript, custodian attestations and their verification;
 //! * [`airgap`]: the `byok-airgap` commands;
-//! * [`names`] and [`media`]: path-safe names and bounded reads for what comes on removable media;
+//! * [`names`] and `media`: path-safe names and bounded reads for what comes on removable media;
 //! * `bastion` (feature `bastion`): the online half, the only code that talks to AWS.
 //!
 //! The public surface is what the two binaries, the benchmark, the tests and

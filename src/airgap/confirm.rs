@@ -73,7 +73,7 @@ fn confirm(
 }
 
 /// Proof that a ceremony's parameters digest (every wrapping key and import
-/// token, [`crate::ceremony::params_digest`]) was confirmed against a value
+/// token, `ceremony::params_digest`) was confirmed against a value
 /// from the bastion. `ceremony run` requires one; it hands out the
 /// per-target [`ConfirmedWrappingKey`]s.
 #[derive(Clone, Debug)]

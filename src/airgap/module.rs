@@ -19,13 +19,13 @@ use serde::Deserialize;
 use crate::hsm::ModuleSpec;
 
 /// The workstation-local HSM configuration file.
-pub(crate) const CONFIG_PATH: &str = "/etc/byok-ceremony/hsm.json";
+pub const CONFIG_PATH: &str = "/etc/byok-ceremony/hsm.json";
 /// Environment variable naming another configuration file (same ownership rules).
-pub(crate) const CONFIG_ENV: &str = "BYOK_HSM_CONFIG";
+pub const CONFIG_ENV: &str = "BYOK_HSM_CONFIG";
 /// Environment variable naming the module.
 pub const MODULE_ENV: &str = "BYOK_PKCS11_MODULE";
 /// The module used when nothing else names one.
-pub(crate) const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const MAX_CONFIG: u64 = 16 * 1024;
 
 /// Where the module path came from (shown by `plan` and recorded by `run`).

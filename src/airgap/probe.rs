@@ -14,7 +14,7 @@ use crate::kms::{check_combination, KeySpec, WrappingAlgorithm};
 
 /// The `format` of `byok-airgap mechanisms --json` and `selftest --json`
 /// output (docs/formats.md). Fields are only ever added under this name.
-pub(crate) const PROBE_FORMAT: &str = "byok-ceremony/mechanisms/v1";
+pub const PROBE_FORMAT: &str = "byok-ceremony/mechanisms/v1";
 
 /// One key spec × algorithm result.
 #[derive(Debug, Serialize)]

@@ -112,7 +112,7 @@ impl AtomicDir {
 
     /// fsync every file written, then the staging directory, and move the
     /// finished directory into place (fsyncing its parent).
-    pub(crate) fn commit(mut self) -> Result<PathBuf, OutputError> {
+    pub fn commit(mut self) -> Result<PathBuf, OutputError> {
         for (path, f) in std::mem::take(&mut self.unsynced) {
             fsync(&f).map_err(io(&path))?;
         }

@@ -20,7 +20,7 @@ use time::format_description::well_known::Rfc3339;
 /// The file name of the transcript in a ceremony directory.
 pub(crate) const FILE_NAME: &str = "transcript.jsonl";
 /// Largest transcript we read (a thousand-key ceremony stays far below):
-/// [`crate::media::MAX_TRANSCRIPT`].
+/// `media::MAX_TRANSCRIPT`.
 pub const MAX_LEN: u64 = crate::media::MAX_TRANSCRIPT;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -283,7 +283,7 @@ pub struct TornTail {
 /// was killed in the middle of it), verify every complete line before it and
 /// cut the incomplete one off, fsynced. Nothing is changed unless the rest
 /// verifies. Returns what was removed, or `None` for a complete transcript.
-pub(crate) fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
+pub fn cut_torn_tail(path: &Path) -> Result<Option<TornTail>, ChainError> {
     use crate::media::MediaReadError;
     let read_err = |e: std::io::Error| ChainError::Read(path.to_path_buf(), e.to_string());
     let bytes = crate::media::read_bounded(path, "transcript", MAX_LEN).map_err(|e| match e {

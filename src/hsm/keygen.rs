@@ -191,7 +191,7 @@ fn private_attributes(label: &str, id: &[u8], policy: KeyPolicy) -> Vec<Attribut
 }
 
 /// Longest `CKA_ID` [`generate_with_id`] accepts.
-pub(crate) const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = 64;
 
 /// Generate a key of `spec` labelled `label` inside the token, with a random
 /// 16-byte `CKA_ID` (see [`generate_with_id`]).

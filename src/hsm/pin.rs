@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 /// Largest PIN file accepted (a PIN and a line end; tokens allow far less).
-pub(crate) const MAX_PIN_FILE: u64 = 1024;
+pub const MAX_PIN_FILE: u64 = 1024;
 
 /// Where to read a token PIN from.
 #[derive(Clone, Debug, PartialEq, Eq)]
