@@ -469,6 +469,81 @@ mod tests {
     use super::*;
     use crate::ceremony::transcript::{verify_file, Completion};
 
+    /// Every check `wrap` makes before a session is opened, with its exact
+    /// message, on the committed good-wrap parameters (HMAC_256's KMS key,
+    /// RSA-2048, no algorithm recorded in the file).
+    #[test]
+    fn preflight_refusals_have_exact_messages() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ceremony/good-wrap");
+        let bytes = std::fs::read(fixture.join(manifest::IMPORT_PARAMETERS)).unwrap();
+        let params =
+            ImportParameters::parse(&bytes, time::macros::datetime!(2026-12-01 23:05 UTC)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let request = |label: &str, key_spec: KeySpec, out: PathBuf| WrapRequest {
+            module: ModuleSpec {
+                path: "/nonexistent.so".into(),
+                init_string: None,
+            },
+            token: TokenSelector::Only,
+            pin: PinSource::Prompt,
+            key_spec,
+            label: label.into(),
+            existing: false,
+            policy: KeyPolicy::default(),
+            out,
+            aes_wrap: AesWrapPreference::Auto,
+            so_pin: PinSource::Prompt,
+        };
+        let fresh = tmp.path().join("out");
+        let oaep = WrappingAlgorithm::RsaesOaepSha1;
+        let label_rule =
+            "is not usable: use 1 to 64 characters of letters, digits, '-', '_', '.', ':' or '/'";
+        let cases: Vec<(WrapRequest, WrappingAlgorithm, Option<String>)> = vec![
+            (request("webhooks", KeySpec::Hmac256, fresh.clone()), oaep, None),
+            (
+                request("", KeySpec::Hmac256, fresh.clone()),
+                oaep,
+                Some(format!("label \"\" {label_rule}")),
+            ),
+            (
+                request("a b", KeySpec::Hmac256, fresh.clone()),
+                oaep,
+                Some(format!("label \"a b\" {label_rule}")),
+            ),
+            (
+                request(&"x".repeat(65), KeySpec::Hmac256, fresh.clone()),
+                oaep,
+                Some(format!("label {:?} {label_rule}", "x".repeat(65))),
+            ),
+            (
+                request("webhooks", KeySpec::Hmac256, fresh.clone()),
+                WrappingAlgorithm::RsaAesKeyWrapSha1,
+                Some("KMS accepts HMAC_256 key material only with RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256, not RSA_AES_KEY_WRAP_SHA_1; request new import parameters with an RSAES_OAEP_* algorithm".into()),
+            ),
+            (
+                request("webhooks", KeySpec::Hmac256, tmp.path().to_path_buf()),
+                oaep,
+                Some(format!("output directory {} already exists; refusing to overwrite it. Choose a new --out (each wrap gets its own directory)", tmp.path().display())),
+            ),
+        ];
+        for (req, algorithm, want) in cases {
+            let got = preflight(&req, &params, algorithm)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(got, want, "{:?}", req.label);
+        }
+        assert!(matches!(
+            preflight(&request("", KeySpec::Hmac256, fresh), &params, oaep),
+            Err(Error::Label(l)) if l.is_empty()
+        ));
+        // The file does not say which algorithm was requested.
+        assert_eq!(resolve_algorithm(Some(oaep), &params).unwrap(), oaep);
+        assert!(matches!(
+            resolve_algorithm(None, &params),
+            Err(Error::AlgorithmMissing)
+        ));
+    }
+
     /// `wrap`'s writer, fed the committed good-wrap fixture's files, writes a
     /// transcript that verifies, records every file, and has the one flat
     /// `key-generated` shape.
