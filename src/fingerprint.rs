@@ -33,7 +33,7 @@ impl std::fmt::Display for Fingerprint {
 
 /// Normalize a typed or pasted fingerprint to 64 lowercase hex characters, or
 /// `None` when it is not one.
-pub fn normalize(typed: &str) -> Option<String> {
+pub(crate) fn normalize(typed: &str) -> Option<String> {
     let cleaned: String = typed
         .chars()
         .filter(|c| !c.is_whitespace() && *c != ':' && *c != '-')

@@ -99,6 +99,8 @@ pub fn transcript(data: &[u8]) {
         assert!(!v.entries.is_empty());
         for (i, e) in v.entries.iter().enumerate() {
             assert_eq!(e.seq, i as u64);
+            e.to_line()
+                .expect("a typed entry that was read can be written");
         }
         assert!(data.ends_with(b"\n"));
         let _ = v.completion();

@@ -7,8 +7,14 @@
 //! * [`bundle`]: what the air-gapped side writes for removable media;
 //! * [`ceremony`]: the hash-chained transcript, custodian attestations and their verification;
 //! * [`airgap`]: the `byok-airgap` commands;
-//! * [`names`] and [`media`]: path-safe names and bounded reads for what comes on removable media;
+//! * [`names`] and `media`: path-safe names and bounded reads for what comes on removable media;
 //! * `bastion` (feature `bastion`): the online half, the only code that talks to AWS.
+//!
+//! The public surface is what the two binaries, the benchmark, the tests and
+//! the fuzz targets call: modules and items nothing outside the crate names
+//! (`media`, `hsm::ffi`, `hsm::selftest`, `hsm::key_checks`, the policy and
+//! parameters-digest internals, the steps of `ceremony run` and `wrap`) are
+//! `pub(crate)` or private, so the dead-code lint sees what nothing uses.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,7 +27,7 @@ pub mod fingerprint;
 pub mod fuzzing;
 pub mod hsm;
 pub mod kms;
-pub mod media;
+pub(crate) mod media;
 pub mod names;
 pub mod profile;
 

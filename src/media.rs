@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Largest ceremony file.
 pub const MAX_CEREMONY_FILE: u64 = 1024 * 1024;
 /// Largest custodian policy.
-pub const MAX_POLICY: u64 = 256 * 1024;
+pub(crate) const MAX_POLICY: u64 = 256 * 1024;
 /// Largest `manifest.json`.
 pub const MAX_MANIFEST: u64 = 64 * 1024;
 /// Largest DSSE envelope (one attestation). Its payload lists every output
@@ -19,16 +19,16 @@ pub const MAX_MANIFEST: u64 = 64 * 1024;
 /// per wrap), so it grows with the ceremony: a 1000-wrap ceremony's envelope
 /// is about 1 MiB. The transcript records the same list and much more per
 /// wrap, so the transcript's bound ([`MAX_TRANSCRIPT`]) covers it.
-pub const MAX_ENVELOPE: u64 = MAX_TRANSCRIPT;
+pub(crate) const MAX_ENVELOPE: u64 = MAX_TRANSCRIPT;
 /// Largest transcript (a 1000-key ceremony writes about 3 MiB).
 pub const MAX_TRANSCRIPT: u64 = 64 * 1024 * 1024;
 /// Largest file of a wrap bundle (`EncryptedKeyMaterial.bin` and
 /// `ImportToken.bin` are at most 6144 bytes, `ImportParameters.json` and
 /// `manifest.json` at most 64 KiB): checked before a bundle file is hashed.
-pub const MAX_BUNDLE_FILE: u64 = 64 * 1024;
+pub(crate) const MAX_BUNDLE_FILE: u64 = 64 * 1024;
 /// Largest `SUMMARY.md` of a ceremony directory (under 1.5 KiB per bundle,
 /// like the transcript's share).
-pub const MAX_SUMMARY: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_SUMMARY: u64 = 64 * 1024 * 1024;
 
 /// Why a file from the media could not be read.
 #[derive(Debug, thiserror::Error)]

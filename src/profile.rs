@@ -37,7 +37,7 @@ pub enum Phase {
 }
 
 /// Every phase, in report order.
-pub const PHASES: [Phase; 10] = [
+pub(crate) const PHASES: [Phase; 10] = [
     Phase::Session,
     Phase::SelfTest,
     Phase::Search,

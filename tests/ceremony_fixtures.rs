@@ -22,7 +22,7 @@ use byok_ceremony::ceremony::attest::{
     self, AttestationProblem, OutputProblem, Payload, ATTESTATIONS,
 };
 use byok_ceremony::ceremony::dsse::{self, Envelope, Signature, SignatureError, PAYLOAD_TYPE};
-use byok_ceremony::ceremony::transcript::ChainError;
+use byok_ceremony::ceremony::transcript::{ChainError, KeyRecord, Step};
 use byok_ceremony::ceremony::{verify, Policy, VerifyError};
 use byok_ceremony::names::CustodianName;
 use sha2::{Digest, Sha256};
@@ -538,7 +538,7 @@ fn good_directories_verify() {
     assert!(v.is_complete());
     assert_eq!(v.bundles(), [""]);
     assert_eq!(v.entries().len(), 6);
-    assert_eq!(v.entries()[0].step, "wrap-start");
+    assert_eq!(v.entries()[0].step.name(), "wrap-start");
     let paths: Vec<&str> = v.outputs().iter().map(|o| o.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -558,30 +558,91 @@ fn good_directories_verify() {
     assert!(v.is_complete());
     assert_eq!(v.ceremony_id(), "2026-11-fixture");
     assert_eq!(v.bundles(), ["s3-prod/eu-west-1"]);
-    assert_eq!(v.entries()[0].step, "ceremony-start");
-    assert_eq!(v.entries().last().unwrap().step, "ceremony-complete");
+    assert_eq!(v.entries()[0].step.name(), "ceremony-start");
+    assert_eq!(v.entries().last().unwrap().step.name(), "ceremony-complete");
+}
+
+/// The `key-generated` record of a verified directory's transcript.
+fn key_generated(v: &byok_ceremony::ceremony::VerifiedCeremony) -> KeyRecord {
+    v.entries()
+        .iter()
+        .find_map(|e| match &e.step {
+            Step::KeyGenerated(k) => Some(k.clone()),
+            _ => None,
+        })
+        .expect("a key-generated entry")
 }
 
 #[test]
 fn transcripts_written_before_the_typed_schema_still_verify() {
     // Both good directories were written by the code before issue 9's typed
     // transcript: `key-generated` nests `hsm_key {label, id_hex}` in a wrap's
-    // transcript and puts them at the top level in a ceremony run's.
-    let wrap = verify_case("good-wrap").unwrap();
-    let kg = wrap
-        .entries()
-        .iter()
-        .find(|e| e.step == "key-generated")
-        .unwrap();
-    assert!(kg.data["hsm_key"]["label"].is_string(), "{}", kg.data);
-    let run = verify_case("good-run").unwrap();
-    let kg = run
-        .entries()
-        .iter()
-        .find(|e| e.step == "key-generated")
-        .unwrap();
-    assert!(kg.data["label"].is_string(), "{}", kg.data);
-    assert!(kg.data.get("hsm_key").is_none(), "{}", kg.data);
+    // transcript and puts them at the top level in a ceremony run's. Both
+    // read into the one typed record.
+    let raw = |case: &str| {
+        let text = std::fs::read_to_string(data().join(case).join("transcript.jsonl")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains(r#""step":"key-generated""#))
+            .unwrap()
+            .to_string();
+        line
+    };
+    assert!(raw("good-wrap").contains(r#""hsm_key":{"#));
+    let kg = key_generated(&verify_case("good-wrap").unwrap());
+    assert_eq!((kg.label.as_str(), kg.id_hex.len()), ("webhooks", 32));
+    assert_eq!(kg.wrap_with_trusted, Some(false));
+    assert_eq!(kg.protection.map(|p| p.sensitive), Some(true));
+
+    assert!(!raw("good-run").contains(r#""hsm_key""#));
+    let kg = key_generated(&verify_case("good-run").unwrap());
+    assert_eq!(kg.label, "s3-prod");
+    assert_eq!(kg.id_hex.len(), 32);
+    assert!(kg.checks.is_some_and(|c| c.kcv.is_some()));
+}
+
+/// Every line of every committed transcript whose chain verifies, parsed
+/// into the typed schema and written again, is byte for byte the line on
+/// disk, except `wrap`'s `key-generated`, which is now written in the one
+/// (flat) shape.
+#[test]
+fn the_typed_schema_writes_the_bytes_of_every_committed_transcript() {
+    let (mut cases, mut lines, mut reshaped) = (0, 0, 0);
+    for e in std::fs::read_dir(data()).unwrap() {
+        let path = e.unwrap().path().join("transcript.jsonl");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        // Tampered chains are refused before typing (tested above).
+        let Ok(v) = byok_ceremony::ceremony::transcript::verify_bytes(&bytes) else {
+            continue;
+        };
+        cases += 1;
+        let on_disk = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        for (line, entry) in on_disk.zip(&v.entries) {
+            lines += 1;
+            let written = entry.to_line().unwrap();
+            let orig: serde_json::Value = serde_json::from_slice(line).unwrap();
+            if orig["data"].get("hsm_key").is_some() {
+                reshaped += 1;
+                let again: serde_json::Value = serde_json::from_slice(&written).unwrap();
+                assert_eq!(entry.step.name(), "key-generated");
+                assert_eq!(again["data"]["label"], orig["data"]["hsm_key"]["label"]);
+                assert_eq!(again["data"]["id_hex"], orig["data"]["hsm_key"]["id_hex"]);
+                assert!(again["data"].get("hsm_key").is_none());
+            } else {
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    String::from_utf8_lossy(line),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(cases >= 15, "{cases}");
+    assert!(lines > 80, "{lines}");
+    assert!(reshaped >= 10, "{reshaped}");
 }
 
 #[test]
@@ -592,15 +653,13 @@ fn a_ceremony_run_transcript_of_2026_11_23_still_verifies() {
     assert_eq!(v.bundles(), ["webhooks/eu-west-1"]);
     // What makes it the old format: no key-intent, no parameters digest, and
     // the check value recorded with the wrap, not with the key.
-    let steps: Vec<&str> = v.entries().iter().map(|e| e.step.as_str()).collect();
+    let steps: Vec<&str> = v.entries().iter().map(|e| e.step.name()).collect();
     assert!(!steps.contains(&"key-intent"), "{steps:?}");
-    assert!(v.entries()[0].data.get("parameters_digest").is_none());
-    let kg = v
-        .entries()
-        .iter()
-        .find(|e| e.step == "key-generated")
-        .unwrap();
-    assert!(kg.data.get("checks").is_none(), "{}", kg.data);
+    let Step::CeremonyStart(start) = &v.entries()[0].step else {
+        panic!("{:?}", v.entries()[0].step)
+    };
+    assert!(start.parameters_digest.is_none());
+    assert!(key_generated(&v).checks.is_none());
 }
 
 #[test]

@@ -481,8 +481,11 @@ fn sigkill_at_many_points_then_resume_gives_exactly_one_key_each() {
     assert_eq!(c.keys_on_token(), want, "exactly one key per label");
     let t =
         byok_ceremony::ceremony::transcript::verify_file(&out.join("transcript.jsonl")).unwrap();
-    assert!(t.entries.iter().any(|e| e.step == "ceremony-complete"));
-    let steps = |s: &str| t.entries.iter().filter(|e| e.step == s).count();
+    assert!(t
+        .entries
+        .iter()
+        .any(|e| e.step.name() == "ceremony-complete"));
+    let steps = |s: &str| t.entries.iter().filter(|e| e.step.name() == s).count();
     assert_eq!(steps("key-generated"), 20);
     assert_eq!(steps("wrapped"), 20);
     assert!(steps("resumed") >= 10);

@@ -556,21 +556,25 @@ fn oversized_files_from_the_media_are_refused_unread() {
 /// A ceremony directory whose transcript stops before `ceremony-complete`,
 /// as an interrupted `ceremony run` leaves it.
 fn unfinished_ceremony(dir: &Path) {
-    use byok_ceremony::ceremony::transcript::TranscriptWriter;
+    use byok_ceremony::ceremony::transcript::{Step, TranscriptWriter};
+    use serde_json::json;
+    let step = |name: &str, data| Step::from_parts(name.into(), data).unwrap();
     std::fs::create_dir(dir).unwrap();
-    let mut t = TranscriptWriter::create(
-        &dir.join("transcript.jsonl"),
-        "ceremony-start",
-        serde_json::json!({ "ceremony_id": "2026-11-prod", "plan": [] }),
-    )
+    let start = json!({ "ceremony_id": "2026-11-prod", "purpose": "test",
+        "ceremony_file_sha256": "00", "policy_sha256": "00", "plan": [],
+        "confirmations": "none", "tool_version": "", "tool_binary_sha256": "" });
+    let mut t =
+        TranscriptWriter::create(&dir.join("transcript.jsonl"), step("ceremony-start", start))
+            .unwrap();
+    let token = json!({ "slot_id": 0, "label": "t", "serial": "s", "model": "m",
+        "manufacturer": "m", "firmware": "1", "library": "l" });
+    t.append(step(
+        "hsm-session",
+        json!({ "token": token, "resumed": false }),
+    ))
     .unwrap();
-    t.append("hsm-session", serde_json::json!({ "resumed": false }))
-        .unwrap();
-    t.append(
-        "key-generated",
-        serde_json::json!({ "label": "prod-s3", "id_hex": "00" }),
-    )
-    .unwrap();
+    let key = json!({ "label": "prod-s3", "id_hex": "00", "key_spec": "SYMMETRIC_DEFAULT" });
+    t.append(step("key-generated", key)).unwrap();
 }
 
 #[test]

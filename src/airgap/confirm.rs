@@ -9,7 +9,7 @@ use crate::fingerprint::{normalize, Fingerprint};
 use crate::kms::ImportParameters;
 
 /// How the fingerprint was confirmed, recorded in outputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmedBy {
     /// A custodian typed it back.
@@ -73,7 +73,7 @@ fn confirm(
 }
 
 /// Proof that a ceremony's parameters digest (every wrapping key and import
-/// token, [`crate::ceremony::params_digest`]) was confirmed against a value
+/// token, `ceremony::params_digest`) was confirmed against a value
 /// from the bastion. `ceremony run` requires one; it hands out the
 /// per-target [`ConfirmedWrappingKey`]s.
 #[derive(Clone, Debug)]
@@ -95,7 +95,7 @@ impl ConfirmedParameters {
 
     /// The confirmation of one target's wrapping key: only for a ceremony
     /// whose digest is the confirmed one, and only for one of its targets.
-    pub fn wrapping_key(
+    pub(crate) fn wrapping_key(
         &self,
         c: &CheckedCeremony,
         params: &ImportParameters,

@@ -10,6 +10,7 @@ use super::Error;
 use crate::ceremony::attest::{self, Payload};
 use crate::ceremony::dsse::{self, CustodianKey, Envelope, Signature, PAYLOAD_TYPE};
 use crate::ceremony::policy::CustodianEntry;
+use crate::ceremony::transcript::{Step, Wrapped};
 use crate::hsm::pin::PinSource;
 use crate::hsm::sign::{self, CustodianKeyType};
 use crate::hsm::{Hsm, HsmError, ModuleSpec, TokenSelector};
@@ -124,22 +125,19 @@ pub fn wrapping_keys(dir: &Path) -> Result<WrappingKeysShown, Error> {
     let t =
         crate::ceremony::transcript::verify_file(&dir.join(crate::ceremony::transcript::FILE_NAME))
             .map_err(crate::ceremony::VerifyError::from)?;
-    let text = |v: &serde_json::Value, f: &str| v[f].as_str().unwrap_or("?").to_string();
     let mut shown = WrappingKeysShown::default();
     for e in &t.entries {
-        match e.step.as_str() {
-            "ceremony-start" => {
-                shown.parameters_digest = e.data["parameters_digest"].as_str().map(String::from)
+        match &e.step {
+            Step::CeremonyStart(s) => shown.parameters_digest = s.parameters_digest.clone(),
+            Step::WrapStart(s) => {
+                shown
+                    .wraps
+                    .push((".".into(), s.key_id.clone(), s.wrapping_key_sha256.clone()))
             }
-            "wrap-start" => shown.wraps.push((
-                ".".into(),
-                text(&e.data, "key_id"),
-                text(&e.data, "wrapping_key_sha256"),
-            )),
-            "wrapped" if e.data.get("target").is_some() => shown.wraps.push((
-                format!("{}/{}", text(&e.data, "label"), text(&e.data, "target")),
-                text(&e.data, "key_id"),
-                text(&e.data, "wrapping_key_sha256"),
+            Step::Wrapped(Wrapped::Target(w)) => shown.wraps.push((
+                format!("{}/{}", w.label, w.target),
+                w.key_id.clone(),
+                w.wrapping_key_sha256.clone(),
             )),
             _ => {}
         }

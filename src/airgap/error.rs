@@ -7,6 +7,52 @@ use crate::hsm::HsmError;
 use crate::kms::key_spec::CombinationError;
 use crate::kms::{KeySpec, ParamsError, WrappingAlgorithm};
 
+/// Why something in a ceremony's output directory is not this run's to touch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForeignReason {
+    /// Where a plain file (the transcript, `SUMMARY.md`) belongs, something else is.
+    #[error("it is a symlink or not a plain file")]
+    NotAPlainFile,
+    /// Where a bundle directory belongs, something else is.
+    #[error("it is a symlink or not a directory")]
+    NotADirectory,
+    /// A bundle directory holds something that is not a bundle file.
+    #[error("it holds {0:?}, which is not a bundle file")]
+    NotABundleFile(String),
+}
+
+/// How the key found on the token differs from the one the transcript recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwapReason {
+    /// Another CKA_ID.
+    #[error("its CKA_ID is {found}, but the transcript recorded {recorded}")]
+    Id {
+        /// On the token, hex.
+        found: String,
+        /// In the transcript, hex.
+        recorded: String,
+    },
+    /// Another check value (KCV, HMAC check or public key).
+    #[error("its check value is now {now}, but the transcript recorded {then}")]
+    CheckValue {
+        /// On the token, described.
+        now: String,
+        /// In the transcript, described.
+        then: String,
+    },
+    /// The key generated after a recorded intent has another CKA_ID.
+    #[error("the transcript recorded the intent to generate it with CKA_ID {intended}, but the token holds one with CKA_ID {found}")]
+    Intent {
+        /// The CKA_ID recorded, hex.
+        intended: String,
+        /// On the token, hex.
+        found: String,
+    },
+    /// The recorded CKA_ID is not hex.
+    #[error("the recorded CKA_ID {0:?} is not hex")]
+    RecordedIdNotHex(String),
+}
+
 /// A `byok-airgap` command failed; the message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -85,6 +131,12 @@ pub enum Error {
     /// The parameters digest was not confirmed.
     #[error("the wrapping keys must be confirmed from outside the media before a ceremony runs: type the parameters digest that `byok-bastion prepare --ceremony` printed when asked, or pass --expect-parameters-digest HEX (--non-interactive alone is not enough); nothing was generated or wrapped")]
     ParametersNotConfirmed,
+    /// `ceremony run` without `--non-interactive` needs a terminal to confirm on.
+    #[error("no terminal to confirm on; pass --non-interactive with --expect-parameters-digest HEX (both are recorded in the transcript)")]
+    NoTerminalToRun,
+    /// `ceremony sign` without `--yes` needs a terminal to confirm on.
+    #[error("no terminal to confirm on; pass --yes to sign non-interactively (it is recorded in the attestation)")]
+    NoTerminalToSign,
     /// The local module could not be determined.
     #[error(transparent)]
     ModuleConfig(#[from] super::module::ModuleConfigError),
@@ -110,7 +162,7 @@ pub enum Error {
         /// The path.
         path: PathBuf,
         /// What is wrong.
-        why: String,
+        why: ForeignReason,
     },
     /// A key on the token is not the one the transcript recorded.
     #[error("key {label:?}: {reason}. The key on the token is not the one this ceremony generated; stop and investigate (was the token changed between the runs?)")]
@@ -118,15 +170,18 @@ pub enum Error {
         /// Key label.
         label: String,
         /// What differs.
-        reason: String,
+        reason: SwapReason,
     },
-    /// The transcript in the output directory cannot be continued.
-    #[error("the transcript in {path} cannot be continued: {why}")]
+    /// The transcript in the output directory cannot be continued: an
+    /// entry's label or target name is not a path-safe name.
+    #[error("the transcript in {path} cannot be continued: entry {entry} has no valid {field}")]
     Resume {
         /// The output directory.
         path: PathBuf,
-        /// Why.
-        why: String,
+        /// The entry's `seq`.
+        entry: u64,
+        /// `label` or `target`.
+        field: &'static str,
     },
     /// The label is unusable.
     #[error("label {0:?} is not usable: use 1 to 64 characters of letters, digits, '-', '_', '.', ':' or '/'")]

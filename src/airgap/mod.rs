@@ -3,14 +3,15 @@
 
 pub mod confirm;
 pub mod custodian;
-pub mod error;
+pub(crate) mod error;
 pub mod inspect;
 pub mod keys;
 pub mod module;
 pub mod probe;
+pub mod prompt;
 pub mod wrap;
 
-pub use error::Error;
+pub use error::{Error, ForeignReason, SwapReason};
 
 use std::path::Path;
 

@@ -29,7 +29,7 @@ pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const MAX_CONFIG: u64 = 16 * 1024;
 
 /// Where the module path came from (shown by `plan` and recorded by `run`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "path")]
 pub enum ModuleOrigin {
     /// `--module`.

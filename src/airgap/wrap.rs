@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
-use serde_json::json;
-
 use super::confirm::{ConfirmedBy, ConfirmedWrappingKey};
 use super::Error;
 use crate::bundle::manifest::{self, HsmKeyRecord, Manifest};
 use crate::bundle::{output, AtomicDir};
-use crate::ceremony::transcript::{TranscriptWriter, FILE_NAME as TRANSCRIPT};
+use crate::ceremony::attest::OutputFile;
+use crate::ceremony::transcript::{self as ts, Step, TranscriptWriter, FILE_NAME as TRANSCRIPT};
 use crate::hsm::keygen::{self, HsmKey, KeyPolicy};
 use crate::hsm::mechanisms::Mechanisms;
 use crate::hsm::pin::PinSource;
@@ -20,6 +19,7 @@ use crate::hsm::selftest::{self, SelfTestPass};
 use crate::hsm::wrap::{AesWrapPreference, WrappingKey};
 use crate::hsm::{key_checks, wrap as hsm_wrap, Hsm, ModuleSpec, TokenSelector, UserSession};
 use crate::kms::{check_combination, ImportParameters, KeySpec, WrappingAlgorithm};
+use cryptoki::object::ObjectHandle;
 
 /// Everything `wrap` needs.
 #[derive(Clone, Debug)]
@@ -62,7 +62,7 @@ pub fn resolve_algorithm(
 }
 
 /// Check a label is something a custodian can read aloud and type.
-pub fn check_label(label: &str) -> Result<(), Error> {
+pub(crate) fn check_label(label: &str) -> Result<(), Error> {
     let ok = !label.is_empty()
         && label.len() <= 64
         && label
@@ -96,7 +96,7 @@ pub fn preflight(
 }
 
 /// Generate the key (refusing a taken label) or find the existing one.
-pub fn obtain_key(
+pub(crate) fn obtain_key(
     session: &UserSession,
     spec: KeySpec,
     label: &str,
@@ -121,21 +121,10 @@ pub struct Wrapped {
 
 /// Wrap `key` for the KMS key of `params`, inside the HSM, after proving the
 /// method with the known-answer self-test (`pass`, from `selftest::prove`
-/// for this key spec, algorithm and wrapping key size).
-pub fn wrap_for_target(
-    session: &UserSession,
-    key: &HsmKey,
-    params: &ImportParameters,
-    algorithm: WrappingAlgorithm,
-    confirmed: &ConfirmedWrappingKey,
-    pass: &SelfTestPass,
-) -> Result<Wrapped, Error> {
-    wrap_for_target_with(session, key, params, algorithm, confirmed, pass, None)
-}
-
-/// [`wrap_for_target`] under `trusted`, the security officer's trusted copy of
-/// `params`' wrapping key (see [`crate::hsm::Hsm::login_trusting`]), when given.
-pub fn wrap_for_target_with(
+/// for this key spec, algorithm and wrapping key size); under `trusted`, the
+/// security officer's trusted copy of `params`' wrapping key (see
+/// [`crate::hsm::Hsm::login_trusting`]), when given.
+pub(crate) fn wrap_for_target_with(
     session: &UserSession,
     key: &HsmKey,
     params: &ImportParameters,
@@ -212,7 +201,7 @@ pub fn wrap_for_target_with(
 }
 
 /// The four files of a wrap's output (`docs/formats.md`), in order.
-pub fn bundle_files(
+pub(crate) fn bundle_files(
     wrapped: &Wrapped,
     params: &ImportParameters,
     params_bytes: &[u8],
@@ -231,7 +220,7 @@ pub fn bundle_files(
 /// the four files of `docs/formats.md` and a `transcript.jsonl` recording the
 /// wrap, so that custodians can sign the directory (`ceremony sign`) and the
 /// bastion can verify it.
-pub fn write_output(
+pub(crate) fn write_output(
     out: &Path,
     wrapped: &Wrapped,
     params: &ImportParameters,
@@ -259,56 +248,76 @@ pub fn write_output(
     };
     let mut t = TranscriptWriter::create(
         &dir.staged_path(TRANSCRIPT),
-        "wrap-start",
-        json!({
-            "ceremony_id": format!("wrap-{}-{}", m.hsm_key.label, stamp),
-            "purpose": "byok-airgap wrap: one key for one KMS key",
-            "key_id": m.key_id,
-            "key_spec": m.key_spec,
-            "wrapping_algorithm": m.wrapping_algorithm,
-            "wrapping_key_spec": m.wrapping_key_spec,
-            "wrapping_key_sha256": m.wrapping_key_sha256,
-            "wrapping_key_confirmed_by": confirmed_by,
-            "import_parameters_sha256": m.import_parameters_sha256,
-            "import_token_sha256": m.import_token_sha256,
-            "parameters_valid_to": m.parameters_valid_to,
+        Step::WrapStart(ts::WrapStart {
+            ceremony_id: format!("wrap-{}-{}", m.hsm_key.label, stamp),
+            purpose: "byok-airgap wrap: one key for one KMS key".into(),
+            key_id: m.key_id.clone(),
+            key_spec: m.key_spec,
+            wrapping_algorithm: m.wrapping_algorithm,
+            wrapping_key_spec: m.wrapping_key_spec.clone(),
+            wrapping_key_sha256: m.wrapping_key_sha256.clone(),
+            wrapping_key_confirmed_by: confirmed_by,
+            import_parameters_sha256: m.import_parameters_sha256.clone(),
+            import_token_sha256: m.import_token_sha256.clone(),
+            parameters_valid_to: m.parameters_valid_to.clone(),
+            tool_version: String::new(),
+            tool_binary_sha256: String::new(),
         }),
     )
     .map_err(io)?;
-    t.append("hsm", json!({ "token": m.token })).map_err(io)?;
-    t.append(
-        "self-test",
-        json!({ "result": "pass", "method": m.wrap_method, "checks": m.self_test }),
-    )
+    t.append(Step::Hsm(ts::HsmToken {
+        token: m.token.clone(),
+    }))
     .map_err(io)?;
-    t.append(
-        if m.hsm_key.generated {
-            "key-generated"
-        } else {
-            "key-found"
-        },
-        json!({ "key_spec": m.key_spec, "hsm_key": m.hsm_key }),
-    )
+    t.append(Step::SelfTest(ts::SelfTest {
+        result: "pass".into(),
+        method: m.wrap_method.clone(),
+        checks: m.self_test.clone(),
+    }))
     .map_err(io)?;
-    t.append(
-        "wrapped",
-        json!({
-            "mechanism": m.wrap_method,
-            "encrypted_key_material_sha256": m.encrypted_key_material_sha256,
-            "encrypted_key_material_len": m.encrypted_key_material_len,
-            "kcv": m.kcv,
-            "hmac_check": m.hmac_check,
-            "public_key": m.public_key,
-        }),
-    )
+    t.append(key_record(m)).map_err(io)?;
+    t.append(Step::Wrapped(ts::Wrapped::Single(ts::SingleWrapped {
+        mechanism: m.wrap_method.clone(),
+        encrypted_key_material_sha256: m.encrypted_key_material_sha256.clone(),
+        encrypted_key_material_len: m.encrypted_key_material_len as u64,
+        kcv: m.kcv.clone(),
+        hmac_check: m.hmac_check.clone(),
+        public_key: m.public_key.clone(),
+    })))
     .map_err(io)?;
-    let outputs: Vec<_> = files
+    let outputs = files
         .iter()
-        .map(|(name, bytes)| json!({ "path": name, "sha256": hex::encode(Sha256::digest(bytes)) }))
+        .map(|(name, bytes)| OutputFile {
+            path: name.to_string(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+        })
         .collect();
-    t.append("outputs", json!({ "outputs": outputs }))
+    t.append(Step::Outputs(ts::Outputs { outputs }))
         .map_err(io)?;
     Ok(dir.commit()?)
+}
+
+/// The `key-generated` (or `key-found`) entry for the manifest's key, in the
+/// one shape both `wrap` and `ceremony run` write.
+fn key_record(m: &Manifest) -> Step {
+    let record = ts::KeyRecord {
+        label: m.hsm_key.label.clone(),
+        id_hex: m.hsm_key.id_hex.clone(),
+        key_spec: m.key_spec,
+        protection: m.hsm_key.protection.as_ref().map(ts::Protection::from),
+        checks: Some(key_checks::KeyChecks {
+            kcv: m.kcv.clone(),
+            hmac_check: m.hmac_check.clone(),
+            public_key: m.public_key.clone(),
+        }),
+        adopted_after_interruption: Some(false),
+        wrap_with_trusted: Some(m.hsm_key.wrap_with_trusted),
+    };
+    if m.hsm_key.generated {
+        Step::KeyGenerated(record)
+    } else {
+        Step::KeyFound(record)
+    }
 }
 
 /// Run the whole `wrap` command; `progress` receives one line per step.
@@ -334,41 +343,8 @@ pub fn run(
         hsm.facts.model,
         hsm.facts.firmware
     ));
-    let pin = req
-        .pin
-        .read(&format!("token {:?}", hsm.facts.label))
-        .map_err(crate::hsm::HsmError::from)?;
-    let trusting = req.policy.wrap_with_trusted;
     let test_public = selftest::test_rsa_key(params.wrapping_key_bits).to_public_key();
-    let (session, trusted_handles) = if trusting {
-        let so_pin = req
-            .so_pin
-            .read(&format!(
-                "the security officer of token {:?}",
-                hsm.facts.label
-            ))
-            .map_err(crate::hsm::HsmError::from)?;
-        progress(
-            "security officer: marking the confirmed KMS wrapping key trusted for this session",
-        );
-        hsm.login_trusting(
-            &pin,
-            &so_pin,
-            &[
-                (
-                    &params.public_key,
-                    "byok-ceremony KMS wrapping key (trusted)",
-                ),
-                (
-                    &test_public,
-                    "byok-ceremony self-test KMS key (trusted, throwaway)",
-                ),
-            ],
-        )?
-    } else {
-        (hsm.login(&pin)?, Vec::new())
-    };
-    drop(pin);
+    let (session, trusted_handles) = login(req, &hsm, params, &test_public, progress)?;
     let trusted_kms = trusted_handles
         .first()
         .map(|h| WrappingKey::adopt(&session, *h, &params.public_key));
@@ -382,26 +358,7 @@ pub fn run(
     if !req.existing {
         keygen::ensure_label_free(&session, &req.label)?;
     }
-    let mechanisms = Mechanisms::probe(&hsm)?;
-    let pass = match trusted_test {
-        Some(test_key) => selftest::prove_trusted(
-            &session,
-            &mechanisms,
-            req.key_spec,
-            algorithm,
-            params.wrapping_key_bits,
-            req.aes_wrap,
-            test_key,
-        )?,
-        None => selftest::prove_with(
-            &session,
-            &mechanisms,
-            req.key_spec,
-            algorithm,
-            params.wrapping_key_bits,
-            req.aes_wrap,
-        )?,
-    };
+    let pass = self_test(req, &session, params, algorithm, trusted_test)?;
     progress(&format!("self-test passed: {}", pass.method.describe()));
 
     let key = obtain_key(&session, req.key_spec, &req.label, req.existing, req.policy)?;
@@ -432,4 +389,233 @@ pub fn run(
     let out = write_output(&req.out, &wrapped, params, params_bytes, confirmed.by)?;
     progress(&format!("wrote {}", out.display()));
     Ok(wrapped.manifest)
+}
+
+/// Log in with the user PIN; with `--wrap-with-trusted`, also have the
+/// security officer mark the confirmed KMS wrapping key and the self-test's
+/// throwaway key trusted for this session (their handles, in that order).
+fn login<'h>(
+    req: &WrapRequest,
+    hsm: &'h Hsm,
+    params: &ImportParameters,
+    test_public: &rsa::RsaPublicKey,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(UserSession<'h>, Vec<ObjectHandle>), Error> {
+    let pin = req
+        .pin
+        .read(&format!("token {:?}", hsm.facts.label))
+        .map_err(crate::hsm::HsmError::from)?;
+    if !req.policy.wrap_with_trusted {
+        return Ok((hsm.login(&pin)?, Vec::new()));
+    }
+    let so_pin = req
+        .so_pin
+        .read(&format!(
+            "the security officer of token {:?}",
+            hsm.facts.label
+        ))
+        .map_err(crate::hsm::HsmError::from)?;
+    progress("security officer: marking the confirmed KMS wrapping key trusted for this session");
+    Ok(hsm.login_trusting(
+        &pin,
+        &so_pin,
+        &[
+            (
+                &params.public_key,
+                "byok-ceremony KMS wrapping key (trusted)",
+            ),
+            (
+                test_public,
+                "byok-ceremony self-test KMS key (trusted, throwaway)",
+            ),
+        ],
+    )?)
+}
+
+/// The known-answer self-test for this key spec, algorithm and wrapping-key
+/// size, under the trusted throwaway key when there is one.
+fn self_test(
+    req: &WrapRequest,
+    session: &UserSession,
+    params: &ImportParameters,
+    algorithm: WrappingAlgorithm,
+    trusted_test: Option<WrappingKey>,
+) -> Result<SelfTestPass, Error> {
+    let mechanisms = Mechanisms::probe(session.hsm())?;
+    let pass = match trusted_test {
+        Some(test_key) => selftest::prove_trusted(
+            session,
+            &mechanisms,
+            req.key_spec,
+            algorithm,
+            params.wrapping_key_bits,
+            req.aes_wrap,
+            test_key,
+        )?,
+        None => selftest::prove_with(
+            session,
+            &mechanisms,
+            req.key_spec,
+            algorithm,
+            params.wrapping_key_bits,
+            req.aes_wrap,
+        )?,
+    };
+    Ok(pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ceremony::transcript::{verify_file, Completion};
+
+    /// Every check `wrap` makes before a session is opened, with its exact
+    /// message, on the committed good-wrap parameters (HMAC_256's KMS key,
+    /// RSA-2048, no algorithm recorded in the file).
+    #[test]
+    fn preflight_refusals_have_exact_messages() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ceremony/good-wrap");
+        let bytes = std::fs::read(fixture.join(manifest::IMPORT_PARAMETERS)).unwrap();
+        let params =
+            ImportParameters::parse(&bytes, time::macros::datetime!(2026-12-01 23:05 UTC)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let request = |label: &str, key_spec: KeySpec, out: PathBuf| WrapRequest {
+            module: ModuleSpec {
+                path: "/nonexistent.so".into(),
+                init_string: None,
+            },
+            token: TokenSelector::Only,
+            pin: PinSource::Prompt,
+            key_spec,
+            label: label.into(),
+            existing: false,
+            policy: KeyPolicy::default(),
+            out,
+            aes_wrap: AesWrapPreference::Auto,
+            so_pin: PinSource::Prompt,
+        };
+        let fresh = tmp.path().join("out");
+        let oaep = WrappingAlgorithm::RsaesOaepSha1;
+        let label_rule =
+            "is not usable: use 1 to 64 characters of letters, digits, '-', '_', '.', ':' or '/'";
+        let cases: Vec<(WrapRequest, WrappingAlgorithm, Option<String>)> = vec![
+            (request("webhooks", KeySpec::Hmac256, fresh.clone()), oaep, None),
+            (
+                request("", KeySpec::Hmac256, fresh.clone()),
+                oaep,
+                Some(format!("label \"\" {label_rule}")),
+            ),
+            (
+                request("a b", KeySpec::Hmac256, fresh.clone()),
+                oaep,
+                Some(format!("label \"a b\" {label_rule}")),
+            ),
+            (
+                request(&"x".repeat(65), KeySpec::Hmac256, fresh.clone()),
+                oaep,
+                Some(format!("label {:?} {label_rule}", "x".repeat(65))),
+            ),
+            (
+                request("webhooks", KeySpec::Hmac256, fresh.clone()),
+                WrappingAlgorithm::RsaAesKeyWrapSha1,
+                Some("KMS accepts HMAC_256 key material only with RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256, not RSA_AES_KEY_WRAP_SHA_1; request new import parameters with an RSAES_OAEP_* algorithm".into()),
+            ),
+            (
+                request("webhooks", KeySpec::Hmac256, tmp.path().to_path_buf()),
+                oaep,
+                Some(format!("output directory {} already exists; refusing to overwrite it. Choose a new --out (each wrap gets its own directory)", tmp.path().display())),
+            ),
+        ];
+        for (req, algorithm, want) in cases {
+            let got = preflight(&req, &params, algorithm)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(got, want, "{:?}", req.label);
+        }
+        assert!(matches!(
+            preflight(&request("", KeySpec::Hmac256, fresh), &params, oaep),
+            Err(Error::Label(l)) if l.is_empty()
+        ));
+        // The file does not say which algorithm was requested.
+        assert_eq!(resolve_algorithm(Some(oaep), &params).unwrap(), oaep);
+        assert!(matches!(
+            resolve_algorithm(None, &params),
+            Err(Error::AlgorithmMissing)
+        ));
+    }
+
+    /// `wrap`'s writer, fed the committed good-wrap fixture's files, writes a
+    /// transcript that verifies, records every file, and has the one flat
+    /// `key-generated` shape.
+    #[test]
+    fn the_wrap_transcript_is_typed_and_key_generated_is_flat() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ceremony/good-wrap");
+        let read = |name: &str| std::fs::read(fixture.join(name)).unwrap();
+        let manifest: Manifest = serde_json::from_slice(&read(manifest::MANIFEST)).unwrap();
+        let params_bytes = read(manifest::IMPORT_PARAMETERS);
+        let created = time::OffsetDateTime::parse(&manifest.created_at, &Rfc3339).unwrap();
+        let params = ImportParameters::parse(&params_bytes, created).unwrap();
+        let wrapped = Wrapped {
+            blob: read(manifest::ENCRYPTED_KEY_MATERIAL),
+            manifest,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        write_output(
+            &out,
+            &wrapped,
+            &params,
+            &params_bytes,
+            ConfirmedBy::ExpectedValue,
+        )
+        .unwrap();
+        let v = verify_file(&out.join(TRANSCRIPT)).unwrap();
+        assert_eq!(v.completion(), Completion::Complete);
+        let names: Vec<&str> = v.entries.iter().map(|e| e.step.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "wrap-start",
+                "hsm",
+                "self-test",
+                "key-generated",
+                "wrapped",
+                "outputs"
+            ]
+        );
+        let Step::KeyGenerated(k) = &v.entries[3].step else {
+            panic!("{:?}", v.entries[3].step)
+        };
+        assert_eq!(k.label, wrapped.manifest.hsm_key.label);
+        assert_eq!(k.id_hex, wrapped.manifest.hsm_key.id_hex);
+        assert!(k.checks.as_ref().is_some_and(|c| c.hmac_check.is_some()));
+        let line = std::fs::read_to_string(out.join(TRANSCRIPT)).unwrap();
+        let kg = line.lines().nth(3).unwrap();
+        assert!(
+            !kg.contains("hsm_key") && kg.contains(r#""label":"webhooks""#),
+            "{kg}"
+        );
+        // The other lines are what the committed fixture holds, but for times.
+        let strip = |l: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in ["time", "prev_sha256"] {
+                v[k] = serde_json::Value::Null;
+            }
+            v["data"]["tool_binary_sha256"] = serde_json::Value::Null;
+            v
+        };
+        let fixture_lines = std::fs::read_to_string(fixture.join(TRANSCRIPT)).unwrap();
+        for (i, (new, old)) in line.lines().zip(fixture_lines.lines()).enumerate() {
+            if i != 3 {
+                assert_eq!(strip(new), strip(old), "line {i}");
+            }
+        }
+        let recorded: Vec<String> = v.entries[5]
+            .step
+            .outputs()
+            .into_iter()
+            .map(|o| o.path)
+            .collect();
+        assert_eq!(recorded.len(), 4);
+    }
 }

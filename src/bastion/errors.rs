@@ -257,7 +257,7 @@ pub enum DraftError {
         path: std::path::PathBuf,
         /// Why.
         #[source]
-        source: crate::ceremony::file::PlanError,
+        source: Box<crate::ceremony::file::PlanError>,
     },
     /// A target already carries a wrapping key fingerprint.
     #[error("{0} already has a wrapping_key_sha256: this file was prepared already; start from the draft")]

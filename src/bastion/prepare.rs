@@ -418,7 +418,7 @@ pub async fn prepare_ceremony(
     let mut file =
         crate::ceremony::file::parse_structure(&bytes).map_err(|source| DraftError::Structure {
             path: opts.draft.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
     let base = draft_base(opts)?;
     check_draft(&file, opts, &base)?;

@@ -2,11 +2,12 @@
 //! workstation; contains no network code.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use byok_ceremony::airgap::module::{self, LocalModule};
+use byok_ceremony::airgap::prompt::{self, Confirmation, Prompt};
 use byok_ceremony::airgap::{self, confirm, custodian, inspect, probe, wrap, Error};
 use byok_ceremony::ceremony::Policy;
 use byok_ceremony::fingerprint::Fingerprint;
@@ -213,14 +214,10 @@ impl HsmArgs {
         Ok(self.module.resolve()?.spec)
     }
     fn token(&self) -> TokenSelector {
-        match (&self.token_label, self.slot) {
-            (Some(l), _) => TokenSelector::Label(l.clone()),
-            (None, Some(s)) => TokenSelector::Slot(s),
-            (None, None) => TokenSelector::Only,
-        }
+        TokenSelector::from_options(self.token_label.as_deref(), self.slot)
     }
     fn pin(&self) -> PinSource {
-        pin_source(&self.pin_env, &self.pin_file)
+        PinSource::from_options(self.pin_env.as_deref(), self.pin_file.as_deref())
     }
 }
 
@@ -247,17 +244,9 @@ struct TrustedArgs {
 impl TrustedArgs {
     /// The security officer's PIN source, when trusted wrapping was asked for.
     fn so_pin(&self) -> Option<PinSource> {
-        self.wrap_with_trusted
-            .then(|| pin_source(&self.so_pin_env, &self.so_pin_file))
-    }
-}
-
-/// A PIN from an environment variable, a file, or (default) a no-echo prompt.
-fn pin_source(env: &Option<String>, file: &Option<PathBuf>) -> PinSource {
-    match (env, file) {
-        (Some(v), _) => PinSource::Env(v.clone()),
-        (None, Some(f)) => PinSource::File(f.clone()),
-        (None, None) => PinSource::Prompt,
+        self.wrap_with_trusted.then(|| {
+            PinSource::from_options(self.so_pin_env.as_deref(), self.so_pin_file.as_deref())
+        })
     }
 }
 
@@ -366,7 +355,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         },
         out: a.out.clone(),
         aes_wrap: a.aes_key_wrap,
-        so_pin: pin_source(&a.trusted.so_pin_env, &a.trusted.so_pin_file),
+        so_pin: a.trusted.so_pin().unwrap_or(PinSource::Prompt),
     };
     wrap::preflight(&req, &params, algorithm)?;
     let fp = Fingerprint(params.wrapping_key_sha256());
@@ -374,7 +363,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     eprintln!(
         "Wrapping key:   RSA-{}, valid until {} ({} min left)",
         params.wrapping_key_bits,
-        byok_ceremony::kms::import_params::rfc3339(params.valid_to),
+        byok_ceremony::kms::rfc3339(params.valid_to),
         params
             .remaining(time::OffsetDateTime::now_utc())
             .whole_minutes()
@@ -387,13 +376,18 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     for line in fp.grouped().lines() {
         eprintln!("    {line}");
     }
-    let confirmed = match &a.expect_wrapping_key_sha256 {
-        Some(expected) => confirm::with_expected(&params, expected)?,
-        None if std::io::stdin().is_terminal() => type_back(
+    let how = prompt::WrapConfirmation {
+        expect_wrapping_key_sha256: a.expect_wrapping_key_sha256.clone(),
+        terminal: std::io::stdin().is_terminal(),
+    }
+    .validate()?;
+    let confirmed = match how {
+        Confirmation::Expected(expected) => confirm::with_expected(&params, &expected)?,
+        Confirmation::TypedBack => Prompt::terminal().type_back(
             "Type the fingerprint shown on the bastion to confirm: ",
+            Error::FingerprintNotConfirmed,
             |typed| confirm::with_typed(&params, typed),
         )?,
-        None => return Err(Error::FingerprintNotConfirmed),
     };
     eprintln!("Fingerprint confirmed.");
     let manifest = wrap::run(&req, &params, &bytes, algorithm, &confirmed, &mut |l| {
@@ -429,27 +423,6 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Ask a custodian to type a value back (a fingerprint or digest). A typing
-/// slip (not 64 hex digits) may be retried; a different value stops everything.
-fn type_back<T>(prompt: &str, check: impl Fn(&str) -> Result<T, Error>) -> Result<T, Error> {
-    for attempt in 1..=3 {
-        eprint!("{prompt}");
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|_| Error::FingerprintNotConfirmed)?;
-        match check(&line) {
-            Err(Error::FingerprintFormat(_)) if attempt < 3 => {
-                eprintln!("That is not 64 hex digits (spaces are fine). Try again.");
-            }
-            other => return other,
-        }
-    }
-    Err(Error::FingerprintNotConfirmed)
 }
 
 fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {
@@ -596,12 +569,13 @@ fn cmd_plan(a: PlanArgs) -> Result<ExitCode, Error> {
 
 fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
     let (c, local) = ceremony_and_module(&a.file, a.min_remaining_minutes, &a.module)?;
-    let pin = pin_source(&a.pin_env, &a.pin_file);
-    let terminal = std::io::stdin().is_terminal();
-    if !a.non_interactive && !terminal {
-        eprintln!("error: no terminal to confirm on; pass --non-interactive with --expect-parameters-digest HEX (both are recorded in the transcript)");
-        return Ok(ExitCode::FAILURE);
+    let pin = PinSource::from_options(a.pin_env.as_deref(), a.pin_file.as_deref());
+    let how = prompt::RunConfirmation {
+        non_interactive: a.non_interactive,
+        expect_parameters_digest: a.expect_parameters_digest.clone(),
+        terminal: std::io::stdin().is_terminal(),
     }
+    .validate()?;
     eprintln!(
         "HSM module: {} (from {}), token {:?}",
         local.spec.path.display(),
@@ -614,13 +588,13 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
     for line in c.parameters_digest.grouped().lines() {
         eprintln!("    {line}");
     }
-    let parameters = match &a.expect_parameters_digest {
-        Some(expected) => confirm::parameters_with_expected(&c, expected)?,
-        None if terminal => type_back(
+    let parameters = match how {
+        Confirmation::Expected(expected) => confirm::parameters_with_expected(&c, &expected)?,
+        Confirmation::TypedBack => Prompt::terminal().type_back(
             "Type the parameters digest shown on the bastion (not this screen) to confirm: ",
+            Error::ParametersNotConfirmed,
             |typed| confirm::parameters_with_typed(&c, typed),
         )?,
-        None => return Err(Error::ParametersNotConfirmed),
     };
     eprintln!("Parameters digest confirmed.");
     let opts = byok_ceremony::ceremony::run::RunOptions {
@@ -637,10 +611,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
         &opts,
         &mut |plan| {
             eprintln!("About to run {plan}.");
-            eprint!("Type the ceremony ID ({id}) to begin: ");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == id
+            Prompt::terminal().type_exactly(&format!("Type the ceremony ID ({id}) to begin: "), &id)
         },
         &mut |l| note(l),
     )?;
@@ -664,17 +635,12 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode, Error> {
 }
 
 fn cmd_sign(a: SignArgs) -> Result<ExitCode, Error> {
-    let interactive = !a.yes;
-    if interactive && !std::io::stdin().is_terminal() {
-        eprintln!("error: no terminal to confirm on; pass --yes to sign non-interactively (it is recorded in the attestation)");
-        return Ok(ExitCode::FAILURE);
-    }
-    let payload = custodian::prepare(
-        &a.dir,
-        &a.custodian,
-        if a.yes { "--yes" } else { "typed" },
-        a.partial,
-    )?;
+    let rules = prompt::SignConfirmation {
+        yes: a.yes,
+        terminal: std::io::stdin().is_terminal(),
+    };
+    let interactive = rules.validate()?;
+    let payload = custodian::prepare(&a.dir, &a.custodian, rules.recorded(), a.partial)?;
     eprintln!("Ceremony:          {}", payload.ceremony_id);
     if payload.partial {
         eprintln!("PARTIAL:           the run has not finished; this attestation says so");
@@ -707,20 +673,12 @@ fn cmd_sign(a: SignArgs) -> Result<ExitCode, Error> {
     for o in &payload.outputs {
         eprintln!("    {}  {}", &o.sha256[..16], o.path);
     }
-    if interactive {
-        eprint!(
-            "Type 'sign' to sign this ceremony as {}: ",
-            payload.custodian
-        );
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|_| Error::NotConfirmed)?;
-        if line.trim() != "sign" {
-            return Err(Error::NotConfirmed);
-        }
+    let question = format!(
+        "Type 'sign' to sign this ceremony as {}: ",
+        payload.custodian
+    );
+    if interactive && !Prompt::terminal().type_exactly(&question, "sign") {
+        return Err(Error::NotConfirmed);
     }
     let path = custodian::sign(
         &a.hsm.module()?,

@@ -15,7 +15,7 @@ pub const ENCRYPTED_KEY_MATERIAL: &str = "EncryptedKeyMaterial.bin";
 /// File name of the import token.
 pub const IMPORT_TOKEN: &str = "ImportToken.bin";
 /// File name of the copy of the import parameters that were used.
-pub const IMPORT_PARAMETERS: &str = "ImportParameters.json";
+pub(crate) const IMPORT_PARAMETERS: &str = "ImportParameters.json";
 /// File name of the manifest.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -102,7 +102,7 @@ impl From<&TokenFacts> for TokenRecord {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Always [`FORMAT`].
+    /// Always `byok-ceremony/wrap-manifest/v1` (`FORMAT`).
     pub format: String,
     /// byok-ceremony version that wrote it.
     pub tool_version: String,
@@ -153,7 +153,7 @@ pub struct Manifest {
 /// Why a `manifest.json` could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestReadError {
-    /// Unreadable, not a regular file, or larger than [`crate::media::MAX_MANIFEST`].
+    /// Unreadable, not a regular file, or larger than `media::MAX_MANIFEST`.
     #[error(transparent)]
     Media(#[from] crate::media::MediaReadError),
     /// Not a manifest of this format.
@@ -169,7 +169,7 @@ pub enum ManifestReadError {
 }
 
 impl Manifest {
-    /// Read `path` (at most [`crate::media::MAX_MANIFEST`] bytes, checked
+    /// Read `path` (at most `media::MAX_MANIFEST` bytes, checked
     /// before reading) and parse it strictly. Returns the bytes as read too,
     /// for hashing against the transcript.
     pub fn read(path: &std::path::Path) -> Result<(Self, Vec<u8>), ManifestReadError> {

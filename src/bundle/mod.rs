@@ -1,6 +1,6 @@
 //! What the air-gapped side writes for removable media.
 
-pub mod manifest;
+pub(crate) mod manifest;
 pub mod output;
 
 pub use manifest::Manifest;

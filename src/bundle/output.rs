@@ -41,7 +41,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
 }
 
 /// Check that `target` can be created: it does not exist and its parent does.
-pub fn check_target(target: &Path) -> Result<(), OutputError> {
+pub(crate) fn check_target(target: &Path) -> Result<(), OutputError> {
     if target.symlink_metadata().is_ok() {
         return Err(OutputError::Exists(target.to_path_buf()));
     }
@@ -106,7 +106,7 @@ impl AtomicDir {
 
     /// Where `name` is being written (inside the staging directory), for
     /// writers that need a path, such as the transcript.
-    pub fn staged_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn staged_path(&self, name: &str) -> PathBuf {
         self.staging.join(name)
     }
 
@@ -172,18 +172,18 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
 }
 
 /// fsync a directory, so that entries created or renamed in it survive a crash.
-pub fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
     File::open(dir).and_then(|d| fsync(&d)).map_err(io(dir))
 }
 
 /// `f.sync_all()`, counted in [`crate::profile::Phase::Fsync`].
-pub fn fsync(f: &File) -> std::io::Result<()> {
+pub(crate) fn fsync(f: &File) -> std::io::Result<()> {
     crate::profile::time(crate::profile::Phase::Fsync, || f.sync_all())
 }
 
 /// Create directory `dir` (its parent must exist) and fsync the parent; an
 /// existing `dir` is accepted only if it is a real directory, never a symlink.
-pub fn ensure_real_dir(dir: &Path) -> Result<(), OutputError> {
+pub(crate) fn ensure_real_dir(dir: &Path) -> Result<(), OutputError> {
     match fs::symlink_metadata(dir) {
         Ok(m) if m.file_type().is_dir() => Ok(()),
         Ok(_) => Err(OutputError::NotADirectory(dir.to_path_buf())),

@@ -391,30 +391,26 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<OutputFile>) -> Result<(), VerifyE
 }
 
 /// Every output file in `dir` (all regular files but the transcript and attestations), sorted.
-pub fn list_outputs(dir: &Path) -> Result<Vec<OutputFile>, VerifyError> {
+pub(crate) fn list_outputs(dir: &Path) -> Result<Vec<OutputFile>, VerifyError> {
     let mut out = Vec::new();
     walk(dir, "", &mut out)?;
     out.sort();
     Ok(out)
 }
 
-/// The outputs the transcript records: every `data.outputs` array of `{path, sha256}`.
+/// The outputs the transcript records ([`transcript::Step::outputs`]).
 fn recorded_outputs(t: &VerifiedTranscript) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for e in &t.entries {
-        if let Some(list) = e.data.get("outputs").and_then(|o| o.as_array()) {
-            for o in list {
-                if let (Some(p), Some(h)) = (o["path"].as_str(), o["sha256"].as_str()) {
-                    m.insert(p.to_string(), h.to_string());
-                }
-            }
+        for o in e.step.outputs() {
+            m.insert(o.path, o.sha256);
         }
     }
     m
 }
 
 /// Check the transcript and that the files on disk are exactly the ones it records.
-pub fn check_directory(
+pub(crate) fn check_directory(
     dir: &Path,
 ) -> Result<(String, VerifiedTranscript, Vec<OutputFile>), VerifyError> {
     let tpath = dir.join(transcript::FILE_NAME);
@@ -422,8 +418,9 @@ pub fn check_directory(
         return Err(VerifyError::NotRegular(transcript::FILE_NAME.into()));
     }
     let t = transcript::verify_file(&tpath)?;
-    let ceremony_id = t.entries[0].data["ceremony_id"]
-        .as_str()
+    let ceremony_id = t.entries[0]
+        .step
+        .ceremony_id()
         .ok_or(VerifyError::NoCeremonyId)?
         .to_string();
     let on_disk = list_outputs(dir)?;
@@ -494,13 +491,13 @@ pub fn payload_for(
 }
 
 /// Path of a custodian's envelope in `dir`: `attestations/NAME.dsse.json`.
-pub fn envelope_path(dir: &Path, custodian: &CustodianName) -> PathBuf {
+pub(crate) fn envelope_path(dir: &Path, custodian: &CustodianName) -> PathBuf {
     dir.join(ATTESTATIONS)
         .join(format!("{custodian}{ENVELOPE_SUFFIX}"))
 }
 
 /// The file name suffix of an envelope: `NAME.dsse.json`.
-pub const ENVELOPE_SUFFIX: &str = ".dsse.json";
+pub(crate) const ENVELOPE_SUFFIX: &str = ".dsse.json";
 
 /// Verify `dir` against `policy`: chain, every file, and at least
 /// `policy.threshold` distinct custodians' valid attestations over exactly this

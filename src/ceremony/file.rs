@@ -190,9 +190,151 @@ pub enum PlanError {
     /// Not ceremony JSON.
     #[error("the ceremony file is not valid ({0}); unknown and duplicate fields are refused")]
     Json(#[from] serde_json::Error),
-    /// Something in it is wrong.
-    #[error("{0}")]
-    Invalid(String),
+    /// The `format` member is not [`FORMAT`].
+    #[error("format is {found:?}, expected {FORMAT:?}")]
+    Format {
+        /// The format found.
+        found: String,
+    },
+    /// The `keys` list is empty.
+    #[error("the ceremony has no keys")]
+    NoKeys,
+    /// Two keys have the same label.
+    #[error("key label {:?} is used twice", label.as_str())]
+    DuplicateLabel {
+        /// The label.
+        label: KeyLabel,
+    },
+    /// A key has no targets.
+    #[error("key {label:?} has no targets")]
+    NoTargets {
+        /// The key's label.
+        label: KeyLabel,
+    },
+    /// Two targets of one key have the same name.
+    #[error("key {:?}: target name {:?} is used twice", label.as_str(), target.as_str())]
+    DuplicateTarget {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+    },
+    /// `wrapping_key_spec` is not one KMS offers.
+    #[error("key {label:?} target {target:?}: wrapping_key_spec {spec:?} must be RSA_2048, RSA_3072 or RSA_4096")]
+    WrappingKeySpec {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The spec written.
+        spec: String,
+    },
+    /// A draft: the bastion has not filled in the wrapping key's fingerprint.
+    #[error("key {label:?} target {target:?}: wrapping_key_sha256 is missing; this is a draft: run `byok-bastion prepare --ceremony` on the bastion and bring the file it writes")]
+    Draft {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+    },
+    /// The parameters expire before the ceremony can finish.
+    #[error("key {label:?} target {target:?}: the import parameters expire at {valid_to}, before the ceremony can finish; fetch new ones")]
+    ExpiresTooSoon {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// When they expire, RFC 3339.
+        valid_to: String,
+    },
+    /// The parameters were fetched for another wrapping algorithm.
+    #[error("key {label:?} target {target:?}: the parameters were requested for {requested}, the file says {file}")]
+    AlgorithmMismatch {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The algorithm the parameters record.
+        requested: WrappingAlgorithm,
+        /// The algorithm the ceremony file names.
+        file: WrappingAlgorithm,
+    },
+    /// The parameters are for a KMS key of another key spec.
+    #[error("key {label:?} target {target:?}: the KMS key is {kms}, the file says {file}")]
+    KeySpecMismatch {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The KMS key's spec, from the parameters.
+        kms: KeySpec,
+        /// The spec the ceremony file names.
+        file: KeySpec,
+    },
+    /// The parameters are for another KMS key than the file names.
+    #[error("key {label:?} target {target:?}: the file names KMS key {file}, the parameters are for {params}")]
+    KmsKeyMismatch {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The key ARN in the ceremony file.
+        file: String,
+        /// The key in the parameters.
+        params: String,
+    },
+    /// The parameters are from another Region than the file names.
+    #[error("key {label:?} target {target:?}: the file says Region {file}, the parameters are from {params}")]
+    RegionMismatch {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The Region in the ceremony file.
+        file: String,
+        /// The Region of the parameters.
+        params: String,
+    },
+    /// The parameters' wrapping key has another size than the file asks for.
+    #[error("key {label:?} target {target:?}: the file asks for a {spec} wrapping key, the parameters have RSA-{bits}")]
+    WrappingKeySize {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The spec the ceremony file names.
+        spec: String,
+        /// The wrapping key's size in the parameters.
+        bits: usize,
+    },
+    /// `wrapping_key_sha256` is not a SHA-256.
+    #[error("key {label:?} target {target:?}: wrapping_key_sha256 is not 64 hex digits")]
+    FingerprintFormat {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+    },
+    /// The parameters' wrapping key is not the one the bastion printed.
+    #[error("key {label:?} target {target:?}: wrapping key fingerprint mismatch: the parameters have {actual}, the ceremony file expects {expected}. Do not continue: compare with the bastion")]
+    FingerprintMismatch {
+        /// The key's label.
+        label: KeyLabel,
+        /// The target name.
+        target: TargetName,
+        /// The fingerprint of the parameters' wrapping key, hex.
+        actual: String,
+        /// The fingerprint the ceremony file records, hex.
+        expected: String,
+    },
+    /// Two targets carry the same import token.
+    #[error("targets {first} and {second} use the same import token: each wrap needs its own GetParametersForImport")]
+    SharedImportToken {
+        /// `LABEL/TARGET` of the first.
+        first: String,
+        /// `LABEL/TARGET` of the second.
+        second: String,
+    },
     /// The policy is wrong.
     #[error("policy: {0}")]
     Policy(#[from] PolicyError),
@@ -228,42 +370,38 @@ fn sha256_hex(b: &[u8]) -> String {
 /// --ceremony` reads (a draft, before the parameters exist).
 pub fn parse_structure(bytes: &[u8]) -> Result<CeremonyFile, PlanError> {
     let file: CeremonyFile = serde_json::from_slice(bytes)?;
-    let invalid = |m: String| PlanError::Invalid(m);
     if file.format != FORMAT {
-        return Err(invalid(format!(
-            "format is {:?}, expected {FORMAT:?}",
-            file.format
-        )));
+        return Err(PlanError::Format {
+            found: file.format.clone(),
+        });
     }
     if file.keys.is_empty() {
-        return Err(invalid("the ceremony has no keys".into()));
+        return Err(PlanError::NoKeys);
     }
     let mut labels = BTreeSet::new();
     for key in &file.keys {
+        let label = || key.label.clone();
         if !labels.insert(key.label.clone()) {
-            return Err(invalid(format!(
-                "key label {:?} is used twice",
-                key.label.as_str()
-            )));
+            return Err(PlanError::DuplicateLabel { label: label() });
         }
         if key.targets.is_empty() {
-            return Err(invalid(format!("key {:?} has no targets", key.label)));
+            return Err(PlanError::NoTargets { label: label() });
         }
         let mut names = BTreeSet::new();
         for t in &key.targets {
             if !names.insert(t.name.clone()) {
-                return Err(invalid(format!(
-                    "key {:?}: target name {:?} is used twice",
-                    key.label.as_str(),
-                    t.name.as_str()
-                )));
+                return Err(PlanError::DuplicateTarget {
+                    label: label(),
+                    target: t.name.clone(),
+                });
             }
             if let Some(spec) = &t.wrapping_key_spec {
                 if !["RSA_2048", "RSA_3072", "RSA_4096"].contains(&spec.as_str()) {
-                    return Err(invalid(format!(
-                        "key {:?} target {:?}: wrapping_key_spec {spec:?} must be RSA_2048, RSA_3072 or RSA_4096",
-                        key.label, t.name
-                    )));
+                    return Err(PlanError::WrappingKeySpec {
+                        label: label(),
+                        target: t.name.clone(),
+                        spec: spec.clone(),
+                    });
                 }
             }
         }
@@ -319,7 +457,6 @@ pub fn check(
     let bytes = read_bounded(path, "ceremony file", crate::media::MAX_CEREMONY_FILE)?;
     let file = parse_structure(&bytes)?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let invalid = |m: String| PlanError::Invalid(m);
     let policy_path = inside(&base, &file.policy, "policy")?;
     let policy_bytes = read_bounded(&policy_path, "custodian policy", crate::media::MAX_POLICY)?;
     let policy = Policy::parse(&policy_bytes)?;
@@ -329,95 +466,16 @@ pub fn check(
     for key in &file.keys {
         let mut checked = Vec::new();
         for t in &key.targets {
-            if t.wrapping_key_sha256.is_empty() {
-                return Err(invalid(format!(
-                    "key {:?} target {:?}: wrapping_key_sha256 is missing; this is a draft: run `byok-bastion prepare --ceremony` on the bastion and bring the file it writes",
-                    key.label, t.name
-                )));
-            }
-            let (params, pbytes) = read_target_params(&base, key, t, now)?;
-            if params.remaining(now) < min_remaining {
-                return Err(invalid(format!(
-                    "key {:?} target {:?}: the import parameters expire at {}, before the ceremony can finish; fetch new ones",
-                    key.label,
-                    t.name,
-                    crate::kms::import_params::rfc3339(params.valid_to)
-                )));
-            }
-            if let Some(a) = params.wrapping_algorithm {
-                if a != t.wrapping_algorithm {
-                    return Err(invalid(format!("key {:?} target {:?}: the parameters were requested for {a}, the file says {}", key.label, t.name, t.wrapping_algorithm)));
-                }
-            }
-            if let Some(s) = params.key_spec {
-                if s != key.key_spec {
-                    return Err(invalid(format!(
-                        "key {:?} target {:?}: the KMS key is {s}, the file says {}",
-                        key.label, t.name, key.key_spec
-                    )));
-                }
-            }
-            if let Some(kms_key) = t.kms_key.as_deref().filter(|k| k.starts_with("arn:")) {
-                if kms_key != params.key_id {
-                    return Err(invalid(format!(
-                        "key {:?} target {:?}: the file names KMS key {kms_key}, the parameters are for {}",
-                        key.label, t.name, params.key_id
-                    )));
-                }
-            }
-            let params_region = params
-                .region
-                .clone()
-                .or_else(|| params.key_id.split(':').nth(3).map(String::from))
-                .filter(|r| !r.is_empty());
-            if let (Some(r), Some(pr)) = (&t.region, &params_region) {
-                if r != pr {
-                    return Err(invalid(format!(
-                        "key {:?} target {:?}: the file says Region {r}, the parameters are from {pr}",
-                        key.label, t.name
-                    )));
-                }
-            }
-            if let Some(spec) = &t.wrapping_key_spec {
-                if *spec != format!("RSA_{}", params.wrapping_key_bits) {
-                    return Err(invalid(format!(
-                        "key {:?} target {:?}: the file asks for a {spec} wrapping key, the parameters have RSA-{}",
-                        key.label, t.name, params.wrapping_key_bits
-                    )));
-                }
-            }
-            let Some(expected) = normalize(&t.wrapping_key_sha256) else {
-                return Err(invalid(format!(
-                    "key {:?} target {:?}: wrapping_key_sha256 is not 64 hex digits",
-                    key.label, t.name
-                )));
-            };
-            if expected != hex::encode(params.wrapping_key_sha256()) {
-                return Err(invalid(format!(
-                    "key {:?} target {:?}: wrapping key fingerprint mismatch: the parameters have {}, the ceremony file expects {expected}. Do not continue: compare with the bastion",
-                    key.label,
-                    t.name,
-                    hex::encode(params.wrapping_key_sha256())
-                )));
-            }
-            check_combination(key.key_spec, t.wrapping_algorithm, params.wrapping_key_bits)
-                .map_err(|source| PlanError::Combination {
-                    label: key.label.clone(),
-                    target: t.name.clone(),
-                    source,
-                })?;
+            let target = check_target(&base, key, t, now, min_remaining)?;
             let here = format!("{}/{}", key.label, t.name);
-            if let Some(first) = tokens.insert(params.import_token_sha256(), here.clone()) {
-                return Err(invalid(format!(
-                    "targets {first} and {here} use the same import token: each wrap needs its own GetParametersForImport"
-                )));
+            if let Some(first) = tokens.insert(target.params.import_token_sha256(), here.clone()) {
+                return Err(PlanError::SharedImportToken {
+                    first,
+                    second: here,
+                });
             }
-            digest_lines.push(DigestLine::new(&key.label, &t.name, &params));
-            checked.push(CheckedTarget {
-                target: t.clone(),
-                params,
-                params_bytes: pbytes,
-            });
+            digest_lines.push(DigestLine::new(&key.label, &t.name, &target.params));
+            checked.push(target);
         }
         all_targets.push(checked);
     }
@@ -430,6 +488,136 @@ pub fn check(
         parameters_digest: params_digest::digest(&digest_lines),
         digest_lines,
     })
+}
+
+/// Read one target's parameters and check them against the ceremony file:
+/// not a draft, valid long enough, for the key, Region, algorithm and
+/// wrapping key the file names, and a combination KMS accepts.
+fn check_target(
+    base: &Path,
+    key: &KeyPlan,
+    t: &Target,
+    now: OffsetDateTime,
+    min_remaining: Duration,
+) -> Result<CheckedTarget, PlanError> {
+    if t.wrapping_key_sha256.is_empty() {
+        return Err(PlanError::Draft {
+            label: key.label.clone(),
+            target: t.name.clone(),
+        });
+    }
+    let (params, params_bytes) = read_target_params(base, key, t, now)?;
+    if params.remaining(now) < min_remaining {
+        return Err(PlanError::ExpiresTooSoon {
+            label: key.label.clone(),
+            target: t.name.clone(),
+            valid_to: crate::kms::import_params::rfc3339(params.valid_to),
+        });
+    }
+    check_params_match(key, t, &params)?;
+    check_fingerprint(key, t, &params)?;
+    check_combination(key.key_spec, t.wrapping_algorithm, params.wrapping_key_bits).map_err(
+        |source| PlanError::Combination {
+            label: key.label.clone(),
+            target: t.name.clone(),
+            source,
+        },
+    )?;
+    Ok(CheckedTarget {
+        target: t.clone(),
+        params,
+        params_bytes,
+    })
+}
+
+/// What the parameters say about themselves (algorithm, key spec, key ARN,
+/// Region, wrapping-key size) must agree with what the file names.
+fn check_params_match(
+    key: &KeyPlan,
+    t: &Target,
+    params: &ImportParameters,
+) -> Result<(), PlanError> {
+    let (label, target) = (key.label.clone(), t.name.clone());
+    if let Some(a) = params
+        .wrapping_algorithm
+        .filter(|a| *a != t.wrapping_algorithm)
+    {
+        return Err(PlanError::AlgorithmMismatch {
+            label,
+            target,
+            requested: a,
+            file: t.wrapping_algorithm,
+        });
+    }
+    if let Some(s) = params.key_spec.filter(|s| *s != key.key_spec) {
+        return Err(PlanError::KeySpecMismatch {
+            label,
+            target,
+            kms: s,
+            file: key.key_spec,
+        });
+    }
+    if let Some(kms_key) = t.kms_key.as_deref().filter(|k| k.starts_with("arn:")) {
+        if kms_key != params.key_id {
+            return Err(PlanError::KmsKeyMismatch {
+                label,
+                target,
+                file: kms_key.to_string(),
+                params: params.key_id.clone(),
+            });
+        }
+    }
+    let params_region = params
+        .region
+        .clone()
+        .or_else(|| params.key_id.split(':').nth(3).map(String::from))
+        .filter(|r| !r.is_empty());
+    if let (Some(r), Some(pr)) = (&t.region, &params_region) {
+        if r != pr {
+            return Err(PlanError::RegionMismatch {
+                label,
+                target,
+                file: r.clone(),
+                params: pr.clone(),
+            });
+        }
+    }
+    if let Some(spec) = &t.wrapping_key_spec {
+        if *spec != format!("RSA_{}", params.wrapping_key_bits) {
+            return Err(PlanError::WrappingKeySize {
+                label,
+                target,
+                spec: spec.clone(),
+                bits: params.wrapping_key_bits,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The parameters' wrapping key must be the one whose fingerprint the file
+/// records (the bastion's, confirmed out of band).
+fn check_fingerprint(
+    key: &KeyPlan,
+    t: &Target,
+    params: &ImportParameters,
+) -> Result<(), PlanError> {
+    let Some(expected) = normalize(&t.wrapping_key_sha256) else {
+        return Err(PlanError::FingerprintFormat {
+            label: key.label.clone(),
+            target: t.name.clone(),
+        });
+    };
+    let actual = hex::encode(params.wrapping_key_sha256());
+    if expected != actual {
+        return Err(PlanError::FingerprintMismatch {
+            label: key.label.clone(),
+            target: t.name.clone(),
+            actual,
+            expected,
+        });
+    }
+    Ok(())
 }
 
 /// The parameters digest of a ceremony file and the parameters files it
@@ -533,5 +721,214 @@ impl CeremonyFile {
             module: self.hsm.module.as_deref(),
             module_init_string: self.hsm.module_init_string.as_deref(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const FINGERPRINT: &str = "203f14c15a2ed3c1ea751a72e48a80013d8d4b7b952812322553714561d7707b";
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/ceremony")
+            .join(name)
+    }
+
+    /// A ceremony file for the committed good-wrap parameters (HMAC_256,
+    /// RSAES_OAEP_SHA_1, RSA-2048, eu-west-1).
+    fn good() -> Value {
+        json!({
+            "format": FORMAT,
+            "ceremony_id": "2026-12-test",
+            "purpose": "test",
+            "hsm": { "token_label": "t" },
+            "policy": "policy.json",
+            "keys": [{
+                "label": "webhooks", "key_spec": "HMAC_256", "source": "generate",
+                "targets": [{
+                    "name": "eu-west-1", "params": "params.json",
+                    "wrapping_algorithm": "RSAES_OAEP_SHA_1",
+                    "wrapping_key_sha256": FINGERPRINT,
+                }],
+            }],
+        })
+    }
+
+    fn structure(v: &Value) -> PlanError {
+        parse_structure(&serde_json::to_vec(v).unwrap()).unwrap_err()
+    }
+
+    #[test]
+    fn structure_refusals_are_typed_with_exact_messages() {
+        let target = |f: &dyn Fn(&mut Value)| {
+            let mut v = good();
+            f(&mut v);
+            v
+        };
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                target(&|v| v["format"] = "x".into()),
+                "format is \"x\", expected \"byok-ceremony/ceremony/v1\"",
+            ),
+            (
+                target(&|v| v["keys"] = json!([])),
+                "the ceremony has no keys",
+            ),
+            (
+                target(&|v| {
+                    let k = v["keys"][0].clone();
+                    v["keys"].as_array_mut().unwrap().push(k);
+                }),
+                "key label \"webhooks\" is used twice",
+            ),
+            (
+                target(&|v| v["keys"][0]["targets"] = json!([])),
+                "key \"webhooks\" has no targets",
+            ),
+            (
+                target(&|v| {
+                    let t = v["keys"][0]["targets"][0].clone();
+                    v["keys"][0]["targets"].as_array_mut().unwrap().push(t);
+                }),
+                "key \"webhooks\": target name \"eu-west-1\" is used twice",
+            ),
+            (
+                target(&|v| v["keys"][0]["targets"][0]["wrapping_key_spec"] = "RSA_1024".into()),
+                "key \"webhooks\" target \"eu-west-1\": wrapping_key_spec \"RSA_1024\" must be RSA_2048, RSA_3072 or RSA_4096",
+            ),
+        ];
+        for (v, message) in cases {
+            let e = structure(&v);
+            assert_eq!(e.to_string(), message);
+        }
+        assert!(
+            matches!(structure(&target(&|v| v["format"] = "x".into())), PlanError::Format { found } if found == "x")
+        );
+        assert!(matches!(
+            structure(&target(&|v| v["keys"] = json!([]))),
+            PlanError::NoKeys
+        ));
+        assert!(matches!(
+            structure(&target(&|v| v["keys"][0]["targets"] = json!([]))),
+            PlanError::NoTargets { label } if label.as_str() == "webhooks"
+        ));
+    }
+
+    /// Check `v` in a directory holding the committed policy and good-wrap
+    /// parameters, at the time those parameters were written.
+    fn check_in_dir(v: &Value) -> Result<CheckedCeremony, PlanError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixture("policy.json"), dir.path().join("policy.json")).unwrap();
+        std::fs::copy(
+            fixture("good-wrap/ImportParameters.json"),
+            dir.path().join("params.json"),
+        )
+        .unwrap();
+        let path = dir.path().join("ceremony.json");
+        std::fs::write(&path, serde_json::to_vec(v).unwrap()).unwrap();
+        let now = time::macros::datetime!(2026-12-01 23:04:20 UTC);
+        check(&path, now, Duration::hours(1))
+    }
+
+    #[test]
+    fn the_good_file_checks() {
+        let c = check_in_dir(&good()).unwrap();
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.digest_lines.len(), 1);
+    }
+
+    #[test]
+    fn target_refusals_are_typed_with_exact_messages() {
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = good();
+            f(&mut v["keys"][0]["targets"][0]);
+            check_in_dir(&v).unwrap_err()
+        };
+        let here = "key \"webhooks\" target \"eu-west-1\": ";
+        let e = with(&|t| t["wrapping_key_sha256"] = "".into());
+        assert!(matches!(e, PlanError::Draft { .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!(
+            "{here}wrapping_key_sha256 is missing; this is a draft"
+        )));
+
+        let e = with(&|t| t["kms_key"] = "arn:aws:kms:eu-west-1:111122223333:key/other".into());
+        assert!(
+            matches!(&e, PlanError::KmsKeyMismatch { file, .. } if file.ends_with("/other")),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), format!("{here}the file names KMS key arn:aws:kms:eu-west-1:111122223333:key/other, the parameters are for arn:aws:kms:eu-west-1:111122223333:key/0b6d3bb4-6b4f-4f3c-9a55-5b2b7c6f0e11"));
+
+        let e = with(&|t| t["region"] = "us-east-1".into());
+        assert!(
+            matches!(&e, PlanError::RegionMismatch { file, params, .. } if file == "us-east-1" && params == "eu-west-1"),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{here}the file says Region us-east-1, the parameters are from eu-west-1")
+        );
+
+        let e = with(&|t| t["wrapping_key_spec"] = "RSA_4096".into());
+        assert!(
+            matches!(e, PlanError::WrappingKeySize { bits: 2048, .. }),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{here}the file asks for a RSA_4096 wrapping key, the parameters have RSA-2048"
+            )
+        );
+
+        let e = with(&|t| t["wrapping_key_sha256"] = "abc".into());
+        assert!(matches!(e, PlanError::FingerprintFormat { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("{here}wrapping_key_sha256 is not 64 hex digits")
+        );
+
+        let e = with(&|t| t["wrapping_key_sha256"] = "00".repeat(32).into());
+        assert!(
+            matches!(&e, PlanError::FingerprintMismatch { actual, .. } if actual == FINGERPRINT),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), format!("{here}wrapping key fingerprint mismatch: the parameters have {FINGERPRINT}, the ceremony file expects {}. Do not continue: compare with the bastion", "00".repeat(32)));
+
+        // Checked at a time too close to expiry.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixture("policy.json"), dir.path().join("policy.json")).unwrap();
+        std::fs::copy(
+            fixture("good-wrap/ImportParameters.json"),
+            dir.path().join("params.json"),
+        )
+        .unwrap();
+        let path = dir.path().join("ceremony.json");
+        std::fs::write(&path, serde_json::to_vec(&good()).unwrap()).unwrap();
+        let now = time::macros::datetime!(2026-12-02 21:30:00 UTC);
+        let e = check(&path, now, Duration::hours(1)).unwrap_err();
+        assert!(matches!(e, PlanError::ExpiresTooSoon { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{here}the import parameters expire at 2026-12-02T22:04:20"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_targets_with_one_import_token_are_refused() {
+        let mut v = good();
+        let mut second = v["keys"][0]["targets"][0].clone();
+        second["name"] = "second".into();
+        v["keys"][0]["targets"].as_array_mut().unwrap().push(second);
+        let e = check_in_dir(&v).unwrap_err();
+        assert!(
+            matches!(&e, PlanError::SharedImportToken { first, second } if first == "webhooks/eu-west-1" && second == "webhooks/second"),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), "targets webhooks/eu-west-1 and webhooks/second use the same import token: each wrap needs its own GetParametersForImport");
     }
 }

@@ -4,10 +4,10 @@
 pub mod attest;
 pub mod dsse;
 pub mod file;
-pub mod params_digest;
-pub mod policy;
+pub(crate) mod params_digest;
+pub(crate) mod policy;
 pub mod run;
 pub mod transcript;
 
 pub use attest::{verify, VerifiedCeremony, VerifyError};
-pub use policy::Policy;
+pub use policy::{Policy, PolicyError};

@@ -162,7 +162,7 @@ impl Policy {
         })
     }
 
-    /// Read (at most [`media::MAX_POLICY`] bytes) and validate a policy file.
+    /// Read (at most `media::MAX_POLICY` bytes) and validate a policy file.
     pub fn read(path: &Path) -> Result<Self, PolicyError> {
         let bytes = media::read_bounded(path, "custodian policy", media::MAX_POLICY)?;
         Self::parse(&bytes)

@@ -28,15 +28,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::attest::OutputFile;
 use super::file::{CheckedCeremony, CheckedTarget, KeyPlan, Source};
-use super::transcript::{self, TranscriptWriter};
+use super::transcript::{self as ts, Step, TranscriptWriter};
 use crate::airgap::confirm::ConfirmedParameters;
 use crate::airgap::module::LocalModule;
 use crate::airgap::wrap::{bundle_files, wrap_for_target_with, Wrapped};
-use crate::airgap::Error;
+use crate::airgap::{Error, ForeignReason, SwapReason};
 use crate::bundle::manifest;
 use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
 use crate::bundle::{AtomicDir, OutputError};
@@ -136,7 +136,7 @@ pub fn run(
     if opts.parameters.digest() != c.parameters_digest {
         return Err(Error::ParametersNotConfirmed);
     }
-    let tpath = out.join(transcript::FILE_NAME);
+    let tpath = out.join(ts::FILE_NAME);
     let mut summary = RunSummary::default();
     let (mut t, done) = match open_transcript(c, out, opts, confirm_start, progress)? {
         Opened::Complete(digest) => {
@@ -148,31 +148,23 @@ pub fn run(
         Opened::Writer(t, done) => (t, done),
     };
     summary.resumed = done.resumed;
-    let append = |t: &mut TranscriptWriter, step: &str, data: serde_json::Value| {
-        t.append(step, data).map_err(io(&tpath))
-    };
-
-    let hsm = profile::time(Phase::Session, || {
-        Hsm::open(
-            &opts.module.spec,
-            &TokenSelector::Label(f.hsm.token_label.clone()),
-        )
-    })?;
-    check_expected_token(c, &hsm)?;
-    let pin = opts
-        .pin
-        .read(&format!("token {:?}", hsm.facts.label))
-        .map_err(HsmError::from)?;
+    let hsm = open_expected_token(c, opts)?;
     let needed = needed_self_tests(c, &done);
-    let (session, trusted) = profile::time(Phase::Session, || login(c, opts, &needed, &hsm, &pin))?;
-    drop(pin);
+    let (session, trusted) = profile::time(Phase::Session, || {
+        let pin = opts
+            .pin
+            .read(&format!("token {:?}", hsm.facts.label))
+            .map_err(HsmError::from)?;
+        login(c, opts, &needed, &hsm, &pin)
+    })?;
     let trusted = trusted.adopt(&session);
-    append(
-        &mut t,
-        "hsm-session",
-        json!({ "token": hsm.facts, "module": module_record(&opts.module), "resumed": done.resumed,
-                "wrap_with_trusted": opts.trusted.is_some() }),
-    )?;
+    t.append(Step::HsmSession(ts::HsmSession {
+        token: hsm.facts.clone(),
+        module: Some(module_record(&opts.module)),
+        resumed: done.resumed,
+        wrap_with_trusted: Some(opts.trusted.is_some()),
+    }))
+    .map_err(io(&tpath))?;
 
     // One search of the token for every label and CKA_ID, kept up to date as
     // keys are generated: a search per key is linear in the objects on the
@@ -188,15 +180,57 @@ pub fn run(
     let policy = KeyPolicy {
         wrap_with_trusted: opts.trusted.is_some(),
     };
+    let bundles = Bundles {
+        c,
+        opts,
+        out,
+        session: &session,
+        passes: &passes,
+        kms_keys: &trusted.kms_keys,
+        done: &done,
+        tpath: &tpath,
+    };
     for (k, targets) in f.keys.iter().zip(&c.targets) {
         let key = obtain(&session, &mut index, policy, k, &done, &mut t, &tpath)?;
         if key.generated && !done.keys.contains_key(&k.label) {
             summary.generated.push(k.label.to_string());
         }
-        let key_dir = k.label.join_to(out);
+        bundles.write_all(k, targets, &key, &mut t, &mut summary, progress)?;
+    }
+    summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
+    Ok(summary)
+}
+
+/// What writing a key's bundles needs: the ceremony, the session, the
+/// self-test passes and trusted keys, and what an earlier run did.
+struct Bundles<'r, 's, 'h> {
+    c: &'r CheckedCeremony,
+    opts: &'r RunOptions,
+    out: &'r Path,
+    session: &'r UserSession<'h>,
+    passes: &'r SelfTests,
+    kms_keys: &'r BTreeMap<String, WrappingKey<'s, 'h>>,
+    done: &'r Progress,
+    tpath: &'r Path,
+}
+
+impl Bundles<'_, '_, '_> {
+    /// Wrap `key` for each of its targets an earlier run did not record, and
+    /// write and record each bundle.
+    fn write_all(
+        &self,
+        k: &KeyPlan,
+        targets: &[CheckedTarget],
+        key: &HsmKey,
+        t: &mut TranscriptWriter,
+        summary: &mut RunSummary,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        let key_dir = k.label.join_to(self.out);
         for ct in targets {
             let name = format!("{}/{}", k.label, ct.target.name);
-            if done
+            if self
+                .done
                 .wraps
                 .contains(&(k.label.clone(), ct.target.name.clone()))
             {
@@ -205,20 +239,29 @@ pub fn run(
             }
             profile::time(Phase::BundleWrite, || {
                 ensure_real_dir(&key_dir)?;
-                discard_unrecorded(&key_dir, &ct.target.name, &mut t, &tpath)
+                discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
             })?;
             let wrapped = profile::time(Phase::Wrap, || {
-                wrap_target(c, opts, &session, &passes, &trusted.kms_keys, k, ct, &key)
+                wrap_target(
+                    self.c,
+                    self.opts,
+                    self.session,
+                    self.passes,
+                    self.kms_keys,
+                    k,
+                    ct,
+                    key,
+                )
             })?;
             let dir = ct.target.name.join_to(&key_dir);
             let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
-            append(&mut t, "wrapped", wrapped_record(k, ct, &wrapped, &files))?;
+            t.append(wrapped_record(k, ct, &wrapped, &files))
+                .map_err(io(self.tpath))?;
             progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
             summary.wrapped.push(name);
         }
+        Ok(())
     }
-    summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
-    Ok(summary)
 }
 
 enum Opened {
@@ -236,16 +279,16 @@ fn open_transcript(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Opened, Error> {
     let f = &c.file;
-    let tpath = out.join(transcript::FILE_NAME);
+    let tpath = out.join(ts::FILE_NAME);
     // Never append through a symlink planted where the transcript should be.
     if std::fs::symlink_metadata(&tpath).is_ok_and(|m| !m.file_type().is_file()) {
         return Err(Error::Foreign {
             path: tpath,
-            why: "it is a symlink or not a plain file".into(),
+            why: ForeignReason::NotAPlainFile,
         });
     }
     let torn = if tpath.exists() {
-        transcript::cut_torn_tail(&tpath).map_err(crate::ceremony::VerifyError::from)?
+        ts::cut_torn_tail(&tpath).map_err(crate::ceremony::VerifyError::from)?
     } else {
         None
     };
@@ -256,32 +299,41 @@ fn open_transcript(
     }
     let (mut w, verified) =
         TranscriptWriter::resume(&tpath).map_err(crate::ceremony::VerifyError::from)?;
-    let first = &verified.entries[0].data;
-    if first["ceremony_id"] != f.ceremony_id.as_str()
-        || first["ceremony_file_sha256"] != c.file_sha256
-    {
+    let ours = match &verified.entries[0].step {
+        Step::CeremonyStart(first) => {
+            first.ceremony_id == f.ceremony_id.as_str()
+                && first.ceremony_file_sha256 == c.file_sha256
+        }
+        _ => false,
+    };
+    if !ours {
         return Err(Error::Output(OutputError::Exists(out.to_path_buf())));
     }
     if verified
         .entries
         .iter()
-        .any(|e| e.step == "ceremony-complete")
+        .any(|e| matches!(e.step, Step::CeremonyComplete(_)))
     {
         return Ok(Opened::Complete(verified.digest));
     }
     let done = Progress::read(&verified.entries, out)?;
     if let Some(cut) = &torn {
-        w.append("transcript-truncated", json!({ "removed_bytes": cut.bytes, "removed_sha256": cut.sha256, "reason": "the last entry was incomplete: the previous run stopped while writing it" }))
-            .map_err(io(&tpath))?;
+        w.append(Step::TranscriptTruncated(ts::Truncated {
+            removed_bytes: cut.bytes as u64,
+            removed_sha256: cut.sha256.clone(),
+            reason: "the last entry was incomplete: the previous run stopped while writing it"
+                .into(),
+        }))
+        .map_err(io(&tpath))?;
         progress(&format!(
             "cut an incomplete last transcript entry ({} bytes)",
             cut.bytes
         ));
     }
-    w.append(
-        "resumed",
-        json!({ "confirmations": confirmations(opts), "module": module_record(&opts.module) }),
-    )
+    w.append(Step::Resumed(ts::Resumed {
+        confirmations: confirmations(opts),
+        module: module_record(&opts.module),
+    }))
     .map_err(io(&tpath))?;
     progress(&format!(
         "resuming: transcript verified ({} entries), {} keys and {} wraps already done",
@@ -299,7 +351,7 @@ fn start_fresh(
     confirm_start: &mut dyn FnMut(&str) -> bool,
 ) -> Result<TranscriptWriter, Error> {
     let f = &c.file;
-    let tpath = out.join(transcript::FILE_NAME);
+    let tpath = out.join(ts::FILE_NAME);
     // An OUT left by a run killed before its first entry holds at most an
     // empty transcript; anything else there is not ours.
     let leftover = std::fs::symlink_metadata(out).is_ok();
@@ -325,26 +377,44 @@ fn start_fresh(
     } else {
         ensure_real_dir(out)?;
     }
-    let w = TranscriptWriter::create(
-        &tpath,
-        "ceremony-start",
-        json!({
-            "ceremony_id": f.ceremony_id,
-            "purpose": f.purpose,
-            "ceremony_file_sha256": c.file_sha256,
-            "policy_sha256": c.policy_sha256,
-            "parameters_digest": c.parameters_digest.hex(),
-            "module": module_record(&opts.module),
-            "plan": f.keys.iter().map(|k| json!({
-                "label": k.label, "key_spec": k.key_spec, "source": k.source,
-                "targets": k.targets.iter().map(|t| json!({"name": t.name, "wrapping_algorithm": t.wrapping_algorithm, "wrapping_key_sha256": t.wrapping_key_sha256})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "confirmations": confirmations(opts),
-        }),
-    )
-    .map_err(io(&tpath))?;
+    let w = TranscriptWriter::create(&tpath, ceremony_start(c, opts)).map_err(io(&tpath))?;
     fsync_dir(out)?;
     Ok(w)
+}
+
+/// The first entry of a ceremony's transcript: what it was asked to do.
+fn ceremony_start(c: &CheckedCeremony, opts: &RunOptions) -> Step {
+    let f = &c.file;
+    let plan = f
+        .keys
+        .iter()
+        .map(|k| ts::PlannedKey {
+            label: k.label.to_string(),
+            key_spec: k.key_spec,
+            source: k.source,
+            targets: k
+                .targets
+                .iter()
+                .map(|t| ts::PlannedTarget {
+                    name: t.name.to_string(),
+                    wrapping_algorithm: t.wrapping_algorithm,
+                    wrapping_key_sha256: t.wrapping_key_sha256.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    Step::CeremonyStart(ts::CeremonyStart {
+        ceremony_id: f.ceremony_id.to_string(),
+        purpose: f.purpose.clone(),
+        ceremony_file_sha256: c.file_sha256.clone(),
+        policy_sha256: c.policy_sha256.clone(),
+        parameters_digest: Some(c.parameters_digest.hex()),
+        module: Some(module_record(&opts.module)),
+        plan,
+        confirmations: confirmations(opts),
+        tool_version: String::new(),
+        tool_binary_sha256: String::new(),
+    })
 }
 
 /// `out` exists: accept it only if it is a real directory holding nothing
@@ -356,7 +426,7 @@ fn only_empty_transcript(out: &Path) -> Result<(), Error> {
     }
     for e in std::fs::read_dir(out).map_err(io(out))? {
         let e = e.map_err(io(out))?;
-        let empty_transcript = e.file_name() == transcript::FILE_NAME
+        let empty_transcript = e.file_name() == ts::FILE_NAME
             && e.metadata()
                 .is_ok_and(|m| m.file_type().is_file() && m.len() == 0);
         if !empty_transcript {
@@ -367,77 +437,85 @@ fn only_empty_transcript(out: &Path) -> Result<(), Error> {
 }
 
 /// What was confirmed before this run, and how (recorded in the transcript).
-fn confirmations(opts: &RunOptions) -> serde_json::Value {
-    json!({
-        "ceremony_id": if opts.non_interactive { "skipped (--non-interactive)" } else { "typed" },
-        "parameters_digest": { "value": opts.parameters.digest().hex(), "by": opts.parameters.by() },
-    })
+fn confirmations(opts: &RunOptions) -> ts::Confirmations {
+    let ceremony_id = if opts.non_interactive {
+        "skipped (--non-interactive)"
+    } else {
+        "typed"
+    };
+    ts::Confirmations::Recorded {
+        ceremony_id: ceremony_id.into(),
+        parameters_digest: ts::DigestConfirmation {
+            value: opts.parameters.digest().hex(),
+            by: opts.parameters.by(),
+        },
+    }
 }
 
-fn module_record(m: &LocalModule) -> serde_json::Value {
-    json!({ "path": m.spec.path, "origin": m.origin, "init_string": m.spec.init_string.is_some() })
+fn module_record(m: &LocalModule) -> ts::ModuleRecord {
+    ts::ModuleRecord {
+        path: m.spec.path.clone(),
+        origin: m.origin.clone(),
+        init_string: m.spec.init_string.is_some(),
+    }
 }
 
 impl Progress {
-    /// Read an earlier run's entries. Entries of unknown steps are ignored;
-    /// a known step with a malformed field stops the resume.
-    fn read(entries: &[transcript::Entry], out: &Path) -> Result<Self, Error> {
-        let bad = |seq: u64, what: &str| Error::Resume {
+    /// Read an earlier run's entries (typed when the transcript verified).
+    /// Entries of other steps, and unknown steps, are ignored; a label or
+    /// target name that is not path-safe stops the resume.
+    fn read(entries: &[ts::Entry], out: &Path) -> Result<Self, Error> {
+        let bad = |entry: u64, field: &'static str| Error::Resume {
             path: out.to_path_buf(),
-            why: format!("entry {seq} has no valid {what}"),
+            entry,
+            field,
         };
-        let label = |e: &transcript::Entry| {
-            e.data["label"]
-                .as_str()
-                .and_then(|l| KeyLabel::new(l).ok())
-                .ok_or_else(|| bad(e.seq, "label"))
-        };
-        let text = |e: &transcript::Entry, field: &str| {
-            e.data[field]
-                .as_str()
-                .map(String::from)
-                .ok_or_else(|| bad(e.seq, field))
-        };
+        let label = |seq: u64, l: &str| KeyLabel::new(l).map_err(|_| bad(seq, "label"));
         let mut p = Progress {
             resumed: true,
             ..Default::default()
         };
         for e in entries {
-            match e.step.as_str() {
-                "key-intent" => {
-                    p.intents.insert(label(e)?, text(e, "id_hex")?);
+            match &e.step {
+                Step::KeyIntent(i) => {
+                    p.intents.insert(label(e.seq, &i.label)?, i.id_hex.clone());
                 }
-                "key-generated" | "key-found" => {
-                    let checks = e
-                        .data
-                        .get("checks")
-                        .and_then(|c| serde_json::from_value(c.clone()).ok());
-                    p.keys.insert(
-                        label(e)?,
-                        RecordedKey {
-                            id_hex: text(e, "id_hex")?,
-                            checks,
-                        },
-                    );
+                Step::KeyGenerated(k) | Step::KeyFound(k) => {
+                    let recorded = RecordedKey {
+                        id_hex: k.id_hex.clone(),
+                        checks: k.checks.clone(),
+                    };
+                    p.keys.insert(label(e.seq, &k.label)?, recorded);
                 }
-                "wrapped" => {
-                    let l = label(e)?;
-                    let target = e.data["target"]
-                        .as_str()
-                        .and_then(|t| TargetName::new(t).ok())
-                        .ok_or_else(|| bad(e.seq, "target"))?;
+                Step::Wrapped(ts::Wrapped::Target(w)) => {
+                    let l = label(e.seq, &w.label)?;
+                    let target = TargetName::new(&w.target).map_err(|_| bad(e.seq, "target"))?;
                     if let Some(k) = p.keys.get_mut(&l) {
                         if k.checks.is_none() {
-                            k.checks = serde_json::from_value(e.data.clone()).ok();
+                            k.checks = Some(w.checks());
                         }
                     }
                     p.wraps.insert((l, target));
                 }
+                Step::Wrapped(ts::Wrapped::Single(_)) => return Err(bad(e.seq, "label")),
                 _ => {}
             }
         }
         Ok(p)
     }
+}
+
+/// Open the ceremony's token on the workstation's module, and check it is
+/// the one the ceremony file expects (before login).
+fn open_expected_token(c: &CheckedCeremony, opts: &RunOptions) -> Result<Hsm, Error> {
+    let hsm = profile::time(Phase::Session, || {
+        Hsm::open(
+            &opts.module.spec,
+            &TokenSelector::Label(c.file.hsm.token_label.clone()),
+        )
+    })?;
+    check_expected_token(c, &hsm)?;
+    Ok(hsm)
 }
 
 /// The token must report what the ceremony file expects (before login).
@@ -597,6 +675,9 @@ impl TrustedHandles {
     }
 }
 
+/// `key-generated` or `key-found`.
+type KeyStep = fn(ts::KeyRecord) -> Step;
+
 /// The key for `k`: found again (checked against the transcript), adopted
 /// after a crash between generation and its record, or generated now.
 fn obtain(
@@ -614,16 +695,17 @@ fn obtain(
     let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
         (Source::Existing, _) => (
             keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?,
-            "key-found",
+            Step::KeyFound as KeyStep,
             false,
         ),
         (Source::Generate, Some(id_hex)) => adopt_or_generate(session, index, policy, k, id_hex)?,
         (Source::Generate, None) => {
             let id = session.random(16)?;
-            t.append(
-                "key-intent",
-                json!({ "label": k.label, "id_hex": hex::encode(&id), "key_spec": k.key_spec }),
-            )
+            t.append(Step::KeyIntent(ts::KeyIntent {
+                label: k.label.to_string(),
+                id_hex: hex::encode(&id),
+                key_spec: k.key_spec,
+            }))
             .map_err(io(tpath))?;
             let key = keygen::generate_indexed(
                 session,
@@ -633,17 +715,21 @@ fn obtain(
                 &id,
                 policy,
             )?;
-            (key, "key-generated", false)
+            (key, Step::KeyGenerated as KeyStep, false)
         }
     };
     let checks = key_checks::compute(session, &key)?;
     let protection = keygen::protection(session, key.handle)?;
-    t.append(
-        step,
-        json!({ "label": k.label, "id_hex": hex::encode(&key.id), "key_spec": k.key_spec,
-                "protection": protection, "checks": checks, "adopted_after_interruption": adopted }),
-    )
-    .map_err(io(tpath))?;
+    let record = ts::KeyRecord {
+        label: k.label.to_string(),
+        id_hex: hex::encode(&key.id),
+        key_spec: k.key_spec,
+        protection: Some(ts::Protection::from(&protection)),
+        checks: Some(checks),
+        adopted_after_interruption: Some(adopted),
+        wrap_with_trusted: None,
+    };
+    t.append(step(record)).map_err(io(tpath))?;
     Ok(key)
 }
 
@@ -658,22 +744,20 @@ fn found_again(
     if hex::encode(&found.id) != recorded.id_hex {
         return Err(Error::KeySwapped {
             label: k.label.to_string(),
-            reason: format!(
-                "its CKA_ID is {}, but the transcript recorded {}",
-                hex::encode(&found.id),
-                recorded.id_hex
-            ),
+            reason: SwapReason::Id {
+                found: hex::encode(&found.id),
+                recorded: recorded.id_hex.clone(),
+            },
         });
     }
     let now = key_checks::compute(session, &found)?;
     match &recorded.checks {
         Some(then) if *then != now => Err(Error::KeySwapped {
             label: k.label.to_string(),
-            reason: format!(
-                "its check value is now {}, but the transcript recorded {}",
-                describe_checks(&now),
-                describe_checks(then)
-            ),
+            reason: SwapReason::CheckValue {
+                now: describe_checks(&now),
+                then: describe_checks(then),
+            },
         }),
         _ => Ok(found),
     }
@@ -688,24 +772,24 @@ fn adopt_or_generate(
     policy: KeyPolicy,
     k: &KeyPlan,
     id_hex: &str,
-) -> Result<(HsmKey, &'static str, bool), Error> {
+) -> Result<(HsmKey, KeyStep, bool), Error> {
     match keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str()) {
         Ok(found) if hex::encode(&found.id) == id_hex => {
             let mut key = found;
             key.generated = true;
-            Ok((key, "key-generated", true))
+            Ok((key, Step::KeyGenerated, true))
         }
         Ok(found) => Err(Error::KeySwapped {
             label: k.label.to_string(),
-            reason: format!(
-                "the transcript recorded the intent to generate it with CKA_ID {id_hex}, but the token holds one with CKA_ID {}",
-                hex::encode(&found.id)
-            ),
+            reason: SwapReason::Intent {
+                intended: id_hex.to_string(),
+                found: hex::encode(&found.id),
+            },
         }),
         Err(HsmError::KeyNotFound { .. }) => {
             let id = hex::decode(id_hex).map_err(|_| Error::KeySwapped {
                 label: k.label.to_string(),
-                reason: format!("the recorded CKA_ID {id_hex:?} is not hex"),
+                reason: SwapReason::RecordedIdNotHex(id_hex.to_string()),
             })?;
             let key = keygen::generate_indexed(
                 session,
@@ -715,7 +799,7 @@ fn adopt_or_generate(
                 &id,
                 policy,
             )?;
-            Ok((key, "key-generated", false))
+            Ok((key, Step::KeyGenerated, false))
         }
         Err(e) => Err(e.into()),
     }
@@ -791,24 +875,30 @@ fn wrapped_record(
     ct: &CheckedTarget,
     w: &Wrapped,
     files: &[(String, String)],
-) -> serde_json::Value {
+) -> Step {
     let m = &w.manifest;
     let name = format!("{}/{}", k.label, ct.target.name);
-    json!({
-        "label": k.label,
-        "target": ct.target.name,
-        "key_id": m.key_id,
-        "wrapping_algorithm": m.wrapping_algorithm,
-        "wrapping_key_sha256": m.wrapping_key_sha256,
-        "import_parameters_sha256": m.import_parameters_sha256,
-        "import_token_sha256": m.import_token_sha256,
-        "mechanism": m.wrap_method,
-        "self_test": m.self_test,
-        "kcv": m.kcv,
-        "hmac_check": m.hmac_check,
-        "public_key": m.public_key,
-        "outputs": files.iter().map(|(n, h)| json!({ "path": format!("{name}/{n}"), "sha256": h })).collect::<Vec<_>>(),
-    })
+    Step::Wrapped(ts::Wrapped::Target(ts::TargetWrapped {
+        label: k.label.to_string(),
+        target: ct.target.name.to_string(),
+        key_id: m.key_id.clone(),
+        wrapping_algorithm: m.wrapping_algorithm,
+        wrapping_key_sha256: m.wrapping_key_sha256.clone(),
+        import_parameters_sha256: m.import_parameters_sha256.clone(),
+        import_token_sha256: m.import_token_sha256.clone(),
+        mechanism: m.wrap_method.clone(),
+        self_test: m.self_test.clone(),
+        kcv: m.kcv.clone(),
+        hmac_check: m.hmac_check.clone(),
+        public_key: m.public_key.clone(),
+        outputs: files
+            .iter()
+            .map(|(n, h)| OutputFile {
+                path: format!("{name}/{n}"),
+                sha256: h.clone(),
+            })
+            .collect(),
+    }))
 }
 
 /// Remove what an interrupted run left for `target` under `key_dir` without
@@ -843,10 +933,10 @@ fn discard_unrecorded(
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
         );
-        t.append(
-            "discarded-unrecorded-output",
-            json!({ "path": shown, "reason": "written by an interrupted run but never recorded" }),
-        )
+        t.append(Step::DiscardedUnrecordedOutput(ts::Discarded {
+            path: shown,
+            reason: "written by an interrupted run but never recorded".into(),
+        }))
         .map_err(io(tpath))?;
     }
     Ok(())
@@ -854,13 +944,13 @@ fn discard_unrecorded(
 
 /// Remove `dir` if it is a real directory holding only regular bundle files.
 fn remove_bundle_dir(dir: &Path) -> Result<(), Error> {
-    let foreign = |why: String| Error::Foreign {
+    let foreign = |why: ForeignReason| Error::Foreign {
         path: dir.to_path_buf(),
         why,
     };
     let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
     if !meta.file_type().is_dir() {
-        return Err(foreign("it is a symlink or not a directory".into()));
+        return Err(foreign(ForeignReason::NotADirectory));
     }
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -868,9 +958,7 @@ fn remove_bundle_dir(dir: &Path) -> Result<(), Error> {
         let name = e.file_name().to_string_lossy().into_owned();
         let kind = e.file_type().map_err(io(dir))?;
         if !kind.is_file() || !BUNDLE_FILES.contains(&name.as_str()) {
-            return Err(foreign(format!(
-                "it holds {name:?}, which is not a bundle file"
-            )));
+            return Err(foreign(ForeignReason::NotABundleFile(name)));
         }
         files.push(e.path());
     }
@@ -901,21 +989,21 @@ fn finish(
         Ok(_) => {
             return Err(Error::Foreign {
                 path: summary_path,
-                why: "it is not a plain file".into(),
+                why: ForeignReason::NotAPlainFile,
             })
         }
         Err(_) => {}
     }
     let text = media_summary(c, out)?;
     write_new_file(&summary_path, text.as_bytes())?;
-    t.append(
-        "ceremony-complete",
-        json!({
-            "keys": c.file.keys.len(),
-            "wraps": c.targets.iter().map(Vec::len).sum::<usize>(),
-            "outputs": [{ "path": SUMMARY, "sha256": hex::encode(Sha256::digest(text.as_bytes())) }],
-        }),
-    )
+    t.append(Step::CeremonyComplete(ts::CeremonyComplete {
+        keys: c.file.keys.len() as u64,
+        wraps: c.targets.iter().map(Vec::len).sum::<usize>() as u64,
+        outputs: vec![OutputFile {
+            path: SUMMARY.into(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        }],
+    }))
     .map_err(io(tpath))
 }
 
@@ -1011,5 +1099,72 @@ impl SelfTests {
                 detail: "no self-test was run for this combination before wrapping".into(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_bundle_directories_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A bundle directory holding only bundle files: removed.
+        let ok = tmp.path().join("eu-west-1");
+        std::fs::create_dir(&ok).unwrap();
+        for f in BUNDLE_FILES {
+            std::fs::write(ok.join(f), b"x").unwrap();
+        }
+        remove_bundle_dir(&ok).unwrap();
+        assert!(!ok.exists());
+        // A stray file: refused, nothing removed.
+        let stray = tmp.path().join("us-east-1");
+        std::fs::create_dir(&stray).unwrap();
+        std::fs::write(stray.join(BUNDLE_FILES[0]), b"x").unwrap();
+        std::fs::write(stray.join("notes.txt"), b"x").unwrap();
+        match remove_bundle_dir(&stray) {
+            Err(Error::Foreign { path, why }) => {
+                assert_eq!(path, stray);
+                assert_eq!(why, ForeignReason::NotABundleFile("notes.txt".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(stray.join(BUNDLE_FILES[0]).exists());
+        // A symlink to a directory: refused, its target untouched.
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&stray, &link).unwrap();
+        assert!(matches!(
+            remove_bundle_dir(&link),
+            Err(Error::Foreign {
+                why: ForeignReason::NotADirectory,
+                ..
+            })
+        ));
+        assert!(stray.join("notes.txt").exists());
+        let e = remove_bundle_dir(&stray).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "(it holds \"notes.txt\", which is not a bundle file); it was left untouched"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn swap_reasons_keep_their_words() {
+        let e = Error::KeySwapped {
+            label: "k".into(),
+            reason: SwapReason::Id {
+                found: "01".into(),
+                recorded: "02".into(),
+            },
+        };
+        assert!(e
+            .to_string()
+            .starts_with("key \"k\": its CKA_ID is 01, but the transcript recorded 02. The key on the token is not the one this ceremony generated"));
+        assert_eq!(
+            SwapReason::RecordedIdNotHex("zz".into()).to_string(),
+            "the recorded CKA_ID \"zz\" is not hex"
+        );
     }
 }

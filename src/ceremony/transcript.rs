@@ -18,26 +18,74 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 
 /// The file name of the transcript in a ceremony directory.
-pub const FILE_NAME: &str = "transcript.jsonl";
+pub(crate) const FILE_NAME: &str = "transcript.jsonl";
 /// Largest transcript we read (a thousand-key ceremony stays far below):
-/// [`crate::media::MAX_TRANSCRIPT`].
+/// `media::MAX_TRANSCRIPT`.
 pub const MAX_LEN: u64 = crate::media::MAX_TRANSCRIPT;
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One transcript entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+mod schema;
+pub use schema::{
+    CeremonyComplete, CeremonyStart, Confirmations, DigestConfirmation, Discarded, HsmSession,
+    HsmToken, KeyIntent, KeyRecord, ModuleRecord, Outputs, PlannedKey, PlannedTarget, Protection,
+    Resumed, SelfTest, SingleWrapped, Step, TargetWrapped, Truncated, WrapStart, Wrapped,
+};
+
+/// One transcript entry: `{"seq":N,"time":"…","step":"…","prev_sha256":"…","data":{…}}`,
+/// with `step` and `data` typed together as a [`Step`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     /// 0, 1, 2, … in file order.
     pub seq: u64,
     /// UTC time of writing, RFC 3339.
     pub time: String,
-    /// What happened, e.g. `ceremony-start`, `key-generated`, `wrapped`.
-    pub step: String,
     /// SHA-256 (hex) of the previous line's bytes; 64 zeros for the first.
     pub prev_sha256: String,
-    /// Step details: inputs and outputs by SHA-256, HSM facts, check values.
-    pub data: serde_json::Value,
+    /// What happened, with its details (`step` and `data`).
+    pub step: Step,
+}
+
+/// An entry as it is on the line: members in this order, `data` untyped.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    seq: u64,
+    time: String,
+    step: String,
+    prev_sha256: String,
+    data: serde_json::Value,
+}
+
+impl Entry {
+    /// The entry's line (without its `\n`), as the writer writes it.
+    pub fn to_line(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&Line {
+            seq: self.seq,
+            time: self.time.clone(),
+            step: self.step.name().to_string(),
+            prev_sha256: self.prev_sha256.clone(),
+            data: self.step.data()?,
+        })
+    }
+}
+
+/// Parse line `i` (without its `\n`) into a typed entry.
+fn parse_line(i: usize, line: &[u8]) -> Result<Entry, ChainError> {
+    let l: Line = serde_json::from_slice(line).map_err(|e| ChainError::Malformed {
+        line: i,
+        reason: e.to_string(),
+    })?;
+    let step = Step::from_parts(l.step.clone(), l.data).map_err(|e| ChainError::StepData {
+        line: i,
+        step: l.step,
+        reason: e.to_string(),
+    })?;
+    Ok(Entry {
+        seq: l.seq,
+        time: l.time,
+        prev_sha256: l.prev_sha256,
+        step,
+    })
 }
 
 /// Why a transcript does not verify.
@@ -71,6 +119,17 @@ pub enum ChainError {
     Malformed {
         /// 0-based line number.
         line: usize,
+        /// Parser message.
+        reason: String,
+    },
+    /// A known step whose `data` lacks a member that step records, or has
+    /// one of the wrong type (`docs/formats.md`, "Steps and their `data`").
+    #[error("entry {line} ({step}) does not hold what that step records ({reason}): the transcript was edited, damaged, or written by another tool; do not sign or import it")]
+    StepData {
+        /// 0-based line number.
+        line: usize,
+        /// The entry's `step`.
+        step: String,
         /// Parser message.
         reason: String,
     },
@@ -125,10 +184,7 @@ pub fn verify_bytes(bytes: &[u8]) -> Result<VerifiedTranscript, ChainError> {
     let mut entries = Vec::with_capacity(lines.len());
     let mut prev = GENESIS.to_string();
     for (i, line) in lines.iter().enumerate() {
-        let entry: Entry = serde_json::from_slice(line).map_err(|e| ChainError::Malformed {
-            line: i,
-            reason: e.to_string(),
-        })?;
+        let entry = parse_line(i, line)?;
         if entry.seq != i as u64 {
             return Err(ChainError::Sequence {
                 line: i,
@@ -194,8 +250,8 @@ impl VerifiedTranscript {
     /// (`wrap-start` … `outputs`); the closing step must be the last entry.
     /// A transcript of any other kind is never complete.
     pub fn completion(&self) -> Completion {
-        let first = self.entries.first().map(|e| e.step.as_str()).unwrap_or("");
-        let last = self.entries.last().map(|e| e.step.as_str()).unwrap_or("");
+        let first = self.entries.first().map(|e| e.step.name()).unwrap_or("");
+        let last = self.entries.last().map(|e| e.step.name()).unwrap_or("");
         let (kind, closing) = match first {
             CEREMONY_START => ("ceremony", CEREMONY_COMPLETE),
             WRAP_START => ("wrap", WRAP_OUTPUTS),
@@ -281,24 +337,20 @@ pub struct TranscriptWriter {
 
 impl TranscriptWriter {
     /// Create a new transcript at `path` (which must not exist) whose first
-    /// entry records the tool's version and the SHA-256 of the running binary.
-    pub fn create(path: &Path, step: &str, mut data: serde_json::Value) -> std::io::Result<Self> {
+    /// entry is `first` (a [`Step::WrapStart`] or [`Step::CeremonyStart`]),
+    /// stamped with the tool's version and the SHA-256 of the running binary.
+    pub fn create(path: &Path, mut first: Step) -> std::io::Result<Self> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        if let Some(obj) = data.as_object_mut() {
-            obj.insert("tool_version".into(), crate::VERSION.into());
-            obj.insert(
-                "tool_binary_sha256".into(),
-                running_binary_sha256()
-                    .unwrap_or_else(|e| format!("unavailable: {e}"))
-                    .into(),
-            );
-        }
+        first.stamp_tool(
+            crate::VERSION,
+            &running_binary_sha256().unwrap_or_else(|e| format!("unavailable: {e}")),
+        );
         let mut w = TranscriptWriter {
             file,
             next_seq: 0,
             last_sha256: GENESIS.to_string(),
         };
-        w.append(step, data)?;
+        w.append(first)?;
         Ok(w)
     }
 
@@ -320,21 +372,24 @@ impl TranscriptWriter {
     }
 
     /// Append one entry and fsync; returns the entry's SHA-256 (the new digest).
-    pub fn append(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
-        crate::profile::time(crate::profile::Phase::Transcript, || {
-            self.append_now(step, data)
-        })
+    pub fn append(&mut self, step: Step) -> std::io::Result<String> {
+        crate::profile::time(crate::profile::Phase::Transcript, || self.append_now(step))
     }
 
-    fn append_now(&mut self, step: &str, data: serde_json::Value) -> std::io::Result<String> {
+    fn append_now(&mut self, step: Step) -> std::io::Result<String> {
+        if let Step::Unknown { step, .. } = &step {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("refusing to write the unknown transcript step {step:?}"),
+            ));
+        }
         let entry = Entry {
             seq: self.next_seq,
             time: now(),
-            step: step.to_string(),
             prev_sha256: self.last_sha256.clone(),
-            data,
+            step,
         };
-        let line = serde_json::to_vec(&entry).expect("entries serialize");
+        let line = entry.to_line().map_err(std::io::Error::other)?;
         self.file.write_all(&[line.as_slice(), b"\n"].concat())?;
         crate::bundle::output::fsync(&self.file)?;
         self.next_seq += 1;
@@ -350,23 +405,22 @@ impl TranscriptWriter {
 
 /// SHA-256 (hex) of the executable that is running, so auditors can tie a
 /// ceremony to a reviewed build.
-pub fn running_binary_sha256() -> std::io::Result<String> {
+pub(crate) fn running_binary_sha256() -> std::io::Result<String> {
     let exe = std::env::current_exe()?;
     Ok(sha256_hex(&std::fs::read(exe)?))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::schema::samples::*;
     use super::*;
-    use serde_json::json;
 
     fn sample() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let mut w =
-            TranscriptWriter::create(&path, "ceremony-start", json!({"ceremony_id": "t"})).unwrap();
+        let mut w = TranscriptWriter::create(&path, ceremony_start("t")).unwrap();
         for i in 0..4 {
-            w.append("step", json!({ "i": i })).unwrap();
+            w.append(middle(&format!("k/{i}"))).unwrap();
         }
         (dir, path)
     }
@@ -376,17 +430,14 @@ mod tests {
         let (_d, path) = sample();
         let v = verify_file(&path).unwrap();
         assert_eq!(v.entries.len(), 5);
-        assert_eq!(v.entries[0].data["tool_version"], crate::VERSION);
-        assert_eq!(
-            v.entries[0].data["tool_binary_sha256"]
-                .as_str()
-                .unwrap()
-                .len(),
-            64
-        );
+        let Step::CeremonyStart(start) = &v.entries[0].step else {
+            panic!("{:?}", v.entries[0].step)
+        };
+        assert_eq!(start.tool_version, crate::VERSION);
+        assert_eq!(start.tool_binary_sha256.len(), 64);
         let (mut w, before) = TranscriptWriter::resume(&path).unwrap();
         assert_eq!(w.digest(), before.digest);
-        w.append("resumed", json!({})).unwrap();
+        w.append(middle("resumed")).unwrap();
         let after = verify_file(&path).unwrap();
         assert_eq!(after.entries.len(), 6);
         assert_ne!(after.digest, before.digest);
@@ -431,7 +482,7 @@ mod tests {
         let l = lines(&path);
         // A changed byte inside an entry breaks the next entry's link.
         let mut changed = l.clone();
-        changed[2] = changed[2].replace("\"i\":1", "\"i\":7");
+        changed[2] = changed[2].replace("k/1", "k/7");
         assert_eq!(
             verify_bytes(&join(&changed)).unwrap_err(),
             ChainError::Broken { line: 3, prev: 2 }
@@ -474,34 +525,34 @@ mod tests {
     fn completion_needs_the_closing_step_last() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let mut w = TranscriptWriter::create(&path, CEREMONY_START, json!({})).unwrap();
-        w.append("wrapped", json!({})).unwrap();
+        let mut w = TranscriptWriter::create(&path, ceremony_start("t")).unwrap();
+        w.append(middle("wrapped")).unwrap();
         assert_eq!(
             verify_file(&path).unwrap().completion(),
             Completion::Incomplete {
                 kind: "ceremony".into(),
-                last_step: "wrapped".into()
+                last_step: "discarded-unrecorded-output".into()
             }
         );
-        w.append(CEREMONY_COMPLETE, json!({})).unwrap();
+        w.append(ceremony_complete()).unwrap();
         assert_eq!(
             verify_file(&path).unwrap().completion(),
             Completion::Complete
         );
-        w.append("wrapped", json!({})).unwrap();
+        w.append(middle("wrapped")).unwrap();
         assert!(matches!(
             verify_file(&path).unwrap().completion(),
             Completion::Incomplete { .. }
         ));
         // A wrap closes with its outputs; a ceremony's closing step does not close it.
         let wpath = dir.path().join("w.jsonl");
-        let mut w = TranscriptWriter::create(&wpath, WRAP_START, json!({})).unwrap();
-        w.append(CEREMONY_COMPLETE, json!({})).unwrap();
+        let mut w = TranscriptWriter::create(&wpath, wrap_start("w")).unwrap();
+        w.append(ceremony_complete()).unwrap();
         assert!(matches!(
             verify_file(&wpath).unwrap().completion(),
             Completion::Incomplete { .. }
         ));
-        w.append(WRAP_OUTPUTS, json!({})).unwrap();
+        w.append(wrap_outputs()).unwrap();
         assert_eq!(
             verify_file(&wpath).unwrap().completion(),
             Completion::Complete

@@ -175,7 +175,7 @@ impl RawModule {
     }
 
     /// Every mechanism the slot lists, including ones `cryptoki` cannot name.
-    pub fn mechanism_list(&self, slot_id: u64) -> Result<Vec<CK_MECHANISM_TYPE>, RawError> {
+    pub(crate) fn mechanism_list(&self, slot_id: u64) -> Result<Vec<CK_MECHANISM_TYPE>, RawError> {
         let f = self.list().C_GetMechanismList.ok_or(RawError(0x54))?;
         let mut count: CK_ULONG = 0;
         // SAFETY: a null list asks for the count only.
@@ -194,7 +194,7 @@ impl RawModule {
     }
 
     /// The `CKF_*` flags of a mechanism on the slot.
-    pub fn mechanism_flags(
+    pub(crate) fn mechanism_flags(
         &self,
         slot_id: u64,
         mechanism: CK_MECHANISM_TYPE,

@@ -14,7 +14,7 @@ use super::{During, HsmError, UserSession};
 use crate::kms::key_spec::{HmacHash, KeyFamily, KeySpec};
 
 /// The fixed message whose HMAC is recorded for HMAC keys.
-pub const HMAC_CHECK_MESSAGE: &[u8] = b"byok-ceremony HMAC check v1";
+pub(crate) const HMAC_CHECK_MESSAGE: &[u8] = b"byok-ceremony HMAC check v1";
 
 /// An HMAC of a fixed message, computed in the HSM, to compare with KMS GenerateMac.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,7 @@ pub fn hmac_check(
 }
 
 /// The DER SubjectPublicKeyInfo of an asymmetric key, read from the public key object.
-pub fn public_key_der(
+pub(crate) fn public_key_der(
     session: &UserSession,
     spec: KeySpec,
     public: ObjectHandle,
@@ -122,7 +122,10 @@ pub fn public_key_der(
 
 /// Build an EC SubjectPublicKeyInfo from a `CKA_EC_POINT` value (a DER OCTET
 /// STRING holding the uncompressed point, or the bare point on some tokens).
-pub fn ec_spki(curve: crate::kms::key_spec::Curve, ec_point: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn ec_spki(
+    curve: crate::kms::key_spec::Curve,
+    ec_point: &[u8],
+) -> Result<Vec<u8>, String> {
     let expected = 1 + 2 * curve.scalar_len();
     let point = match OctetString::from_der(ec_point) {
         Ok(o) if o.as_bytes().len() == expected => o.as_bytes().to_vec(),
@@ -162,7 +165,7 @@ pub struct KeyChecks {
 }
 
 /// Compute the check values for `key`.
-pub fn compute(session: &UserSession, key: &HsmKey) -> Result<KeyChecks, HsmError> {
+pub(crate) fn compute(session: &UserSession, key: &HsmKey) -> Result<KeyChecks, HsmError> {
     crate::profile::time(crate::profile::Phase::Checks, || compute_now(session, key))
 }
 

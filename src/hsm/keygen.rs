@@ -133,7 +133,7 @@ impl TokenIndex {
     }
 
     /// Whether an indexed object has `CKA_ID` `id`.
-    pub fn has_id(&self, id: &[u8]) -> bool {
+    pub(crate) fn has_id(&self, id: &[u8]) -> bool {
         self.ids.contains(id)
     }
 
@@ -280,67 +280,16 @@ fn generate_unchecked(
     policy: KeyPolicy,
 ) -> Result<HsmKey, HsmError> {
     let id = id.to_vec();
-    let s = session.raw_session();
-    let mut attrs = private_attributes(label, &id, policy);
+    let attrs = private_attributes(label, &id, policy);
     let what = format!("generating the {spec} key {label:?}");
     let (handle, public) = match spec.family() {
-        KeyFamily::Aes | KeyFamily::Hmac => {
-            let (mechanism, key_type, verify) = if spec.family() == KeyFamily::Aes {
-                (Mechanism::AesKeyGen, KeyType::AES, false)
-            } else {
-                (
-                    Mechanism::GenericSecretKeyGen,
-                    KeyType::GENERIC_SECRET,
-                    true,
-                )
-            };
-            attrs.extend([
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(key_type),
-                Attribute::ValueLen((spec.secret_len().expect("secret spec") as u64).into()),
-                Attribute::Sign(true),
-                Attribute::Verify(verify),
-                Attribute::Encrypt(false),
-                Attribute::Wrap(false),
-            ]);
-            let handle = crate::profile::time(crate::profile::Phase::Generate, || {
-                with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
-            })
-            .during(&what)?;
-            (handle, None)
-        }
+        KeyFamily::Aes | KeyFamily::Hmac => (
+            generate_secret(session, spec, label, attrs).during(&what)?,
+            None,
+        ),
         KeyFamily::Rsa | KeyFamily::Ec => {
-            let mut public = vec![
-                Attribute::Token(true),
-                Attribute::Private(false),
-                Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Id(id.clone()),
-                Attribute::Verify(false),
-                Attribute::Encrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Modifiable(false),
-                Attribute::Copyable(false),
-            ];
-            attrs.push(Attribute::Sign(false));
-            let mechanism = if let Some(bits) = spec.rsa_bits() {
-                public.push(Attribute::ModulusBits((bits as u64).into()));
-                public.push(Attribute::PublicExponent(vec![1, 0, 1]));
-                Mechanism::RsaPkcsKeyPairGen
-            } else {
-                public.push(Attribute::EcParams(ec_params(spec)));
-                Mechanism::EccKeyPairGen
-            };
-            let (public, private) = crate::profile::time(crate::profile::Phase::Generate, || {
-                with_copyable_fallback(session, label, &attrs, |a| {
-                    let public_attrs = if a.len() < attrs.len() {
-                        without_copyable(&public)
-                    } else {
-                        public.clone()
-                    };
-                    s.generate_key_pair(&mechanism, &public_attrs, a)
-                })
-            })
-            .during(&what)?;
+            let (public, private) =
+                generate_pair(session, spec, label, &id, attrs).during(&what)?;
             (private, Some(public))
         }
     };
@@ -352,6 +301,81 @@ fn generate_unchecked(
         public,
         generated: true,
         wrap_with_trusted: policy.wrap_with_trusted,
+    })
+}
+
+/// Generate an AES or HMAC key with `attrs` (from [`private_attributes`])
+/// plus its class, type and length; it signs (HMAC) but never encrypts or wraps.
+fn generate_secret(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    mut attrs: Vec<Attribute>,
+) -> cryptoki::error::Result<ObjectHandle> {
+    let (mechanism, key_type, verify) = if spec.family() == KeyFamily::Aes {
+        (Mechanism::AesKeyGen, KeyType::AES, false)
+    } else {
+        (
+            Mechanism::GenericSecretKeyGen,
+            KeyType::GENERIC_SECRET,
+            true,
+        )
+    };
+    attrs.extend([
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::ValueLen((spec.secret_len().expect("secret spec") as u64).into()),
+        Attribute::Sign(true),
+        Attribute::Verify(verify),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+    ]);
+    let s = session.raw_session();
+    crate::profile::time(crate::profile::Phase::Generate, || {
+        with_copyable_fallback(session, label, &attrs, |a| s.generate_key(&mechanism, a))
+    })
+}
+
+/// Generate an RSA or EC key pair: the private key with `attrs` (from
+/// [`private_attributes`]) that never signs, and a public key that does
+/// nothing but carry the public value. Returns (public, private).
+fn generate_pair(
+    session: &UserSession,
+    spec: KeySpec,
+    label: &str,
+    id: &[u8],
+    mut attrs: Vec<Attribute>,
+) -> cryptoki::error::Result<(ObjectHandle, ObjectHandle)> {
+    let mut public = vec![
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.to_vec()),
+        Attribute::Verify(false),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Modifiable(false),
+        Attribute::Copyable(false),
+    ];
+    attrs.push(Attribute::Sign(false));
+    let mechanism = if let Some(bits) = spec.rsa_bits() {
+        public.push(Attribute::ModulusBits((bits as u64).into()));
+        public.push(Attribute::PublicExponent(vec![1, 0, 1]));
+        Mechanism::RsaPkcsKeyPairGen
+    } else {
+        public.push(Attribute::EcParams(ec_params(spec)));
+        Mechanism::EccKeyPairGen
+    };
+    let s = session.raw_session();
+    crate::profile::time(crate::profile::Phase::Generate, || {
+        with_copyable_fallback(session, label, &attrs, |a| {
+            let public_attrs = if a.len() < attrs.len() {
+                without_copyable(&public)
+            } else {
+                public.clone()
+            };
+            s.generate_key_pair(&mechanism, &public_attrs, a)
+        })
     })
 }
 
@@ -431,141 +455,188 @@ fn existing_among(
     label: &str,
     found: &[ObjectHandle],
 ) -> Result<HsmKey, HsmError> {
-    let token = session.hsm().facts.label.clone();
-    let handle = match found {
-        [one] => *one,
-        [] => {
-            return Err(HsmError::KeyNotFound {
-                label: label.to_string(),
-                token,
-            })
-        }
-        many => {
-            return Err(HsmError::AmbiguousKey {
-                label: label.to_string(),
-                token,
-                count: many.len(),
-            })
-        }
-    };
+    let handle = the_one(session, label, found)?;
     let unsuitable = |reason: String| HsmError::KeyUnsuitable {
         label: label.to_string(),
         reason,
     };
-    let attrs = session
-        .raw_session()
-        .get_attributes(
-            handle,
-            &[
-                AttributeType::KeyType,
-                AttributeType::Sensitive,
-                AttributeType::Extractable,
-                AttributeType::Id,
-                AttributeType::ValueLen,
-                AttributeType::Modulus,
-                AttributeType::EcParams,
-                AttributeType::WrapWithTrusted,
-                AttributeType::Local,
-                AttributeType::AlwaysSensitive,
-            ],
-        )
-        .during("reading the key's attributes")?;
-    let mut wrap_with_trusted = false;
-    let (mut local, mut always_sensitive) = (None, None);
-    let (mut key_type, mut sensitive, mut extractable, mut id) = (None, None, None, Vec::new());
-    let (mut value_len, mut modulus, mut params) = (None, None, None);
-    for a in attrs {
-        match a {
-            Attribute::KeyType(t) => key_type = Some(t),
-            Attribute::Sensitive(b) => sensitive = Some(b),
-            Attribute::Extractable(b) => extractable = Some(b),
-            Attribute::Id(v) => id = v,
-            Attribute::ValueLen(l) => value_len = Some(u64::from(l) as usize),
-            Attribute::Modulus(m) => modulus = Some(m),
-            Attribute::EcParams(p) => params = Some(p),
-            Attribute::WrapWithTrusted(b) => wrap_with_trusted = b,
-            Attribute::Local(b) => local = Some(b),
-            Attribute::AlwaysSensitive(b) => always_sensitive = Some(b),
-            _ => {}
-        }
-    }
-    if local != Some(true) {
-        return Err(unsuitable(
-            "it was not generated inside this token (CKA_LOCAL is not true): it was imported (C_CreateObject or C_UnwrapKey), so someone may know its value. Generate a new key instead (drop --existing, or choose another label)".into(),
-        ));
-    }
-    if always_sensitive != Some(true) {
-        return Err(unsuitable(
-            "it has not always been sensitive (CKA_ALWAYS_SENSITIVE is not true): its value could have been read out of the HSM before it was made sensitive. Generate a new key instead (drop --existing, or choose another label)".into(),
-        ));
-    }
-    if sensitive != Some(true) {
-        return Err(unsuitable(
-            "it is not CKA_SENSITIVE, so its plaintext could be read out of the HSM; it may already have been exposed. Generate a new key instead".into(),
-        ));
-    }
-    if extractable != Some(true) {
-        return Err(unsuitable(
-            "it is not CKA_EXTRACTABLE, so the HSM cannot wrap it for KMS. Generate a new key instead".into(),
-        ));
-    }
-    let matches = match spec.family() {
-        KeyFamily::Aes => key_type == Some(KeyType::AES) && value_len == spec.secret_len(),
-        KeyFamily::Hmac => {
-            key_type == Some(KeyType::GENERIC_SECRET) && value_len == spec.secret_len()
-        }
-        KeyFamily::Rsa => {
-            key_type == Some(KeyType::RSA)
-                && modulus
-                    .as_ref()
-                    .map(|m| rsa::BigUint::from_bytes_be(m).bits())
-                    == spec.rsa_bits()
-        }
-        KeyFamily::Ec => key_type == Some(KeyType::EC) && params == Some(ec_params(spec)),
-    };
-    if !matches {
+    let attrs = ExistingAttributes::read(session, handle)?;
+    attrs
+        .check_never_revealed()
+        .map_err(|r| unsuitable(r.into()))?;
+    if !attrs.is(spec) {
         return Err(unsuitable(format!(
-            "it is not a {spec} key (key type {key_type:?}{})",
-            value_len
+            "it is not a {spec} key (key type {:?}{})",
+            attrs.key_type,
+            attrs
+                .value_len
                 .map(|l| format!(", {l} bytes"))
                 .unwrap_or_default()
         )));
     }
     let public = match spec.family() {
-        KeyFamily::Rsa | KeyFamily::Ec => {
-            let pubs = find(
-                session,
-                &[
-                    Attribute::Class(ObjectClass::PUBLIC_KEY),
-                    Attribute::Id(id.clone()),
-                ],
-            )?;
-            match pubs.as_slice() {
-                [one] => Some(*one),
-                [] => {
-                    return Err(unsuitable(format!(
-                        "no public key object with the same CKA_ID ({}) is on the token, so its public key cannot be recorded",
-                        hex::encode(&id)
-                    )))
-                }
-                _ => {
-                    return Err(unsuitable(format!(
-                        "several public key objects share its CKA_ID ({})",
-                        hex::encode(&id)
-                    )))
-                }
-            }
-        }
+        KeyFamily::Rsa | KeyFamily::Ec => Some(matching_public(session, label, &attrs.id)?),
         _ => None,
     };
     Ok(HsmKey {
         label: label.to_string(),
-        id,
+        id: attrs.id,
         spec,
         handle,
         public,
         generated: false,
-        wrap_with_trusted,
+        wrap_with_trusted: attrs.wrap_with_trusted,
+    })
+}
+
+/// The one object found under `label`: none and several are errors.
+fn the_one(
+    session: &UserSession,
+    label: &str,
+    found: &[ObjectHandle],
+) -> Result<ObjectHandle, HsmError> {
+    let token = session.hsm().facts.label.clone();
+    match found {
+        [one] => Ok(*one),
+        [] => Err(HsmError::KeyNotFound {
+            label: label.to_string(),
+            token,
+        }),
+        many => Err(HsmError::AmbiguousKey {
+            label: label.to_string(),
+            token,
+            count: many.len(),
+        }),
+    }
+}
+
+/// The attributes `--existing` checks before it uses a key.
+#[derive(Default)]
+struct ExistingAttributes {
+    key_type: Option<KeyType>,
+    sensitive: Option<bool>,
+    extractable: Option<bool>,
+    id: Vec<u8>,
+    value_len: Option<usize>,
+    modulus: Option<Vec<u8>>,
+    ec_params: Option<Vec<u8>>,
+    wrap_with_trusted: bool,
+    local: Option<bool>,
+    always_sensitive: Option<bool>,
+}
+
+impl ExistingAttributes {
+    /// Read them in one `C_GetAttributeValue`.
+    fn read(session: &UserSession, handle: ObjectHandle) -> Result<Self, HsmError> {
+        let attrs = session
+            .raw_session()
+            .get_attributes(
+                handle,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Id,
+                    AttributeType::ValueLen,
+                    AttributeType::Modulus,
+                    AttributeType::EcParams,
+                    AttributeType::WrapWithTrusted,
+                    AttributeType::Local,
+                    AttributeType::AlwaysSensitive,
+                ],
+            )
+            .during("reading the key's attributes")?;
+        let mut a = ExistingAttributes::default();
+        for attr in attrs {
+            match attr {
+                Attribute::KeyType(t) => a.key_type = Some(t),
+                Attribute::Sensitive(b) => a.sensitive = Some(b),
+                Attribute::Extractable(b) => a.extractable = Some(b),
+                Attribute::Id(v) => a.id = v,
+                Attribute::ValueLen(l) => a.value_len = Some(u64::from(l) as usize),
+                Attribute::Modulus(m) => a.modulus = Some(m),
+                Attribute::EcParams(p) => a.ec_params = Some(p),
+                Attribute::WrapWithTrusted(b) => a.wrap_with_trusted = b,
+                Attribute::Local(b) => a.local = Some(b),
+                Attribute::AlwaysSensitive(b) => a.always_sensitive = Some(b),
+                _ => {}
+            }
+        }
+        Ok(a)
+    }
+
+    /// Generated in this token, always sensitive, sensitive, and extractable
+    /// (for wrapping); otherwise why not, with what to do.
+    fn check_never_revealed(&self) -> Result<(), &'static str> {
+        if self.local != Some(true) {
+            return Err("it was not generated inside this token (CKA_LOCAL is not true): it was imported (C_CreateObject or C_UnwrapKey), so someone may know its value. Generate a new key instead (drop --existing, or choose another label)");
+        }
+        if self.always_sensitive != Some(true) {
+            return Err("it has not always been sensitive (CKA_ALWAYS_SENSITIVE is not true): its value could have been read out of the HSM before it was made sensitive. Generate a new key instead (drop --existing, or choose another label)");
+        }
+        if self.sensitive != Some(true) {
+            return Err("it is not CKA_SENSITIVE, so its plaintext could be read out of the HSM; it may already have been exposed. Generate a new key instead");
+        }
+        if self.extractable != Some(true) {
+            return Err(
+                "it is not CKA_EXTRACTABLE, so the HSM cannot wrap it for KMS. Generate a new key instead",
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the key is of `spec` (type, and length, modulus or curve).
+    fn is(&self, spec: KeySpec) -> bool {
+        match spec.family() {
+            KeyFamily::Aes => {
+                self.key_type == Some(KeyType::AES) && self.value_len == spec.secret_len()
+            }
+            KeyFamily::Hmac => {
+                self.key_type == Some(KeyType::GENERIC_SECRET)
+                    && self.value_len == spec.secret_len()
+            }
+            KeyFamily::Rsa => {
+                self.key_type == Some(KeyType::RSA)
+                    && self
+                        .modulus
+                        .as_ref()
+                        .map(|m| rsa::BigUint::from_bytes_be(m).bits())
+                        == spec.rsa_bits()
+            }
+            KeyFamily::Ec => {
+                self.key_type == Some(KeyType::EC) && self.ec_params == Some(ec_params(spec))
+            }
+        }
+    }
+}
+
+/// The one public key object with CKA_ID `id`, the pair of the key `label`.
+fn matching_public(
+    session: &UserSession,
+    label: &str,
+    id: &[u8],
+) -> Result<ObjectHandle, HsmError> {
+    let pubs = find(
+        session,
+        &[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Id(id.to_vec()),
+        ],
+    )?;
+    let reason = match pubs.as_slice() {
+        [one] => return Ok(*one),
+        [] => format!(
+            "no public key object with the same CKA_ID ({}) is on the token, so its public key cannot be recorded",
+            hex::encode(id)
+        ),
+        _ => format!(
+            "several public key objects share its CKA_ID ({})",
+            hex::encode(id)
+        ),
+    };
+    Err(HsmError::KeyUnsuitable {
+        label: label.to_string(),
+        reason,
     })
 }
 

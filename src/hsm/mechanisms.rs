@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use super::{Hsm, HsmError};
 
 /// `CKF_WRAP`.
-pub const CKF_WRAP: u64 = cryptoki_sys::CKF_WRAP as u64;
+pub(crate) const CKF_WRAP: u64 = cryptoki_sys::CKF_WRAP as u64;
 /// `CKF_GENERATE`.
-pub const CKF_GENERATE: u64 = cryptoki_sys::CKF_GENERATE as u64;
+pub(crate) const CKF_GENERATE: u64 = cryptoki_sys::CKF_GENERATE as u64;
 
 /// The token's mechanisms and their flags.
 #[derive(Clone, Debug, Default)]
@@ -35,15 +35,10 @@ impl Mechanisms {
     }
 
     /// Whether the token lists `mechanism` with all of `flags`.
-    pub fn supports(&self, mechanism: u64, flags: u64) -> bool {
+    pub(crate) fn supports(&self, mechanism: u64, flags: u64) -> bool {
         self.flags
             .get(&mechanism)
             .is_some_and(|f| f & flags == flags)
-    }
-
-    /// Whether the token lists `mechanism` at all.
-    pub fn lists(&self, mechanism: u64) -> bool {
-        self.flags.contains_key(&mechanism)
     }
 }
 

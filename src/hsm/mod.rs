@@ -43,8 +43,20 @@ pub enum TokenSelector {
     Only,
 }
 
+impl TokenSelector {
+    /// The token the command line names: `--token-label`, else `--slot`,
+    /// else the only one.
+    pub fn from_options(label: Option<&str>, slot: Option<u64>) -> TokenSelector {
+        match (label, slot) {
+            (Some(l), _) => TokenSelector::Label(l.to_string()),
+            (None, Some(s)) => TokenSelector::Slot(s),
+            (None, None) => TokenSelector::Only,
+        }
+    }
+}
+
 /// What we record about the token in manifests and transcripts.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct TokenFacts {
     /// Slot ID.
     pub slot_id: u64,
@@ -225,6 +237,104 @@ pub struct Hsm {
     _init_string: Option<CString>,
 }
 
+/// Load the module and call `C_Initialize` (with its init string, kept
+/// alive as long as the module is).
+fn load_and_initialize(module: &ModuleSpec) -> Result<(Pkcs11, Option<CString>), HsmError> {
+    if !module.path.exists() {
+        return Err(HsmError::ModuleMissing(module.path.clone()));
+    }
+    let load_err = |reason: String| HsmError::ModuleLoad {
+        path: module.path.clone(),
+        reason,
+    };
+    let ctx = Pkcs11::new(&module.path).map_err(|e| load_err(e.to_string()))?;
+    let init_string = match &module.init_string {
+        Some(s) => Some(
+            CString::new(s.as_str())
+                .map_err(|_| load_err("the init string contains a NUL byte".into()))?,
+        ),
+        None => None,
+    };
+    ffi::initialize(&ctx, init_string.as_ref()).map_err(|e| {
+        load_err(format!(
+            "C_Initialize failed ({e}){}",
+            if module.init_string.is_none() {
+                "; some modules (NSS softoken) need --module-init-string"
+            } else {
+                "; check --module-init-string"
+            }
+        ))
+    })?;
+    Ok((ctx, init_string))
+}
+
+/// The one slot whose token `token` selects; none or several is an error
+/// that lists the tokens present.
+fn select_slot(ctx: &Pkcs11, module: &ModuleSpec, token: &TokenSelector) -> Result<Slot, HsmError> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .during("listing token slots")?;
+    let (wanted, chosen): (String, Vec<Slot>) = match token {
+        TokenSelector::Label(label) => (
+            format!("labelled {label:?}"),
+            slots
+                .iter()
+                .copied()
+                .filter(|s| {
+                    ctx.get_token_info(*s)
+                        .map(|t| t.label().trim() == label.trim())
+                        .unwrap_or(false)
+                })
+                .collect(),
+        ),
+        TokenSelector::Slot(id) => (
+            format!("in slot {id}"),
+            slots.iter().copied().filter(|s| s.id() == *id).collect(),
+        ),
+        TokenSelector::Only => ("(no --token-label or --slot given)".into(), slots.clone()),
+    };
+    match chosen.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(HsmError::NoToken {
+            wanted,
+            module: module.path.clone(),
+            present: describe_tokens(ctx, &slots),
+        }),
+        many => Err(HsmError::AmbiguousToken {
+            wanted: if *token == TokenSelector::Only {
+                "no --token-label".into()
+            } else {
+                wanted
+            },
+            count: many.len(),
+            present: describe_tokens(ctx, many),
+        }),
+    }
+}
+
+/// What the token in `slot` and the module report about themselves.
+fn token_facts(ctx: &Pkcs11, slot: Slot) -> Result<TokenFacts, HsmError> {
+    let info = ctx
+        .get_token_info(slot)
+        .during("reading token information")?;
+    let lib = ctx
+        .get_library_info()
+        .during("reading module information")?;
+    Ok(TokenFacts {
+        slot_id: slot.id(),
+        label: info.label().trim().to_string(),
+        serial: info.serial_number().trim().to_string(),
+        model: info.model().trim().to_string(),
+        manufacturer: info.manufacturer_id().trim().to_string(),
+        firmware: info.firmware_version().to_string(),
+        library: format!(
+            "{} {}",
+            lib.library_description().trim(),
+            lib.library_version()
+        ),
+    })
+}
+
 fn describe_tokens(ctx: &Pkcs11, slots: &[Slot]) -> String {
     let names: Vec<String> = slots
         .iter()
@@ -249,31 +359,7 @@ fn describe_tokens(ctx: &Pkcs11, slots: &[Slot]) -> String {
 impl Hsm {
     /// Load `module`, initialize it and select the token.
     pub fn open(module: &ModuleSpec, token: &TokenSelector) -> Result<Self, HsmError> {
-        if !module.path.exists() {
-            return Err(HsmError::ModuleMissing(module.path.clone()));
-        }
-        let load_err = |reason: String| HsmError::ModuleLoad {
-            path: module.path.clone(),
-            reason,
-        };
-        let ctx = Pkcs11::new(&module.path).map_err(|e| load_err(e.to_string()))?;
-        let init_string = match &module.init_string {
-            Some(s) => Some(
-                CString::new(s.as_str())
-                    .map_err(|_| load_err("the init string contains a NUL byte".into()))?,
-            ),
-            None => None,
-        };
-        ffi::initialize(&ctx, init_string.as_ref()).map_err(|e| {
-            load_err(format!(
-                "C_Initialize failed ({e}){}",
-                if module.init_string.is_none() {
-                    "; some modules (NSS softoken) need --module-init-string"
-                } else {
-                    "; check --module-init-string"
-                }
-            ))
-        })?;
+        let (ctx, init_string) = load_and_initialize(module)?;
         // The one unsafe call outside `ffi`: a second handle on the module
         // `ctx` just loaded and initialized, looked up with RTLD_NOLOAD.
         #[allow(unsafe_code)]
@@ -281,69 +367,12 @@ impl Hsm {
         // above; `raw` lives in the same `Hsm` as `ctx` and is not used after
         // `Hsm::drop` finalizes it.
         let raw =
-            unsafe { ffi::RawModule::open(&module.path) }.map_err(|e| load_err(e.to_string()))?;
-        let slots = ctx
-            .get_slots_with_initialized_token()
-            .during("listing token slots")?;
-        let (wanted, chosen): (String, Vec<Slot>) = match token {
-            TokenSelector::Label(label) => (
-                format!("labelled {label:?}"),
-                slots
-                    .iter()
-                    .copied()
-                    .filter(|s| {
-                        ctx.get_token_info(*s)
-                            .map(|t| t.label().trim() == label.trim())
-                            .unwrap_or(false)
-                    })
-                    .collect(),
-            ),
-            TokenSelector::Slot(id) => (
-                format!("in slot {id}"),
-                slots.iter().copied().filter(|s| s.id() == *id).collect(),
-            ),
-            TokenSelector::Only => ("(no --token-label or --slot given)".into(), slots.clone()),
-        };
-        let slot = match chosen.as_slice() {
-            [one] => *one,
-            [] => {
-                return Err(HsmError::NoToken {
-                    wanted,
-                    module: module.path.clone(),
-                    present: describe_tokens(&ctx, &slots),
-                })
-            }
-            many => {
-                return Err(HsmError::AmbiguousToken {
-                    wanted: if *token == TokenSelector::Only {
-                        "no --token-label".into()
-                    } else {
-                        wanted
-                    },
-                    count: many.len(),
-                    present: describe_tokens(&ctx, many),
-                })
-            }
-        };
-        let info = ctx
-            .get_token_info(slot)
-            .during("reading token information")?;
-        let lib = ctx
-            .get_library_info()
-            .during("reading module information")?;
-        let facts = TokenFacts {
-            slot_id: slot.id(),
-            label: info.label().trim().to_string(),
-            serial: info.serial_number().trim().to_string(),
-            model: info.model().trim().to_string(),
-            manufacturer: info.manufacturer_id().trim().to_string(),
-            firmware: info.firmware_version().to_string(),
-            library: format!(
-                "{} {}",
-                lib.library_description().trim(),
-                lib.library_version()
-            ),
-        };
+            unsafe { ffi::RawModule::open(&module.path) }.map_err(|e| HsmError::ModuleLoad {
+                path: module.path.clone(),
+                reason: e.to_string(),
+            })?;
+        let slot = select_slot(&ctx, module, token)?;
+        let facts = token_facts(&ctx, slot)?;
         Ok(Hsm {
             ctx,
             raw,
@@ -368,7 +397,7 @@ impl Hsm {
 }
 
 /// Turn a failed `C_Login` into a message that says what to do.
-pub fn login_error(e: CkError, token: &str) -> HsmError {
+pub(crate) fn login_error(e: CkError, token: &str) -> HsmError {
     let token = token.to_string();
     match e {
         CkError::Pkcs11(RvError::PinIncorrect, _) => HsmError::PinIncorrect(token),
@@ -390,7 +419,7 @@ impl Hsm {
     /// `CKA_TRUSTED` and `CKA_WRAP`, the SO logs out, and the user logs in.
     /// Public session objects survive the change of login; they vanish when
     /// the session closes. Returns the session and the trusted keys' handles.
-    pub fn login_trusting(
+    pub(crate) fn login_trusting(
         &self,
         user_pin: &SecretString,
         so_pin: &SecretString,
@@ -465,7 +494,7 @@ impl<'a> UserSession<'a> {
     }
 
     /// Random bytes from the token's generator.
-    pub fn random(&self, len: usize) -> Result<Vec<u8>, HsmError> {
+    pub(crate) fn random(&self, len: usize) -> Result<Vec<u8>, HsmError> {
         self.session
             .generate_random_vec(len as u32)
             .during("drawing random bytes")
@@ -476,6 +505,17 @@ impl<'a> UserSession<'a> {
 mod tests {
     use super::*;
     use cryptoki::context::Function;
+
+    #[test]
+    fn the_label_wins_then_the_slot_then_the_only_token() {
+        for (label, slot, want) in [
+            (Some("t"), Some(3), TokenSelector::Label("t".into())),
+            (None, Some(3), TokenSelector::Slot(3)),
+            (None, None, TokenSelector::Only),
+        ] {
+            assert_eq!(TokenSelector::from_options(label, slot), want);
+        }
+    }
 
     #[test]
     fn login_failures_say_what_to_do() {

@@ -145,6 +145,17 @@ fn read_pin_file(path: &std::path::Path) -> Result<SecretString, PinError> {
 }
 
 impl PinSource {
+    /// The source the command line names: `--pin-env VAR` (or
+    /// `--so-pin-env`), else `--pin-file PATH`, else a no-echo prompt. PINs
+    /// are never taken from the command line itself.
+    pub fn from_options(env: Option<&str>, file: Option<&std::path::Path>) -> PinSource {
+        match (env, file) {
+            (Some(v), _) => PinSource::Env(v.to_string()),
+            (None, Some(f)) => PinSource::File(f.to_path_buf()),
+            (None, None) => PinSource::Prompt,
+        }
+    }
+
     /// Read the PIN; `what` names the token in the prompt.
     pub fn read(&self, what: &str) -> Result<SecretString, PinError> {
         match self {
@@ -180,6 +191,19 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn the_environment_variable_wins_then_the_file_then_the_prompt() {
+        let f = std::path::Path::new("pin.txt");
+        for (env, file, want) in [
+            (Some("V"), Some(f), PinSource::Env("V".into())),
+            (Some("V"), None, PinSource::Env("V".into())),
+            (None, Some(f), PinSource::File(f.into())),
+            (None, None, PinSource::Prompt),
+        ] {
+            assert_eq!(PinSource::from_options(env, file), want);
+        }
+    }
 
     fn pin_file(dir: &std::path::Path, name: &str, text: &[u8], mode: u32) -> PathBuf {
         let p = dir.join(name);

@@ -32,7 +32,7 @@ const TEST_RSA_3072: &str = include_str!("selftest_keys/rsa3072.pem");
 const TEST_RSA_4096: &str = include_str!("selftest_keys/rsa4096.pem");
 
 /// The throwaway software RSA key of `bits` used by the self-test.
-pub fn test_rsa_key(bits: usize) -> RsaPrivateKey {
+pub(crate) fn test_rsa_key(bits: usize) -> RsaPrivateKey {
     let pem = match bits {
         3072 => TEST_RSA_3072,
         4096 => TEST_RSA_4096,
@@ -522,7 +522,7 @@ pub fn prove(
 }
 
 /// [`prove`], trying only the RSA_AES_KEY_WRAP methods `preference` allows.
-pub fn prove_with(
+pub(crate) fn prove_with(
     session: &UserSession,
     mechanisms: &Mechanisms,
     spec: KeySpec,
@@ -549,7 +549,7 @@ pub fn prove_with(
 /// `trusted_test_key` is consumed: it is destroyed when the self-test ends,
 /// whether it passed or not, so a trusted key whose private half is public
 /// (the self-test key is embedded in this program) never outlives the test.
-pub fn prove_trusted(
+pub(crate) fn prove_trusted(
     session: &UserSession,
     mechanisms: &Mechanisms,
     spec: KeySpec,

@@ -122,7 +122,7 @@ impl WrapMethod {
 
     /// The ways this token could carry out `algorithm`, best first, each to be
     /// proven by the self-test; or why there is none.
-    pub fn candidates(
+    pub(crate) fn candidates(
         algorithm: WrappingAlgorithm,
         mechanisms: &Mechanisms,
         preference: AesWrapPreference,
@@ -208,7 +208,7 @@ impl<'s, 'h> WrappingKey<'s, 'h> {
 impl<'s, 'h> WrappingKey<'s, 'h> {
     /// Take ownership of a wrapping key already created in `session` (by
     /// [`super::Hsm::login_trusting`]); it is destroyed when dropped.
-    pub fn adopt(
+    pub(crate) fn adopt(
         session: &'s UserSession<'h>,
         handle: ObjectHandle,
         public_key: &RsaPublicKey,
@@ -278,8 +278,6 @@ pub fn wrap(
     wrapping_key: &WrappingKey,
     target: ObjectHandle,
 ) -> Result<Vec<u8>, HsmError> {
-    let s = session.raw_session();
-    let raw = &session.hsm().raw;
     let out = match method {
         WrapMethod::Oaep { hash } => oaep_wrap(
             session,
@@ -288,9 +286,11 @@ pub fn wrap(
             target,
             &format!("wrapping with {}", method.describe()),
         )?,
-        WrapMethod::NativeRsaAes { hash } => raw
+        WrapMethod::NativeRsaAes { hash } => session
+            .hsm()
+            .raw
             .wrap_key(
-                s.handle(),
+                session.raw_session().handle(),
                 &RawMechanism::RsaAesKeyWrap {
                     sha256: hash == OaepHash::Sha256,
                 },
@@ -302,66 +302,95 @@ pub fn wrap(
                 rv,
             })?,
         WrapMethod::TwoStepRsaAes { hash, aes_wrap } => {
-            let ephemeral = s
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(32u64.into()),
-                        Attribute::Token(false),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(true),
-                        Attribute::Wrap(true),
-                        Attribute::Encrypt(false),
-                        Attribute::Decrypt(false),
-                        Attribute::Unwrap(false),
-                        Attribute::Label(b"byok-ceremony ephemeral AES".to_vec()),
-                    ],
-                )
-                .during("generating the ephemeral AES-256 key")?;
-            let result = (|| {
-                let inner = match aes_wrap {
-                    PaddedAesWrap::Pad => raw
-                        .wrap_key(
-                            s.handle(),
-                            &RawMechanism::AesKeyWrapPad,
-                            ephemeral.handle(),
-                            target.handle(),
-                        )
-                        .map_err(|rv| HsmError::Raw {
-                            during: "wrapping with CKM_AES_KEY_WRAP_PAD".into(),
-                            rv,
-                        })?,
-                    PaddedAesWrap::Kwp => raw
-                        .wrap_key(
-                            s.handle(),
-                            &RawMechanism::AesKeyWrapKwp,
-                            ephemeral.handle(),
-                            target.handle(),
-                        )
-                        .map_err(|rv| HsmError::Raw {
-                            during: "wrapping with CKM_AES_KEY_WRAP_KWP".into(),
-                            rv,
-                        })?,
-                };
-                let outer = oaep_wrap(
-                    session,
-                    hash,
-                    wrapping_key,
-                    ephemeral,
-                    "wrapping the ephemeral AES key with RSA-OAEP",
-                )?;
-                Ok::<_, HsmError>([outer, inner].concat())
-            })();
-            let destroyed = s
-                .destroy_object(ephemeral)
-                .during("destroying the ephemeral AES key");
-            let out = result?;
-            destroyed?;
-            out
+            two_step_wrap(session, hash, aes_wrap, wrapping_key, target)?
         }
     };
+    check_wrapped_len(session, method, wrapping_key, &out)?;
+    Ok(out)
+}
+
+/// RSA_AES_KEY_WRAP in two steps: a fresh session-only AES-256 key wraps the
+/// target (RFC 5649), RSA-OAEP wraps the AES key, and the AES key is
+/// destroyed whatever happens.
+fn two_step_wrap(
+    session: &UserSession,
+    hash: OaepHash,
+    aes_wrap: PaddedAesWrap,
+    wrapping_key: &WrappingKey,
+    target: ObjectHandle,
+) -> Result<Vec<u8>, HsmError> {
+    let s = session.raw_session();
+    let ephemeral = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Token(false),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Wrap(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Unwrap(false),
+                Attribute::Label(b"byok-ceremony ephemeral AES".to_vec()),
+            ],
+        )
+        .during("generating the ephemeral AES-256 key")?;
+    let result = (|| {
+        let inner = aes_wrap_padded(session, aes_wrap, ephemeral, target)?;
+        let outer = oaep_wrap(
+            session,
+            hash,
+            wrapping_key,
+            ephemeral,
+            "wrapping the ephemeral AES key with RSA-OAEP",
+        )?;
+        Ok::<_, HsmError>([outer, inner].concat())
+    })();
+    let destroyed = s
+        .destroy_object(ephemeral)
+        .during("destroying the ephemeral AES key");
+    let out = result?;
+    destroyed?;
+    Ok(out)
+}
+
+/// Wrap `target` under `aes_key` with RFC 5649 padded AES key wrap.
+fn aes_wrap_padded(
+    session: &UserSession,
+    aes_wrap: PaddedAesWrap,
+    aes_key: ObjectHandle,
+    target: ObjectHandle,
+) -> Result<Vec<u8>, HsmError> {
+    let (mechanism, name) = match aes_wrap {
+        PaddedAesWrap::Pad => (RawMechanism::AesKeyWrapPad, "CKM_AES_KEY_WRAP_PAD"),
+        PaddedAesWrap::Kwp => (RawMechanism::AesKeyWrapKwp, "CKM_AES_KEY_WRAP_KWP"),
+    };
+    session
+        .hsm()
+        .raw
+        .wrap_key(
+            session.raw_session().handle(),
+            &mechanism,
+            aes_key.handle(),
+            target.handle(),
+        )
+        .map_err(|rv| HsmError::Raw {
+            during: format!("wrapping with {name}"),
+            rv,
+        })
+}
+
+/// The token's output must have the layout KMS parses: exactly the modulus
+/// length for RSA-OAEP, more than it for RSA_AES_KEY_WRAP.
+fn check_wrapped_len(
+    session: &UserSession,
+    method: WrapMethod,
+    wrapping_key: &WrappingKey,
+    out: &[u8],
+) -> Result<(), HsmError> {
     let min = wrapping_key.modulus_len;
     if out.len() < min || (matches!(method, WrapMethod::Oaep { .. }) && out.len() != min) {
         return Err(HsmError::Unsupported {
@@ -374,5 +403,5 @@ pub fn wrap(
             ),
         });
     }
-    Ok(out)
+    Ok(())
 }
