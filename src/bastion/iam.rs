@@ -51,16 +51,19 @@ pub enum Role {
     Auditor,
     /// `move-alias` and `retire`: proves a key, moves an alias to it, retires the old key.
     AliasManager,
+    /// `repoint`: moves S3 buckets and DynamoDB tables off replaced keys.
+    Remediator,
 }
 
 impl Role {
     /// Every role, in the order docs/iam.md lists them.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Preparer,
         Role::Importer,
         Role::Verifier,
         Role::Auditor,
         Role::AliasManager,
+        Role::Remediator,
     ];
 
     /// The `byok-bastion` commands this role runs.
@@ -71,6 +74,7 @@ impl Role {
             Role::Verifier => &["verify"],
             Role::Auditor => &["status", "audit"],
             Role::AliasManager => &["move-alias", "retire"],
+            Role::Remediator => &["repoint"],
         }
     }
 
@@ -82,6 +86,7 @@ impl Role {
             Role::Verifier => "verifier",
             Role::Auditor => "auditor",
             Role::AliasManager => "alias-manager",
+            Role::Remediator => "remediator",
         }
     }
 }
@@ -117,6 +122,14 @@ pub struct Scope {
     pub material_expires_by: Option<OffsetDateTime>,
     /// The shortest deletion window `ScheduleKeyDeletion` may ask for.
     pub min_grace_days: u32,
+    /// `audit --security-hub`: publish findings.
+    pub security_hub: bool,
+    /// `audit`/`repoint --role-arn TEMPLATE`: the roles to assume in other accounts.
+    pub assume_role: Option<String>,
+    /// With `assume_role`: the accounts (`--accounts`); none: any account.
+    pub accounts: Vec<String>,
+    /// `audit`/`repoint --organization`: list the organization's accounts.
+    pub organization: bool,
 }
 
 /// Why a scope cannot become a policy.
@@ -153,6 +166,9 @@ pub enum IamError {
     /// A deletion window KMS does not accept.
     #[error("--min-grace-days {0}: KMS accepts 7 to 30 days")]
     BadGrace(u32),
+    /// A role template that is not `arn:PARTITION:iam::{account}:role/NAME`.
+    #[error("--assume-role {0:?} must be an IAM role ARN template with {{account}} (arn:aws:iam::{{account}}:role/byok-audit)")]
+    BadRoleTemplate(String),
     /// Key policy without the accounts it needs.
     #[error("--key-policy needs --account (the security account holding the keys) and at least one --workload-account")]
     KeyPolicyAccounts,
@@ -301,6 +317,24 @@ impl Scope {
         if !(7..=30).contains(&self.min_grace_days) {
             return Err(IamError::BadGrace(self.min_grace_days));
         }
+        if let Some(t) = &self.assume_role {
+            let role = t.replace("{account}", "111122223333");
+            let parts: Vec<&str> = role.splitn(6, ':').collect();
+            let ok = t.contains("{account}")
+                && parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "iam"
+                && parts[5].starts_with("role/")
+                && !t.contains('*');
+            if !ok {
+                return Err(IamError::BadRoleTemplate(t.clone()));
+            }
+        }
+        for a in &self.accounts {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(IamError::BadAccount(a.clone()));
+            }
+        }
         Ok(())
     }
 
@@ -386,6 +420,7 @@ pub fn policy(role: Role, scope: &Scope) -> Result<PolicyDocument, IamError> {
         Role::Verifier => prove_statements(scope, "Verify"),
         Role::Auditor => auditor(scope),
         Role::AliasManager => alias_manager(scope),
+        Role::Remediator => remediator(scope),
     };
     Ok(PolicyDocument {
         version: "2012-10-17",
@@ -489,37 +524,114 @@ fn prove_statements(s: &Scope, prefix: &str) -> Vec<Statement> {
     ]
 }
 
-fn auditor(s: &Scope) -> Vec<Statement> {
+/// A statement of another service's actions (given with their prefix).
+fn other(sid: &str, actions: &[&str], resources: Vec<String>) -> Statement {
+    Statement {
+        sid: sid.into(),
+        effect: "Allow",
+        principal: None,
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+        resources,
+        condition: BTreeMap::new(),
+    }
+}
+
+/// What `audit` reads: key references resolved, and each resource's encryption.
+fn audit_reads(s: &Scope) -> Vec<Statement> {
     vec![
-        Builder::allow(
-            "ListKeysAndAliases",
-            &["ListKeys", "ListAliases"],
-            vec!["*".into()],
-        )
-        .done(),
         s.on_keys(
             "ReadKeys",
             &["DescribeKey", "ListKeyRotations", "ListResourceTags"],
         )
         .done(),
-        Statement {
-            sid: "ReadResourceEncryption".into(),
-            effect: "Allow",
-            principal: None,
-            actions: [
+        other(
+            "ReadResourceEncryption",
+            &[
                 "s3:ListAllMyBuckets",
                 "s3:GetEncryptionConfiguration",
                 "dynamodb:ListTables",
                 "dynamodb:DescribeTable",
                 "rds:DescribeDBInstances",
                 "rds:DescribeDBClusters",
-            ]
-            .map(String::from)
-            .to_vec(),
-            resources: vec!["*".into()],
-            condition: BTreeMap::new(),
-        },
+            ],
+            vec!["*".into()],
+        ),
     ]
+}
+
+/// `--role-arn` and `--organization`: assume the audit role in other accounts.
+fn other_accounts(s: &Scope) -> Vec<Statement> {
+    let mut v = Vec::new();
+    if let Some(t) = &s.assume_role {
+        let roles = if s.accounts.is_empty() {
+            vec![t.replace("{account}", "*")]
+        } else {
+            s.accounts
+                .iter()
+                .map(|a| t.replace("{account}", a))
+                .collect()
+        };
+        v.push(other(
+            "AssumeTheAuditRoleInEachAccount",
+            &["sts:AssumeRole"],
+            roles,
+        ));
+    }
+    if s.organization {
+        v.push(other(
+            "ListTheOrganizationsAccounts",
+            &["organizations:ListAccounts"],
+            vec!["*".into()],
+        ));
+    }
+    v
+}
+
+fn auditor(s: &Scope) -> Vec<Statement> {
+    let mut v = vec![Builder::allow(
+        "ListKeysAndAliases",
+        &["ListKeys", "ListAliases"],
+        vec!["*".into()],
+    )
+    .done()];
+    v.extend(audit_reads(s));
+    v.extend(other_accounts(s));
+    if s.security_hub {
+        v.push(other(
+            "PublishAndUpdateFindings",
+            &["securityhub:BatchImportFindings", "securityhub:GetFindings"],
+            vec!["*".into()],
+        ));
+    }
+    v
+}
+
+fn remediator(s: &Scope) -> Vec<Statement> {
+    let mut v = vec![Builder::allow("ListAliases", &["ListAliases"], vec!["*".into()]).done()];
+    v.extend(audit_reads(s));
+    v.extend(other_accounts(s));
+    v.push(other(
+        "RepointBucketsAndTables",
+        &["s3:PutEncryptionConfiguration", "dynamodb:UpdateTable"],
+        vec!["*".into()],
+    ));
+    // DynamoDB itself reads the new key and creates a grant on it when a
+    // table moves to it (forward access session): the caller needs these,
+    // only through DynamoDB.
+    let regions = s.regions_or_any();
+    let via = regions
+        .iter()
+        .map(|r| format!("dynamodb.{r}.amazonaws.com"))
+        .collect();
+    v.push(
+        s.on_keys(
+            "NewKeysThroughDynamoDbOnly",
+            &["DescribeKey", "CreateGrant"],
+        )
+        .when("StringLike", "kms:ViaService", via)
+        .done(),
+    );
+    v
 }
 
 fn alias_manager(s: &Scope) -> Vec<Statement> {
@@ -715,6 +827,18 @@ pub struct IamPolicyArgs {
     /// AWS partition of the ARNs.
     #[arg(long, default_value = "aws")]
     pub partition: String,
+    /// Auditor: `audit --security-hub` (publish and update findings).
+    #[arg(long)]
+    pub security_hub: bool,
+    /// Auditor, remediator: the role `--role-arn` names in other accounts (a template with {account}).
+    #[arg(long)]
+    pub assume_role: Option<String>,
+    /// With --assume-role: only these accounts (comma-separated or repeated).
+    #[arg(long = "accounts", value_delimiter = ',', requires = "assume_role")]
+    pub accounts: Vec<String>,
+    /// Auditor, remediator: `--organization` (organizations:ListAccounts).
+    #[arg(long)]
+    pub organization: bool,
     /// --key-policy: an account whose workloads use the keys, repeatable.
     #[arg(long = "workload-account", requires = "key_policy")]
     pub workload_accounts: Vec<String>,
@@ -740,6 +864,10 @@ impl IamPolicyArgs {
         }
         s.material_expires_by = self.material_expires_by;
         s.min_grace_days = self.min_grace_days;
+        s.security_hub = self.security_hub;
+        s.assume_role = self.assume_role.clone();
+        s.accounts = self.accounts.clone();
+        s.organization = self.organization;
         s
     }
 }
@@ -926,6 +1054,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn audit_options_add_their_statements_and_the_remediator_writes_only_encryption() {
+        let mut s = scope();
+        let plain = policy(Role::Auditor, &s).unwrap();
+        assert!(plain.statements.iter().all(|st| st.actions.iter().all(|a| {
+            !a.starts_with("securityhub:")
+                && !a.starts_with("sts:")
+                && !a.starts_with("organizations:")
+        })));
+        s.security_hub = true;
+        s.organization = true;
+        s.assume_role = Some("arn:aws:iam::{account}:role/byok-audit".into());
+        s.accounts = vec!["444455556666".into()];
+        let full = policy(Role::Auditor, &s).unwrap();
+        assert_eq!(
+            statement(&full, "AssumeTheAuditRoleInEachAccount").resources,
+            vec!["arn:aws:iam::444455556666:role/byok-audit".to_string()]
+        );
+        assert!(statement(&full, "PublishAndUpdateFindings")
+            .actions
+            .contains(&"securityhub:BatchImportFindings".to_string()));
+        s.accounts.clear();
+        assert_eq!(
+            statement(
+                &policy(Role::Auditor, &s).unwrap(),
+                "AssumeTheAuditRoleInEachAccount"
+            )
+            .resources,
+            vec!["arn:aws:iam::*:role/byok-audit".to_string()]
+        );
+        s.assume_role = Some("arn:aws:iam::111122223333:role/fixed".into());
+        assert_eq!(
+            policy(Role::Auditor, &s),
+            Err(IamError::BadRoleTemplate(
+                "arn:aws:iam::111122223333:role/fixed".into()
+            ))
+        );
+        let rem = policy(Role::Remediator, &scope()).unwrap();
+        let writes: Vec<&String> = rem
+            .statements
+            .iter()
+            .flat_map(|st| &st.actions)
+            .filter(|a| {
+                !["List", "Describe", "Get"]
+                    .iter()
+                    .any(|p| a.split(':').nth(1).unwrap().starts_with(p))
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                "s3:PutEncryptionConfiguration",
+                "dynamodb:UpdateTable",
+                "kms:CreateGrant"
+            ]
+        );
+        assert_eq!(
+            statement(&rem, "NewKeysThroughDynamoDbOnly").condition["StringLike"]["kms:ViaService"],
+            vec!["dynamodb.eu-west-1.amazonaws.com".to_string()]
+        );
     }
 
     #[test]
