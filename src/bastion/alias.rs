@@ -75,44 +75,16 @@ pub async fn move_alias(
             proof,
         });
     }
-    match &previous {
-        Some(_) => b
-            .kms
-            .update_alias()
-            .alias_name(alias)
-            .target_key_id(&new_id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| kms("UpdateAlias", e))?,
-        None => b
-            .kms
-            .create_alias()
-            .alias_name(alias)
-            .target_key_id(&new_id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| kms("CreateAlias", e))?,
-    }
-    let mut new_tags = b
-        .kms
-        .tag_resource()
-        .key_id(&new_key)
-        .tags(tag("byok:ceremony", v.ceremony_id())?)
-        .tags(tag("byok:alias-moved-at", &now)?);
-    if let Some(old) = &previous {
-        new_tags = new_tags.tags(tag("byok:replaces", old)?);
-        b.kms
-            .tag_resource()
-            .key_id(old)
-            .tags(tag("byok:replaced-by", &new_id)?)
-            .tags(tag("byok:alias-moved-at", &now)?)
-            .send()
-            .await
-            .map_err(|e| kms("TagResource", e))?;
-    }
-    new_tags.send().await.map_err(|e| kms("TagResource", e))?;
+    point_alias(b, alias, &new_id, previous.is_some()).await?;
+    tag_both(
+        b,
+        v.ceremony_id(),
+        &new_key,
+        &new_id,
+        previous.as_deref(),
+        &now,
+    )
+    .await?;
     state.record_alias_move(&AliasMoveRecord {
         alias: alias.into(),
         region: b.region.clone(),
@@ -127,6 +99,64 @@ pub async fn move_alias(
         key: new_key,
         proof,
     })
+}
+
+/// Point `alias` at the key: UpdateAlias if it exists, else CreateAlias.
+async fn point_alias(
+    b: &Bastion,
+    alias: &str,
+    key_id: &str,
+    exists: bool,
+) -> Result<(), BastionError> {
+    if exists {
+        b.kms
+            .update_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| kms("UpdateAlias", e))?;
+    } else {
+        b.kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| kms("CreateAlias", e))?;
+    }
+    Ok(())
+}
+
+/// Tag the new key with its ceremony and the move, and the old key (if
+/// any) with what replaced it: what `audit` reads.
+async fn tag_both(
+    b: &Bastion,
+    ceremony_id: &str,
+    new_key: &str,
+    new_id: &str,
+    previous: Option<&str>,
+    now: &str,
+) -> Result<(), BastionError> {
+    let mut new_tags = b
+        .kms
+        .tag_resource()
+        .key_id(new_key)
+        .tags(tag("byok:ceremony", ceremony_id)?)
+        .tags(tag("byok:alias-moved-at", now)?);
+    if let Some(old) = previous {
+        new_tags = new_tags.tags(tag("byok:replaces", old)?);
+        b.kms
+            .tag_resource()
+            .key_id(old)
+            .tags(tag("byok:replaced-by", new_id)?)
+            .tags(tag("byok:alias-moved-at", now)?)
+            .send()
+            .await
+            .map_err(|e| kms("TagResource", e))?;
+    }
+    new_tags.send().await.map_err(|e| kms("TagResource", e))?;
+    Ok(())
 }
 
 /// What retiring did.

@@ -728,9 +728,22 @@ pub fn key_policy(k: &KeyPolicyScope) -> Result<PolicyDocument, IamError> {
             Some(("Bool", "kms:GrantIsForAWSResource", vec!["true".into()])),
         ),
     ];
-    if !k.material_roles.is_empty() {
-        let everyone = serde_json::json!({"AWS": "*"});
-        statements.push(key_statement(
+    statements.extend(material_role_denials(&k.material_roles));
+    Ok(PolicyDocument {
+        version: "2012-10-17",
+        statements,
+    })
+}
+
+/// Nobody but the bastion roles touches key material, and those roles do
+/// not use the key (none when no role is named).
+fn material_role_denials(roles: &[String]) -> Vec<Statement> {
+    if roles.is_empty() {
+        return Vec::new();
+    }
+    let everyone = serde_json::json!({"AWS": "*"});
+    vec![
+        key_statement(
             "OnlyTheBastionTouchesKeyMaterial",
             "Deny",
             everyone.clone(),
@@ -740,9 +753,9 @@ pub fn key_policy(k: &KeyPolicyScope) -> Result<PolicyDocument, IamError> {
                 "kms:DeleteImportedKeyMaterial",
                 "kms:RotateKeyOnDemand",
             ],
-            Some(("ArnNotEquals", "aws:PrincipalArn", k.material_roles.clone())),
-        ));
-        statements.push(key_statement(
+            Some(("ArnNotEquals", "aws:PrincipalArn", roles.to_vec())),
+        ),
+        key_statement(
             "TheBastionDoesNotUseTheKey",
             "Deny",
             everyone,
@@ -752,13 +765,9 @@ pub fn key_policy(k: &KeyPolicyScope) -> Result<PolicyDocument, IamError> {
                 "kms:GenerateDataKey*",
                 "kms:Sign",
             ],
-            Some(("ArnEquals", "aws:PrincipalArn", k.material_roles.clone())),
-        ));
-    }
-    Ok(PolicyDocument {
-        version: "2012-10-17",
-        statements,
-    })
+            Some(("ArnEquals", "aws:PrincipalArn", roles.to_vec())),
+        ),
+    ]
 }
 
 /// A key-policy statement on the key itself (`*`), with at most one condition.

@@ -157,96 +157,108 @@ async fn material(
 /// GetPublicKey (RSA, EC) or an Encrypt/Decrypt round trip (AES). An error
 /// when the answer contradicts the HSM's; otherwise what was shown.
 pub async fn kms_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError> {
+    match m.key_spec.family() {
+        KeyFamily::Hmac => hmac_check(b, m).await,
+        KeyFamily::Rsa | KeyFamily::Ec => public_key_check(b, m).await,
+        KeyFamily::Aes => round_trip(b, &m.key_id).await,
+    }
+}
+
+fn not_the_hsm_key(key: &str, mismatch: Mismatch) -> BastionError {
+    Refusal::NotTheHsmKey {
+        key: key.to_string(),
+        mismatch,
+    }
+    .into()
+}
+
+/// GenerateMac of the manifest's message must equal the HSM's HMAC.
+async fn hmac_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError> {
     let key = &m.key_id;
-    let mismatch = |mismatch: Mismatch| {
-        BastionError::from(Refusal::NotTheHsmKey {
-            key: key.clone(),
-            mismatch,
-        })
-    };
-    Ok(match m.key_spec.family() {
-        KeyFamily::Hmac => {
-            let check = m
-                .hmac_check
-                .as_ref()
-                .ok_or_else(|| mismatch(Mismatch::NoHmacCheck))?;
-            let msg =
-                hex::decode(&check.message_hex).map_err(|_| mismatch(Mismatch::BadHmacMessage))?;
-            let out = b
-                .kms
-                .generate_mac()
-                .key_id(key)
-                .mac_algorithm(MacAlgorithmSpec::from(check.mac_algorithm.as_str()))
-                .message(Blob::new(msg))
-                .send()
-                .await
-                .map_err(|e| kms("GenerateMac", e))?;
-            let got = out
-                .mac()
-                .map(|m| hex::encode(m.as_ref()))
-                .unwrap_or_default();
-            if got != check.mac_hex {
-                return Err(mismatch(Mismatch::Mac {
-                    kms: got,
-                    hsm: check.mac_hex.clone(),
-                }));
-            }
-            format!(
-                "GenerateMac({}) equals the HSM's HMAC {}",
-                check.mac_algorithm, check.mac_hex
-            )
-        }
-        KeyFamily::Rsa | KeyFamily::Ec => {
-            let want = m
-                .public_key
-                .as_deref()
-                .ok_or_else(|| mismatch(Mismatch::NoPublicKey))?;
-            let out = b
-                .kms
-                .get_public_key()
-                .key_id(key)
-                .send()
-                .await
-                .map_err(|e| kms("GetPublicKey", e))?;
-            let got = out
-                .public_key()
-                .map(|p| base64::engine::general_purpose::STANDARD.encode(p.as_ref()))
-                .unwrap_or_default();
-            if got != want {
-                return Err(mismatch(Mismatch::PublicKey));
-            }
-            "GetPublicKey equals the HSM's public key".to_string()
-        }
-        KeyFamily::Aes => {
-            let probe = b"byok-ceremony round trip".to_vec();
-            let enc = b
-                .kms
-                .encrypt()
-                .key_id(key)
-                .encryption_context(ROUND_TRIP_CONTEXT.0, ROUND_TRIP_CONTEXT.1)
-                .plaintext(Blob::new(probe.clone()))
-                .send()
-                .await
-                .map_err(|e| kms("Encrypt", e))?;
-            let blob = enc
-                .ciphertext_blob()
-                .cloned()
-                .ok_or_else(|| mismatch(Mismatch::NothingEncrypted))?;
-            let dec = b
-                .kms
-                .decrypt()
-                .key_id(key)
-                .encryption_context(ROUND_TRIP_CONTEXT.0, ROUND_TRIP_CONTEXT.1)
-                .ciphertext_blob(blob)
-                .send()
-                .await
-                .map_err(|e| kms("Decrypt", e))?;
-            if dec.plaintext().map(|p| p.as_ref().to_vec()) != Some(probe) {
-                return Err(mismatch(Mismatch::RoundTrip));
-            }
-            "Encrypt/Decrypt round trip works".to_string()
-        }
-    })
+    let check = m
+        .hmac_check
+        .as_ref()
+        .ok_or_else(|| not_the_hsm_key(key, Mismatch::NoHmacCheck))?;
+    let msg = hex::decode(&check.message_hex)
+        .map_err(|_| not_the_hsm_key(key, Mismatch::BadHmacMessage))?;
+    let out = b
+        .kms
+        .generate_mac()
+        .key_id(key)
+        .mac_algorithm(MacAlgorithmSpec::from(check.mac_algorithm.as_str()))
+        .message(Blob::new(msg))
+        .send()
+        .await
+        .map_err(|e| kms("GenerateMac", e))?;
+    let got = out
+        .mac()
+        .map(|m| hex::encode(m.as_ref()))
+        .unwrap_or_default();
+    if got != check.mac_hex {
+        let hsm = check.mac_hex.clone();
+        return Err(not_the_hsm_key(key, Mismatch::Mac { kms: got, hsm }));
+    }
+    Ok(format!(
+        "GenerateMac({}) equals the HSM's HMAC {}",
+        check.mac_algorithm, check.mac_hex
+    ))
+}
+
+/// GetPublicKey must equal the HSM's public key.
+async fn public_key_check(b: &Bastion, m: &Manifest) -> Result<String, BastionError> {
+    let key = &m.key_id;
+    let want = m
+        .public_key
+        .as_deref()
+        .ok_or_else(|| not_the_hsm_key(key, Mismatch::NoPublicKey))?;
+    let out = b
+        .kms
+        .get_public_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| kms("GetPublicKey", e))?;
+    let got = out
+        .public_key()
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(p.as_ref()))
+        .unwrap_or_default();
+    if got != want {
+        return Err(not_the_hsm_key(key, Mismatch::PublicKey));
+    }
+    Ok("GetPublicKey equals the HSM's public key".to_string())
+}
+
+/// An Encrypt/Decrypt round trip (with the round-trip encryption context):
+/// shows the key is usable, not which material it holds.
+async fn round_trip(b: &Bastion, key: &str) -> Result<String, BastionError> {
+    let probe = b"byok-ceremony round trip".to_vec();
+    let (ctx_key, ctx_value) = ROUND_TRIP_CONTEXT;
+    let enc = b
+        .kms
+        .encrypt()
+        .key_id(key)
+        .encryption_context(ctx_key, ctx_value)
+        .plaintext(Blob::new(probe.clone()))
+        .send()
+        .await
+        .map_err(|e| kms("Encrypt", e))?;
+    let blob = enc
+        .ciphertext_blob()
+        .cloned()
+        .ok_or_else(|| not_the_hsm_key(key, Mismatch::NothingEncrypted))?;
+    let dec = b
+        .kms
+        .decrypt()
+        .key_id(key)
+        .encryption_context(ctx_key, ctx_value)
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .map_err(|e| kms("Decrypt", e))?;
+    if dec.plaintext().map(|p| p.as_ref().to_vec()) != Some(probe) {
+        return Err(not_the_hsm_key(key, Mismatch::RoundTrip));
+    }
+    Ok("Encrypt/Decrypt round trip works".to_string())
 }
 
 /// Find out whether the KMS key of the verified bundle holds the HSM's key:

@@ -521,31 +521,11 @@ async fn repoint_bucket(c: &ServiceClients, f: &Finding, new_key: &str, apply: b
         );
         return ch;
     }
-    let by_default = match ServerSideEncryptionByDefault::builder()
-        .sse_algorithm(wanted.algorithm.clone())
-        .kms_master_key_id(new_key)
-        .build()
-    {
-        Ok(d) => d,
-        Err(e) => {
-            ch.status = Status::Failed;
-            ch.detail = format!("internal: cannot build the S3 rule: {e}");
-            return ch;
-        }
-    };
-    let conf = ServerSideEncryptionConfiguration::builder()
-        .rules(
-            ServerSideEncryptionRule::builder()
-                .apply_server_side_encryption_by_default(by_default)
-                .set_bucket_key_enabled(rule.bucket_key)
-                .build(),
-        )
-        .build();
-    let conf = match conf {
+    let conf = match s3_configuration(&wanted, new_key, rule.bucket_key) {
         Ok(c) => c,
         Err(e) => {
             ch.status = Status::Failed;
-            ch.detail = format!("internal: cannot build the S3 configuration: {e}");
+            ch.detail = e;
             return ch;
         }
     };
@@ -563,10 +543,45 @@ async fn repoint_bucket(c: &ServiceClients, f: &Finding, new_key: &str, apply: b
         );
         return ch;
     }
-    match bucket_rule(c, &f.resource).await {
+    confirm_bucket(c, &f.resource, new_key, rule.bucket_key, &mut ch).await;
+    ch
+}
+
+/// The default-encryption configuration `wanted` asks for, bucket key kept.
+fn s3_configuration(
+    wanted: &BucketRule,
+    new_key: &str,
+    bucket_key: Option<bool>,
+) -> Result<ServerSideEncryptionConfiguration, String> {
+    let by_default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(wanted.algorithm.clone())
+        .kms_master_key_id(new_key)
+        .build()
+        .map_err(|e| format!("internal: cannot build the S3 rule: {e}"))?;
+    ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(by_default)
+                .set_bucket_key_enabled(bucket_key)
+                .build(),
+        )
+        .build()
+        .map_err(|e| format!("internal: cannot build the S3 configuration: {e}"))
+}
+
+/// Read the bucket's default encryption back: applied only if it reports
+/// the new key and the bucket-key setting it had.
+async fn confirm_bucket(
+    c: &ServiceClients,
+    bucket: &str,
+    new_key: &str,
+    bucket_key: Option<bool>,
+    ch: &mut Change,
+) {
+    match bucket_rule(c, bucket).await {
         Ok(Some(after)) => {
             ch.after = Some(after.json());
-            if after.key.as_deref() == Some(new_key) && after.bucket_key == rule.bucket_key {
+            if after.key.as_deref() == Some(new_key) && after.bucket_key == bucket_key {
                 ch.status = Status::Applied;
                 ch.detail = format!("default encryption now {new_key}");
             } else {
@@ -583,7 +598,6 @@ async fn repoint_bucket(c: &ServiceClients, f: &Finding, new_key: &str, apply: b
             ch.detail = format!("changed, but reading it back failed: {e}");
         }
     }
-    ch
 }
 
 /// `(SSEType, KMSMasterKeyArn, status)` of a table.
@@ -689,87 +703,19 @@ async fn rds_procedure(c: &ServiceClients, f: &Finding, new_key: &str, stamp: &s
     }
     match f.resource_type {
         ResourceType::RdsInstance => {
-            let shape = match c
-                .rds
-                .describe_db_instances()
-                .db_instance_identifier(&f.resource)
-                .send()
-                .await
-            {
-                Ok(r) => r
-                    .db_instances()
-                    .first()
-                    .map(|d| InstanceShape {
-                        class: d.db_instance_class().map(String::from),
-                        subnet_group: d
-                            .db_subnet_group()
-                            .and_then(|g| g.db_subnet_group_name())
-                            .map(String::from),
-                        security_groups: d
-                            .vpc_security_groups()
-                            .iter()
-                            .filter_map(|g| g.vpc_security_group_id().map(String::from))
-                            .collect(),
-                        parameter_group: d
-                            .db_parameter_groups()
-                            .first()
-                            .and_then(|p| p.db_parameter_group_name())
-                            .filter(|p| !p.starts_with("default."))
-                            .map(String::from),
-                        multi_az: d.multi_az(),
-                    })
-                    .unwrap_or_default(),
-                Err(e) => {
-                    ch.detail = format!(
-                        "{} (the restore command below lacks the instance's class and network: add them)",
-                        rds_error("DescribeDBInstances", e)
-                    );
-                    InstanceShape::default()
-                }
-            };
+            let shape = instance_shape(c, &f.resource).await.unwrap_or_else(|e| {
+                ch.detail = format!(
+                    "{e} (the restore command below lacks the instance's class and network: add them)"
+                );
+                InstanceShape::default()
+            });
             ch.commands = instance_procedure(&f.region, &f.resource, new_key, &shape, stamp);
         }
         _ => {
-            let (engine, members) = match c
-                .rds
-                .describe_db_clusters()
-                .db_cluster_identifier(&f.resource)
-                .send()
-                .await
-            {
-                Ok(r) => {
-                    let d = r.db_clusters().first();
-                    let engine = d.and_then(|d| d.engine()).unwrap_or("ENGINE").to_string();
-                    let mut members = Vec::new();
-                    for m in d.map(|d| d.db_cluster_members()).unwrap_or_default() {
-                        let Some(id) = m.db_instance_identifier() else {
-                            continue;
-                        };
-                        let class = c
-                            .rds
-                            .describe_db_instances()
-                            .db_instance_identifier(id)
-                            .send()
-                            .await
-                            .ok()
-                            .and_then(|r| {
-                                r.db_instances()
-                                    .first()
-                                    .and_then(|i| i.db_instance_class().map(String::from))
-                            })
-                            .unwrap_or_else(|| "CLASS".into());
-                        members.push((id.to_string(), class));
-                    }
-                    (engine, members)
-                }
-                Err(e) => {
-                    ch.detail = format!(
-                        "{} (fill in ENGINE and the instances)",
-                        rds_error("DescribeDBClusters", e)
-                    );
-                    ("ENGINE".into(), Vec::new())
-                }
-            };
+            let (engine, members) = cluster_shape(c, &f.resource).await.unwrap_or_else(|e| {
+                ch.detail = format!("{e} (fill in ENGINE and the instances)");
+                ("ENGINE".into(), Vec::new())
+            });
             ch.commands =
                 cluster_procedure(&f.region, &f.resource, new_key, &engine, &members, stamp);
         }
@@ -778,6 +724,68 @@ async fn rds_procedure(c: &ServiceClients, f: &Finding, new_key: &str, stamp: &s
         ch.detail = "RDS cannot change a database's key in place: run the procedure below in a maintenance window (never run by byok-bastion)".into();
     }
     ch
+}
+
+/// What the restore command needs of a DB instance (class, network, parameter group).
+async fn instance_shape(c: &ServiceClients, id: &str) -> Result<InstanceShape, String> {
+    let r = c
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| rds_error("DescribeDBInstances", e))?;
+    Ok(r.db_instances()
+        .first()
+        .map(|d| InstanceShape {
+            class: d.db_instance_class().map(String::from),
+            subnet_group: d
+                .db_subnet_group()
+                .and_then(|g| g.db_subnet_group_name())
+                .map(String::from),
+            security_groups: d
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(String::from))
+                .collect(),
+            parameter_group: d
+                .db_parameter_groups()
+                .first()
+                .and_then(|p| p.db_parameter_group_name())
+                .filter(|p| !p.starts_with("default."))
+                .map(String::from),
+            multi_az: d.multi_az(),
+        })
+        .unwrap_or_default())
+}
+
+/// A DB cluster's engine and its member instances with their classes.
+async fn cluster_shape(
+    c: &ServiceClients,
+    id: &str,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let r = c
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+        .map_err(|e| rds_error("DescribeDBClusters", e))?;
+    let d = r.db_clusters().first();
+    let engine = d.and_then(|d| d.engine()).unwrap_or("ENGINE").to_string();
+    let mut members = Vec::new();
+    for m in d.map(|d| d.db_cluster_members()).unwrap_or_default() {
+        let Some(id) = m.db_instance_identifier() else {
+            continue;
+        };
+        let class = instance_shape(c, id)
+            .await
+            .ok()
+            .and_then(|s| s.class)
+            .unwrap_or_else(|| "CLASS".into());
+        members.push((id.to_string(), class));
+    }
+    Ok((engine, members))
 }
 
 /// Plan (and with `apply`, make) the changes for the KEY_REPLACED findings of
@@ -801,97 +809,98 @@ pub async fn repoint_inventory(
         .collect();
     let mut changes = Vec::new();
     for f in &replaced {
-        let action = match f.resource_type {
-            ResourceType::S3Bucket => "PutBucketEncryption",
-            ResourceType::DynamoDbTable => "UpdateTable SSESpecification",
-            ResourceType::RdsInstance | ResourceType::RdsCluster => "procedure",
-        };
-        let Some(old) = f.key_arn.as_deref() else {
-            changes.push(change(
-                f,
-                Status::Skipped,
-                action,
-                "the audit did not resolve the key",
-            ));
-            continue;
-        };
-        let (new_key, source) = match replacement(&inv.resolver, state, &f.region, old).await {
-            Ok(r) => r,
-            Err(why) => {
-                changes.push(change(f, Status::Skipped, action, why));
-                continue;
-            }
-        };
-        // The replacement must pass the same judge as any resource's key.
-        let target_region = region_of(&new_key).unwrap_or(&f.region).to_string();
-        let facts = inv
-            .resolver
-            .resolve_for(f.account.as_deref(), &target_region, &new_key)
-            .await;
-        let verdict = judge(
-            &Encryption::Kms {
-                key_ref: new_key.clone(),
-            },
-            Some(facts.as_ref().map_err(String::as_str)),
-            &inv.policy,
-        );
-        if verdict.verdict != Verdict::Compliant {
-            let mut ch = change(
-                f,
-                Status::Skipped,
-                action,
-                format!(
-                    "the replacement {new_key} is not compliant itself ({}: {}): fix it first",
-                    verdict.reason.as_str(),
-                    verdict.detail
-                ),
-            );
-            ch.new_key = Some(new_key);
-            ch.source = Some(source);
-            changes.push(ch);
-            continue;
-        }
-        if apply && source == ReplacementSource::ReplacedByTag && !trust_tags {
-            let mut ch = change(
-                f,
-                Status::Skipped,
-                action,
-                format!(
-                    "the replacement {new_key} is known only from the byok:replaced-by tag, which anyone allowed kms:TagResource on the old key can write; this bastion has no record of the alias move. Check the key, then run with --trust-tags (or move the alias from this bastion)"
-                ),
-            );
-            ch.new_key = Some(new_key);
-            ch.source = Some(source);
-            changes.push(ch);
-            continue;
-        }
-        let Some(c) = inv
-            .clients
-            .get(&(f.account.clone().unwrap_or_default(), f.region.clone()))
-        else {
-            changes.push(change(
-                f,
-                Status::Skipped,
-                action,
-                "no client for this Region",
-            ));
-            continue;
-        };
-        let mut ch = match f.resource_type {
-            ResourceType::S3Bucket => repoint_bucket(c, f, &new_key, apply).await,
-            ResourceType::DynamoDbTable => repoint_table(c, f, &new_key, apply).await,
-            ResourceType::RdsInstance | ResourceType::RdsCluster => {
-                rds_procedure(c, f, &new_key, &stamp).await
-            }
-        };
-        ch.source = Some(source);
-        changes.push(ch);
+        changes.push(repoint_one(inv, state, f, apply, trust_tags, &stamp).await);
     }
     RepointReport {
         applied: apply,
         replaced_findings: replaced.len(),
         changes,
     }
+}
+
+/// The change for one KEY_REPLACED finding: its replacement found and
+/// checked, then planned, applied, or (RDS) the procedure printed.
+async fn repoint_one(
+    inv: &Inventory,
+    state: &StateDir,
+    f: &Finding,
+    apply: bool,
+    trust_tags: bool,
+    stamp: &str,
+) -> Change {
+    let action = match f.resource_type {
+        ResourceType::S3Bucket => "PutBucketEncryption",
+        ResourceType::DynamoDbTable => "UpdateTable SSESpecification",
+        ResourceType::RdsInstance | ResourceType::RdsCluster => "procedure",
+    };
+    let Some(old) = f.key_arn.as_deref() else {
+        return change(
+            f,
+            Status::Skipped,
+            action,
+            "the audit did not resolve the key",
+        );
+    };
+    let (new_key, source) = match replacement(&inv.resolver, state, &f.region, old).await {
+        Ok(r) => r,
+        Err(why) => return change(f, Status::Skipped, action, why),
+    };
+    if let Some(why) = refusal(inv, f, &new_key, source, apply && !trust_tags).await {
+        let mut ch = change(f, Status::Skipped, action, why);
+        ch.new_key = Some(new_key);
+        ch.source = Some(source);
+        return ch;
+    }
+    let client_key = (f.account.clone().unwrap_or_default(), f.region.clone());
+    let Some(c) = inv.clients.get(&client_key) else {
+        return change(f, Status::Skipped, action, "no client for this Region");
+    };
+    let mut ch = match f.resource_type {
+        ResourceType::S3Bucket => repoint_bucket(c, f, &new_key, apply).await,
+        ResourceType::DynamoDbTable => repoint_table(c, f, &new_key, apply).await,
+        ResourceType::RdsInstance | ResourceType::RdsCluster => {
+            rds_procedure(c, f, &new_key, stamp).await
+        }
+    };
+    ch.source = Some(source);
+    ch
+}
+
+/// Why the replacement must not be used: it is not compliant itself (the
+/// same judge as any resource's key), or, when `tags_not_trusted`, it is
+/// known only from a tag.
+async fn refusal(
+    inv: &Inventory,
+    f: &Finding,
+    new_key: &str,
+    source: ReplacementSource,
+    tags_not_trusted: bool,
+) -> Option<String> {
+    let target_region = region_of(new_key).unwrap_or(&f.region).to_string();
+    let facts = inv
+        .resolver
+        .resolve_for(f.account.as_deref(), &target_region, new_key)
+        .await;
+    let verdict = judge(
+        &Encryption::Kms {
+            key_ref: new_key.to_string(),
+        },
+        Some(facts.as_ref().map_err(String::as_str)),
+        &inv.policy,
+    );
+    if verdict.verdict != Verdict::Compliant {
+        return Some(format!(
+            "the replacement {new_key} is not compliant itself ({}: {}): fix it first",
+            verdict.reason.as_str(),
+            verdict.detail
+        ));
+    }
+    if tags_not_trusted && source == ReplacementSource::ReplacedByTag {
+        return Some(format!(
+            "the replacement {new_key} is known only from the byok:replaced-by tag, which anyone allowed kms:TagResource on the old key can write; this bastion has no record of the alias move. Check the key, then run with --trust-tags (or move the alias from this bastion)"
+        ));
+    }
+    None
 }
 
 /// Audit, then repoint (see the module documentation).

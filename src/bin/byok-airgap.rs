@@ -358,24 +358,7 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
         so_pin: a.trusted.so_pin().unwrap_or(PinSource::Prompt),
     };
     wrap::preflight(&req, &params, algorithm)?;
-    let fp = Fingerprint(params.wrapping_key_sha256());
-    eprintln!("KMS key:        {}", params.key_id);
-    eprintln!(
-        "Wrapping key:   RSA-{}, valid until {} ({} min left)",
-        params.wrapping_key_bits,
-        byok_ceremony::kms::rfc3339(params.valid_to),
-        params
-            .remaining(time::OffsetDateTime::now_utc())
-            .whole_minutes()
-    );
-    eprintln!("Algorithm:      {algorithm}   Key spec: {}", a.key_spec);
-    if let Some(w) = params.validity_warning(time::OffsetDateTime::now_utc()) {
-        eprintln!("warning: {w}");
-    }
-    eprintln!("Wrapping key SHA-256 (read this aloud and compare with the bastion):");
-    for line in fp.grouped().lines() {
-        eprintln!("    {line}");
-    }
+    show_wrapping_key(&params, algorithm, a.key_spec);
     let how = prompt::WrapConfirmation {
         expect_wrapping_key_sha256: a.expect_wrapping_key_sha256.clone(),
         terminal: std::io::stdin().is_terminal(),
@@ -393,36 +376,63 @@ fn cmd_wrap(a: WrapArgs) -> Result<ExitCode, Error> {
     let manifest = wrap::run(&req, &params, &bytes, algorithm, &confirmed, &mut |l| {
         note(l)
     })?;
-    if a.json {
+    print_wrapped(&manifest, &a.out, a.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the custodians compare before confirming: the KMS key, the
+/// wrapping key's size and expiry, and its fingerprint to read aloud.
+fn show_wrapping_key(
+    params: &byok_ceremony::kms::ImportParameters,
+    algorithm: byok_ceremony::kms::WrappingAlgorithm,
+    key_spec: byok_ceremony::kms::KeySpec,
+) {
+    let now = time::OffsetDateTime::now_utc();
+    eprintln!("KMS key:        {}", params.key_id);
+    eprintln!(
+        "Wrapping key:   RSA-{}, valid until {} ({} min left)",
+        params.wrapping_key_bits,
+        byok_ceremony::kms::rfc3339(params.valid_to),
+        params.remaining(now).whole_minutes()
+    );
+    eprintln!("Algorithm:      {algorithm}   Key spec: {key_spec}");
+    if let Some(w) = params.validity_warning(now) {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("Wrapping key SHA-256 (read this aloud and compare with the bastion):");
+    for line in Fingerprint(params.wrapping_key_sha256()).grouped().lines() {
+        eprintln!("    {line}");
+    }
+}
+
+/// The wrapped bundle: the manifest as JSON, or its check values for people.
+fn print_wrapped(manifest: &byok_ceremony::bundle::Manifest, out: &std::path::Path, json: bool) {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&manifest).expect("manifest serializes")
+            serde_json::to_string_pretty(manifest).expect("manifest serializes")
         );
-    } else {
-        println!(
-            "Wrapped {} key {:?} for {}",
-            manifest.key_spec, manifest.hsm_key.label, manifest.key_id
-        );
-        println!("  output:           {}", a.out.display());
-        if let Some(kcv) = &manifest.kcv {
-            println!("  key check value:  {kcv}");
-        }
-        if let Some(h) = &manifest.hmac_check {
-            println!("  {} check:  {}", h.mac_algorithm, h.mac_hex);
-        }
-        if let Some(pk) = &manifest.public_key {
-            use base64::Engine as _;
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(pk)
-                .unwrap_or_default();
-            println!("  public key SHA-256: {}", Fingerprint::of(&der).hex());
-        }
-        println!(
-            "Next: copy {} to the bastion and import it.",
-            a.out.display()
-        );
+        return;
     }
-    Ok(ExitCode::SUCCESS)
+    println!(
+        "Wrapped {} key {:?} for {}",
+        manifest.key_spec, manifest.hsm_key.label, manifest.key_id
+    );
+    println!("  output:           {}", out.display());
+    if let Some(kcv) = &manifest.kcv {
+        println!("  key check value:  {kcv}");
+    }
+    if let Some(h) = &manifest.hmac_check {
+        println!("  {} check:  {}", h.mac_algorithm, h.mac_hex);
+    }
+    if let Some(pk) = &manifest.public_key {
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(pk)
+            .unwrap_or_default();
+        println!("  public key SHA-256: {}", Fingerprint::of(&der).hex());
+    }
+    println!("Next: copy {} to the bastion and import it.", out.display());
 }
 
 fn cmd_probe(a: ProbeArgs, show_mechanisms: bool) -> Result<ExitCode, Error> {

@@ -189,72 +189,78 @@ fn parent(a: Args) -> Res<()> {
         let before = run_child("floor")?;
         let cer = run_child("ceremony")?;
         let after = run_child("floor")?;
-        let f = (before.total_s + after.total_s) * 1e3 / 2.0 / n as f64;
-        let r = cer.total_s * 1e3 / n as f64;
-        let tenth = (n / 10).max(1);
-        let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let per = &cer.per_key_ms;
-        eprintln!(
-            "N={n} floor split ms/key (before; after): {}",
-            [&before, &after]
-                .map(|m| m
-                    .phases
-                    .iter()
-                    .map(|(p, d, _)| format!("{p} {:.2}", d * 1e3 / n as f64))
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .join("; ")
-        );
-        println!(
-            "{n} | {f:.2} ({:.2}, {:.2}) | {r:.2} | {:.2} | {:.2} | {:.2}",
-            before.total_s * 1e3 / n as f64,
-            after.total_s * 1e3 / n as f64,
-            r / f,
-            avg(&per[..tenth.min(per.len())]),
-            avg(&per[per.len().saturating_sub(tenth)..])
-        );
+        print_row(n, &before, &after, &cer);
         splits.push((n, cer));
         if n == largest {
             verify(&dir, &card)?;
         }
     }
-    println!("\nwhere `ceremony run` spends its time (ms per key; phases nest: fsyncs are inside bundle writes and transcript appends):");
-    print!("phase");
-    for (n, _) in &splits {
-        print!(" | N={n}");
-    }
-    println!();
-    print!("---");
-    for _ in &splits {
-        print!("|---");
-    }
-    println!();
-    let names: Vec<String> = splits
-        .first()
-        .map(|(_, m)| m.phases.iter().map(|p| p.0.clone()).collect())
-        .unwrap_or_default();
-    for (i, name) in names.iter().enumerate() {
-        print!("{name}");
-        for (n, m) in &splits {
-            print!(
-                " | {:.2} ({}×)",
-                m.phases[i].1 * 1e3 / *n as f64,
-                m.phases[i].2
-            );
-        }
-        println!();
-    }
-    print!("total");
-    for (n, m) in &splits {
-        print!(" | {:.2}", m.total_s * 1e3 / *n as f64);
-    }
-    println!();
+    print_split(&splits);
     if a.keep {
         println!("kept {}", a.work.display());
     } else {
         let _ = std::fs::remove_dir_all(&a.work);
     }
     Ok(())
+}
+
+/// One row of the results table, and the floor's own split on stderr.
+fn print_row(n: usize, before: &Measured, after: &Measured, cer: &Measured) {
+    let f = (before.total_s + after.total_s) * 1e3 / 2.0 / n as f64;
+    let r = cer.total_s * 1e3 / n as f64;
+    let tenth = (n / 10).max(1);
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let per = &cer.per_key_ms;
+    let split = |m: &Measured| {
+        m.phases
+            .iter()
+            .map(|(p, d, _)| format!("{p} {:.2}", d * 1e3 / n as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!(
+        "N={n} floor split ms/key (before; after): {}; {}",
+        split(before),
+        split(after)
+    );
+    println!(
+        "{n} | {f:.2} ({:.2}, {:.2}) | {r:.2} | {:.2} | {:.2} | {:.2}",
+        before.total_s * 1e3 / n as f64,
+        after.total_s * 1e3 / n as f64,
+        r / f,
+        avg(&per[..tenth.min(per.len())]),
+        avg(&per[per.len().saturating_sub(tenth)..])
+    );
+}
+
+/// Where `ceremony run` spends its time, per phase and N.
+fn print_split(splits: &[(usize, Measured)]) {
+    println!("\nwhere `ceremony run` spends its time (ms per key; phases nest: fsyncs are inside bundle writes and transcript appends):");
+    let header: String = splits.iter().map(|(n, _)| format!(" | N={n}")).collect();
+    println!("phase{header}");
+    println!("---{}", "|---".repeat(splits.len()));
+    let names: Vec<String> = splits
+        .first()
+        .map(|(_, m)| m.phases.iter().map(|p| p.0.clone()).collect())
+        .unwrap_or_default();
+    for (i, name) in names.iter().enumerate() {
+        let cells: String = splits
+            .iter()
+            .map(|(n, m)| {
+                format!(
+                    " | {:.2} ({}×)",
+                    m.phases[i].1 * 1e3 / *n as f64,
+                    m.phases[i].2
+                )
+            })
+            .collect();
+        println!("{name}{cells}");
+    }
+    let totals: String = splits
+        .iter()
+        .map(|(n, m)| format!(" | {:.2}", m.total_s * 1e3 / *n as f64))
+        .collect();
+    println!("total{totals}");
 }
 
 /// A custodian card (a second token) and a 1-of-1 policy naming it.
@@ -368,44 +374,10 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
     let start = Instant::now();
     for i in 0..n {
         let t0 = Instant::now();
-        let (_, key_type, len) = spec_of(i);
-        let mechanism = if key_type == KeyType::AES {
-            Mechanism::AesKeyGen
-        } else {
-            Mechanism::GenericSecretKeyGen
-        };
-        let id = session.generate_random_vec(16)?;
-        let key = session.generate_key(
-            &mechanism,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(key_type),
-                Attribute::ValueLen(len.into()),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::Label(format!("floor-{i}").into_bytes()),
-                Attribute::Id(id),
-                Attribute::Sign(true),
-            ],
-        )?;
+        let key = floor_key(&session, i)?;
         generating += t0.elapsed();
         let t1 = Instant::now();
-        let public = &keys[i % keys.len()];
-        let wrapping = session.create_object(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::RSA),
-            Attribute::Token(false),
-            Attribute::Wrap(true),
-            Attribute::Modulus(public.n().to_bytes_be()),
-            Attribute::PublicExponent(public.e().to_bytes_be()),
-        ])?;
-        let blob = session.wrap_key(&oaep, wrapping, key)?;
-        session.destroy_object(wrapping)?;
-        if blob.len() != 256 {
-            return Err(format!("floor wrap gave {} bytes", blob.len()).into());
-        }
+        floor_wrap(&session, &oaep, &keys[i % keys.len()], key)?;
         wrapping_time += t1.elapsed();
         made.push(key);
         per_key.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -426,6 +398,59 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
         ),
     ];
     emit(total, per_key, phases)
+}
+
+/// Generate the floor's `i`-th persistent key (the ceremony's key types, in turn).
+fn floor_key(
+    session: &cryptoki::session::Session,
+    i: usize,
+) -> Res<cryptoki::object::ObjectHandle> {
+    let (_, key_type, len) = spec_of(i);
+    let mechanism = if key_type == KeyType::AES {
+        Mechanism::AesKeyGen
+    } else {
+        Mechanism::GenericSecretKeyGen
+    };
+    let id = session.generate_random_vec(16)?;
+    Ok(session.generate_key(
+        &mechanism,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(key_type),
+            Attribute::ValueLen(len.into()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+            Attribute::Label(format!("floor-{i}").into_bytes()),
+            Attribute::Id(id),
+            Attribute::Sign(true),
+        ],
+    )?)
+}
+
+/// Import the wrapping public key as a session object, wrap `key` under it
+/// with RSA-OAEP, destroy the public key.
+fn floor_wrap(
+    session: &cryptoki::session::Session,
+    oaep: &Mechanism,
+    public: &rsa::RsaPrivateKey,
+    key: cryptoki::object::ObjectHandle,
+) -> Res<()> {
+    let wrapping = session.create_object(&[
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::RSA),
+        Attribute::Token(false),
+        Attribute::Wrap(true),
+        Attribute::Modulus(public.n().to_bytes_be()),
+        Attribute::PublicExponent(public.e().to_bytes_be()),
+    ])?;
+    let blob = session.wrap_key(oaep, wrapping, key)?;
+    session.destroy_object(wrapping)?;
+    if blob.len() != 256 {
+        return Err(format!("floor wrap gave {} bytes", blob.len()).into());
+    }
+    Ok(())
 }
 
 fn emit(total: Duration, per_key_ms: Vec<f64>, phases: Vec<(String, f64, u64)>) -> Res<()> {

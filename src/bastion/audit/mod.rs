@@ -283,104 +283,143 @@ pub fn judge(
     key: Option<Result<&KeyFacts, &str>>,
     policy: &Policy,
 ) -> Judgement {
+    match judge_steps(encryption, key, policy) {
+        Ok(j) | Err(j) => j,
+    }
+}
+
+/// The judge's steps in order; each `Err` is a verdict reached early.
+fn judge_steps(
+    encryption: &Encryption,
+    key: Option<Result<&KeyFacts, &str>>,
+    policy: &Policy,
+) -> Result<Judgement, Judgement> {
+    let key_ref = customer_key_ref(encryption)?;
+    let k = resolved(key_ref, key)?;
+    not_aws_managed(k, key_ref)?;
+    not_replaced(k, key_ref)?;
+    usable(k, policy)?;
+    material(k, policy)
+}
+
+/// The KMS key a resource names, or the verdict when it names none.
+fn customer_key_ref(encryption: &Encryption) -> Result<&str, Judgement> {
     use Reason as R;
     use Verdict as V;
-    let key_ref = match encryption {
-        Encryption::None => return j(V::NonCompliant, R::Unencrypted, "not encrypted at rest"),
-        Encryption::ServiceOwned { what } => {
-            return j(
-                V::NonCompliant,
-                R::NotCustomerKey,
-                format!("encrypted with {what}, not a customer KMS key"),
-            )
-        }
-        Encryption::AwsManagedDefault { alias } => {
-            return j(
-                V::NonCompliant,
-                R::NotCustomerKey,
-                format!("encrypted with the AWS-managed key {alias}"),
-            )
-        }
-        Encryption::NotApplicable { why } => return j(V::NotApplicable, R::NotApplicable, why),
-        Encryption::Unreadable { why } => return j(V::Unknown, R::ResourceUnreadable, why),
-        Encryption::Kms { key_ref } => key_ref,
-    };
-    let k = match key {
-        None => {
-            return j(
-                V::Unknown,
-                R::KeyUnreadable,
-                format!("key {key_ref} was not resolved"),
-            )
-        }
-        Some(Err(why)) => {
-            return j(
-                V::Unknown,
-                R::KeyUnreadable,
-                format!("cannot describe key {key_ref}: {why}"),
-            )
-        }
-        Some(Ok(k)) => k,
-    };
-    if k.manager == "AWS" || key_ref.contains("alias/aws/") {
-        return j(
+    match encryption {
+        Encryption::None => Err(j(V::NonCompliant, R::Unencrypted, "not encrypted at rest")),
+        Encryption::ServiceOwned { what } => Err(j(
             V::NonCompliant,
             R::NotCustomerKey,
-            format!("{} is an AWS-managed key", k.arn),
-        );
+            format!("encrypted with {what}, not a customer KMS key"),
+        )),
+        Encryption::AwsManagedDefault { alias } => Err(j(
+            V::NonCompliant,
+            R::NotCustomerKey,
+            format!("encrypted with the AWS-managed key {alias}"),
+        )),
+        Encryption::NotApplicable { why } => Err(j(V::NotApplicable, R::NotApplicable, why)),
+        Encryption::Unreadable { why } => Err(j(V::Unknown, R::ResourceUnreadable, why)),
+        Encryption::Kms { key_ref } => Ok(key_ref),
     }
-    // A replaced key is KEY_REPLACED whatever its state: after `retire` it is
-    // disabled or pending deletion, and the fix is the same (repoint).
+}
+
+/// The key's facts, or UNKNOWN when it could not be described.
+fn resolved<'a>(
+    key_ref: &str,
+    key: Option<Result<&'a KeyFacts, &str>>,
+) -> Result<&'a KeyFacts, Judgement> {
+    match key {
+        None => Err(j(
+            Verdict::Unknown,
+            Reason::KeyUnreadable,
+            format!("key {key_ref} was not resolved"),
+        )),
+        Some(Err(why)) => Err(j(
+            Verdict::Unknown,
+            Reason::KeyUnreadable,
+            format!("cannot describe key {key_ref}: {why}"),
+        )),
+        Some(Ok(k)) => Ok(k),
+    }
+}
+
+fn not_aws_managed(k: &KeyFacts, key_ref: &str) -> Result<(), Judgement> {
+    if k.manager == "AWS" || key_ref.contains("alias/aws/") {
+        return Err(j(
+            Verdict::NonCompliant,
+            Reason::NotCustomerKey,
+            format!("{} is an AWS-managed key", k.arn),
+        ));
+    }
+    Ok(())
+}
+
+/// A replaced key is KEY_REPLACED whatever its state: after `retire` it is
+/// disabled or pending deletion, and the fix is the same (repoint).
+fn not_replaced(k: &KeyFacts, key_ref: &str) -> Result<(), Judgement> {
     let state_note = match k.state.as_str() {
         "Enabled" => String::new(),
         other => format!("; it is {other}"),
     };
     if let Some(new) = &k.replaced_by {
-        return j(
-            V::NonCompliant,
-            R::KeyReplaced,
+        return Err(j(
+            Verdict::NonCompliant,
+            Reason::KeyReplaced,
             format!(
                 "{} was replaced by {new} (tag byok:replaced-by){state_note}",
                 k.arn
             ),
-        );
+        ));
     }
     if !is_alias_ref(key_ref) && k.aliases.is_empty() && k.aliases_unreadable.is_none() {
         if let Some(at) = &k.alias_moved_at {
-            return j(
-                V::NonCompliant,
-                R::KeyReplaced,
+            return Err(j(
+                Verdict::NonCompliant,
+                Reason::KeyReplaced,
                 format!(
                     "the resource pins {} by ID, and no alias points to it since an alias moved at {at}{state_note}",
                     k.arn
                 ),
-            );
+            ));
         }
     }
+    Ok(())
+}
+
+/// Enabled, with material, and EXTERNAL where the policy requires it.
+fn usable(k: &KeyFacts, policy: &Policy) -> Result<(), Judgement> {
     match k.state.as_str() {
         "Enabled" => {}
         "PendingImport" => {
-            return j(
-                V::NonCompliant,
-                R::MaterialMissing,
+            return Err(j(
+                Verdict::NonCompliant,
+                Reason::MaterialMissing,
                 format!("{} has no key material (PendingImport)", k.arn),
-            )
+            ))
         }
         other => {
-            return j(
-                V::NonCompliant,
-                R::KeyDisabledOrPendingDeletion,
+            return Err(j(
+                Verdict::NonCompliant,
+                Reason::KeyDisabledOrPendingDeletion,
                 format!("{} is {other}", k.arn),
-            )
+            ))
         }
     }
     if policy.require_external && k.origin != "EXTERNAL" {
-        return j(
-            V::NonCompliant,
-            R::NotExternal,
+        return Err(j(
+            Verdict::NonCompliant,
+            Reason::NotExternal,
             format!("{} has Origin {}, not EXTERNAL", k.arn, k.origin),
-        );
+        ));
     }
+    Ok(())
+}
+
+/// The material's age under the policy (the same rule as `status`).
+fn material(k: &KeyFacts, policy: &Policy) -> Result<Judgement, Judgement> {
+    use Reason as R;
+    use Verdict as V;
     let (v, _, detail) = status::judge(
         &k.state,
         k.material_since,
@@ -390,46 +429,46 @@ pub fn judge(
     );
     let since = match (v, k.material_since) {
         (status::Verdict::OutOfPolicy, _) => {
-            return j(
+            return Err(j(
                 V::NonCompliant,
                 R::MaterialTooOld,
                 format!("{}: {detail} (age from {})", k.arn, k.age_source),
-            )
+            ))
         }
         (status::Verdict::PendingImport, _) => {
-            return j(
+            return Err(j(
                 V::NonCompliant,
                 R::MaterialMissing,
                 format!("{}: {detail}", k.arn),
-            )
+            ))
         }
         (status::Verdict::NotEnabled, _) => {
-            return j(
+            return Err(j(
                 V::NonCompliant,
                 R::KeyDisabledOrPendingDeletion,
                 format!("{}: {detail}", k.arn),
-            )
+            ))
         }
         (_, None) => {
-            return j(
+            return Err(j(
                 V::Unknown,
                 R::MaterialAgeUnknown,
                 format!("{}: material age unknown", k.arn),
-            )
+            ))
         }
         (_, Some(since)) => since,
     };
     if let Some(why) = &k.tags_unreadable {
-        return j(
+        return Err(j(
             V::Unknown,
             R::TagsUnreadable,
             format!(
                 "{} is EXTERNAL and in policy, but whether it was replaced is unknown: {why}",
                 k.arn
             ),
-        );
+        ));
     }
-    j(
+    Ok(j(
         V::Compliant,
         R::CompliantKey,
         format!(
@@ -437,7 +476,7 @@ pub fn judge(
             k.arn,
             (policy.now - since).whole_days()
         ),
-    )
+    ))
 }
 
 /// One resource's result.
@@ -920,149 +959,37 @@ pub async fn inventory(
     profile: Option<&str>,
     opts: &AuditOptions,
 ) -> Result<Inventory, BastionError> {
-    let mut names = opts.regions.clone();
-    if names.is_empty() {
-        names.push(regions.default_region().await?.region.clone());
-    }
-    names.sort();
-    names.dedup();
-    for r in &names {
-        // Validates the name, connects KMS (and prints its endpoint).
-        regions.region(r).await?;
-    }
+    let names = audit_regions(&regions, opts).await?;
     let scopes = accounts::scopes(regions.clone(), profile, &names[0], &opts.accounts).await?;
     let stop = super::batch::StopFlag::on_signals()?;
-    let mut all_clients = BTreeMap::new();
-    let mut assumed = BTreeMap::new();
-    let mut pending: Vec<(Option<String>, Pending)> = Vec::new();
-    for scope in &scopes {
-        let label = scope.account.clone().unwrap_or_default();
-        if let Some(why) = &scope.failed {
-            for r in &names {
-                for (kind, what) in [
-                    (ResourceType::S3Bucket, "buckets"),
-                    (ResourceType::DynamoDbTable, "tables"),
-                    (ResourceType::RdsInstance, "DB instances"),
-                    (ResourceType::RdsCluster, "DB clusters"),
-                ] {
-                    pending.push((
-                        scope.account.clone(),
-                        Pending::Done(listing_failed(kind, r, what, why.clone())),
-                    ));
-                }
-            }
-            continue;
-        }
-        if let Some(a) = &scope.account {
-            assumed.insert(a.clone(), scope.kms.clone());
-        }
-        let mut clients = BTreeMap::new();
-        for r in &names {
-            let c = Arc::new(
-                ServiceClients::connect_as(
-                    r,
-                    profile,
-                    scope.credentials.clone(),
-                    scope.account.clone(),
-                )
-                .await?,
-            );
-            all_clients.insert((label.clone(), r.clone()), c.clone());
-            clients.insert(r.clone(), c);
-        }
-        let clients = Arc::new(clients);
-        let tag = |p: Vec<Pending>| {
-            p.into_iter()
-                .map(|p| (scope.account.clone(), p))
-                .collect::<Vec<_>>()
-        };
-        pending.extend(tag(s3::list(&clients, opts.jobs, &stop).await));
-        for c in clients.values() {
-            pending.extend(tag(dynamodb::list(c).await));
-            pending.extend(tag(rds::list(c).await));
-        }
-        if pending.len() >= 50 {
-            eprintln!(
-                "{} resource(s) listed{}",
-                pending.len(),
-                scope
-                    .account
-                    .as_deref()
-                    .map(|a| format!(" (through account {a})"))
-                    .unwrap_or_default()
-            );
-        }
-    }
+    let listed = list_all(&scopes, &names, profile, opts.jobs, &stop).await?;
     let policy = Policy {
         max_age_days: opts.max_age_days,
         require_external: opts.require_external,
         now: OffsetDateTime::now_utc(),
     };
-    let resolver = Arc::new(KeyResolver::with_accounts(regions, assumed));
-    let total = pending.len();
-    let clients = Arc::new(all_clients);
-    let findings = super::batch::map_bounded(
-        pending,
+    let resolver = Arc::new(KeyResolver::with_accounts(regions, listed.assumed));
+    let clients = Arc::new(listed.clients);
+    let mut findings = judge_all(
+        listed.pending,
+        clients.clone(),
+        resolver.clone(),
+        policy,
         opts.jobs,
-        |(account, p)| {
-            let (clients, resolver) = (clients.clone(), resolver.clone());
-            async move {
-                let label = account.clone().unwrap_or_default();
-                let r = match p {
-                    Pending::Done(r) => r,
-                    Pending::S3Bucket { name, region } => {
-                        match clients.get(&(label, region.clone())) {
-                            Some(c) => s3::describe(c, &name).await,
-                            None => s3::outside(&name, &region),
-                        }
-                    }
-                    Pending::DynamoDbTable { name, region } => {
-                        match clients.get(&(label, region.clone())) {
-                            Some(c) => dynamodb::describe(c, &name).await,
-                            None => listing_failed(
-                                ResourceType::DynamoDbTable,
-                                &region,
-                                "tables",
-                                "no client".into(),
-                            ),
-                        }
-                    }
-                };
-                finding(account, &r, &resolver, &policy).await
-            }
-        },
-        |done, _| {
-            if total >= 50 && done % 50 == 0 {
-                eprintln!("[{done}/{total}] resources judged");
-            }
-        },
-        |(a, p)| unjudged(a, p, "internal error: the task panicked"),
         &stop,
-        |(a, p)| {
-            unjudged(
-                a,
-                p,
-                "not judged: interrupted before its turn; run the audit again",
-            )
-        },
     )
     .await;
-    let mut findings = findings;
     findings.sort_by(|a, b| {
-        (
-            a.verdict,
-            a.resource_type,
-            &a.account,
-            &a.region,
-            &a.resource,
-        )
-            .cmp(&(
-                b.verdict,
-                b.resource_type,
-                &b.account,
-                &b.region,
-                &b.resource,
-            ))
+        let key = |f: &Finding| {
+            (
+                f.verdict,
+                f.resource_type,
+                f.account.clone(),
+                f.region.clone(),
+                f.resource.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
     });
     Ok(Inventory {
         report: Report {
@@ -1079,6 +1006,164 @@ pub async fn inventory(
         resolver,
         policy,
     })
+}
+
+/// The Regions to audit (sorted, deduplicated; default: the configured
+/// one), each checked and its KMS client connected.
+async fn audit_regions(
+    regions: &Regions,
+    opts: &AuditOptions,
+) -> Result<Vec<String>, BastionError> {
+    let mut names = opts.regions.clone();
+    if names.is_empty() {
+        names.push(regions.default_region().await?.region.clone());
+    }
+    names.sort();
+    names.dedup();
+    for r in &names {
+        // Validates the name, connects KMS (and prints its endpoint).
+        regions.region(r).await?;
+    }
+    Ok(names)
+}
+
+/// What listing every account and Region found.
+struct Listed {
+    /// Service clients by (account label, Region).
+    clients: BTreeMap<(String, String), Arc<ServiceClients>>,
+    /// KMS clients of assumed accounts.
+    assumed: BTreeMap<String, Arc<Regions>>,
+    /// Resources to describe and judge, with their account.
+    pending: Vec<(Option<String>, Pending)>,
+}
+
+/// List every account's buckets, tables and databases in every Region; an
+/// account whose role could not be assumed gets UNKNOWN listings.
+async fn list_all(
+    scopes: &[accounts::Scope],
+    names: &[String],
+    profile: Option<&str>,
+    jobs: usize,
+    stop: &super::batch::StopFlag,
+) -> Result<Listed, BastionError> {
+    let mut listed = Listed {
+        clients: BTreeMap::new(),
+        assumed: BTreeMap::new(),
+        pending: Vec::new(),
+    };
+    for scope in scopes {
+        let label = scope.account.clone().unwrap_or_default();
+        let tag = |p: Pending| (scope.account.clone(), p);
+        if let Some(why) = &scope.failed {
+            for r in names {
+                for (kind, what) in [
+                    (ResourceType::S3Bucket, "buckets"),
+                    (ResourceType::DynamoDbTable, "tables"),
+                    (ResourceType::RdsInstance, "DB instances"),
+                    (ResourceType::RdsCluster, "DB clusters"),
+                ] {
+                    let failed = listing_failed(kind, r, what, why.clone());
+                    listed.pending.push(tag(Pending::Done(failed)));
+                }
+            }
+            continue;
+        }
+        if let Some(a) = &scope.account {
+            listed.assumed.insert(a.clone(), scope.kms.clone());
+        }
+        let mut clients = BTreeMap::new();
+        for r in names {
+            let creds = scope.credentials.clone();
+            let c = ServiceClients::connect_as(r, profile, creds, scope.account.clone()).await?;
+            let c = Arc::new(c);
+            listed.clients.insert((label.clone(), r.clone()), c.clone());
+            clients.insert(r.clone(), c);
+        }
+        let clients = Arc::new(clients);
+        listed
+            .pending
+            .extend(s3::list(&clients, jobs, stop).await.into_iter().map(tag));
+        for c in clients.values() {
+            listed
+                .pending
+                .extend(dynamodb::list(c).await.into_iter().map(tag));
+            listed
+                .pending
+                .extend(rds::list(c).await.into_iter().map(tag));
+        }
+        if listed.pending.len() >= 50 {
+            let through = scope
+                .account
+                .as_deref()
+                .map(|a| format!(" (through account {a})"))
+                .unwrap_or_default();
+            eprintln!("{} resource(s) listed{through}", listed.pending.len());
+        }
+    }
+    Ok(listed)
+}
+
+/// Describe and judge every listed resource, `jobs` at a time.
+async fn judge_all(
+    pending: Vec<(Option<String>, Pending)>,
+    clients: Arc<BTreeMap<(String, String), Arc<ServiceClients>>>,
+    resolver: Arc<KeyResolver>,
+    policy: Policy,
+    jobs: usize,
+    stop: &super::batch::StopFlag,
+) -> Vec<Finding> {
+    let total = pending.len();
+    super::batch::map_bounded(
+        pending,
+        jobs,
+        |(account, p)| {
+            let (clients, resolver) = (clients.clone(), resolver.clone());
+            async move {
+                let label = account.clone().unwrap_or_default();
+                let r = describe(&clients, label, p).await;
+                finding(account, &r, &resolver, &policy).await
+            }
+        },
+        |done, _| {
+            if total >= 50 && done % 50 == 0 {
+                eprintln!("[{done}/{total}] resources judged");
+            }
+        },
+        |(a, p)| unjudged(a, p, "internal error: the task panicked"),
+        stop,
+        |(a, p)| {
+            unjudged(
+                a,
+                p,
+                "not judged: interrupted before its turn; run the audit again",
+            )
+        },
+    )
+    .await
+}
+
+/// Describe one listed resource with its account's client for its Region.
+async fn describe(
+    clients: &BTreeMap<(String, String), Arc<ServiceClients>>,
+    label: String,
+    p: Pending,
+) -> Resource {
+    match p {
+        Pending::Done(r) => r,
+        Pending::S3Bucket { name, region } => match clients.get(&(label, region.clone())) {
+            Some(c) => s3::describe(c, &name).await,
+            None => s3::outside(&name, &region),
+        },
+        Pending::DynamoDbTable { name, region } => match clients.get(&(label, region.clone())) {
+            Some(c) => dynamodb::describe(c, &name).await,
+            None => listing_failed(
+                ResourceType::DynamoDbTable,
+                &region,
+                "tables",
+                "no client".into(),
+            ),
+        },
+    }
 }
 
 async fn finding(
