@@ -47,8 +47,27 @@ type Case = (
     Reason,
 );
 
+/// Judge every case and check its verdict, reason, detail and remediation.
+fn check(cases: Vec<Case>) {
+    for (name, enc, key, verdict, reason) in cases {
+        let got = judge(
+            &enc,
+            key.as_ref().map(|k| k.as_ref().map_err(|e| *e)),
+            &policy(),
+        );
+        assert_eq!(
+            (got.verdict, got.reason),
+            (verdict, reason),
+            "{name}: {}",
+            got.detail
+        );
+        assert!(!got.detail.is_empty(), "{name}");
+        assert!(reason.remediation().ends_with('.'), "{name}");
+    }
+}
+
 #[test]
-fn verdict_table() {
+fn verdicts_of_what_resources_name() {
     let by_id = kms("arn:aws:kms:eu-west-1:111122223333:key/k1");
     let by_alias = kms("alias/orders-prod");
     let with = |f: fn(&mut KeyFacts)| {
@@ -56,7 +75,7 @@ fn verdict_table() {
         f(&mut k);
         k
     };
-    let cases: Vec<Case> = vec![
+    check(vec![
         (
             "compliant by ID",
             by_id.clone(),
@@ -126,6 +145,19 @@ fn verdict_table() {
             Verdict::NonCompliant,
             Reason::MaterialTooOld,
         ),
+    ]);
+}
+
+#[test]
+fn verdicts_of_key_states_and_replacement() {
+    let by_id = kms("arn:aws:kms:eu-west-1:111122223333:key/k1");
+    let by_alias = kms("alias/orders-prod");
+    let with = |f: fn(&mut KeyFacts)| {
+        let mut k = good();
+        f(&mut k);
+        k
+    };
+    check(vec![
         (
             "expired material",
             by_id.clone(),
@@ -204,6 +236,18 @@ fn verdict_table() {
             Verdict::Compliant,
             Reason::CompliantKey,
         ),
+    ]);
+}
+
+#[test]
+fn verdicts_of_material_age_and_unreadable_facts() {
+    let by_id = kms("arn:aws:kms:eu-west-1:111122223333:key/k1");
+    let with = |f: fn(&mut KeyFacts)| {
+        let mut k = good();
+        f(&mut k);
+        k
+    };
+    check(vec![
         // No alias ever (no tag): a key used by ID from the start is not "replaced".
         (
             "pinned by ID, never aliased",
@@ -265,22 +309,7 @@ fn verdict_table() {
             Verdict::NotApplicable,
             Reason::NotApplicable,
         ),
-    ];
-    for (name, enc, key, verdict, reason) in cases {
-        let got = judge(
-            &enc,
-            key.as_ref().map(|k| k.as_ref().map_err(|e| *e)),
-            &policy(),
-        );
-        assert_eq!(
-            (got.verdict, got.reason),
-            (verdict, reason),
-            "{name}: {}",
-            got.detail
-        );
-        assert!(!got.detail.is_empty(), "{name}");
-        assert!(reason.remediation().ends_with('.'), "{name}");
-    }
+    ]);
 }
 
 #[test]
