@@ -10,8 +10,8 @@
 //! never overwritten) and the directory fsynced; files are read with
 //! `O_NOFOLLOW`, so a symlink planted in the directory is refused.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -175,36 +175,17 @@ impl StateDir {
             problem: e.to_string(),
         })?;
         json.push(b'\n');
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let tmp = dir.join(format!(
-            ".{name}.partial-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            f.write_all(&json).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-            // A hard link never replaces an existing name (nor follows a symlink there).
-            std::fs::hard_link(&tmp, &path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    StateError::Exists(path.clone())
-                } else {
-                    io(&path)(e)
-                }
-            })
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        written?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
+        crate::bundle::output::write_new_file_mode(&path, &json, 0o600).map_err(|e| match e {
+            crate::bundle::OutputError::Exists(p) => StateError::Exists(p),
+            crate::bundle::OutputError::Io { path, source } => StateError::Io {
+                path,
+                error: source,
+            },
+            other => StateError::Io {
+                path: dir.clone(),
+                error: std::io::Error::other(other.to_string()),
+            },
+        })?;
         Ok(path)
     }
 

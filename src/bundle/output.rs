@@ -140,24 +140,37 @@ impl Drop for AtomicDir {
 /// fsynced, and are linked into place, which fails if `path` exists: nothing
 /// is ever overwritten. The directory is fsynced afterwards.
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_new_file_mode(path, bytes, 0o644)
+}
+
+/// [`write_new_file`] with the file's permission bits (the bastion's state
+/// files are 0600). The temporary name carries the process ID and a
+/// per-process sequence number, so concurrent writers never share one.
+pub fn write_new_file_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), OutputError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = parent_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
     // A leftover from an earlier process with our PID is ours to replace.
     if fs::symlink_metadata(&temp).is_ok_and(|m| m.file_type().is_file()) {
         fs::remove_file(&temp).map_err(io(&temp))?;
     }
     let result = (|| {
+        // create_new (O_EXCL) never opens through a symlink.
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(mode)
             .open(&temp)
             .map_err(io(&temp))?;
         f.write_all(bytes).map_err(io(&temp))?;
         fsync(&f).map_err(io(&temp))?;
+        // A hard link never replaces an existing name (nor follows a symlink there).
         fs::hard_link(&temp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 OutputError::Exists(path.to_path_buf())
