@@ -1,5 +1,5 @@
 //! `byok-bastion`'s commands: their arguments, the rules between them
-//! ([`UsageError`](super::errors::UsageError), table-tested), and what each
+//! ([`UsageError`], table-tested), and what each
 //! runs. The binary only parses the command line and calls these.
 
 mod alias;
