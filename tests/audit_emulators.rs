@@ -339,6 +339,31 @@ fn audit_judges_buckets_tables_and_databases() {
         "KEY_UNREADABLE",
     );
     assert_eq!(verdicts.len(), 8, "{verdicts:#?}");
+    // --allow-kms-generated: the bucket on the KMS-generated key is no longer
+    // NOT_EXTERNAL; nothing else changes verdict.
+    let o = p
+        .bastion()
+        .args(["audit", "--json", "--allow-kms-generated"])
+        .output()
+        .unwrap();
+    let relaxed: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(&o)));
+    for f in relaxed["findings"].as_array().unwrap() {
+        let key = (
+            f["resource_type"].as_str().unwrap().to_string(),
+            f["resource"].as_str().unwrap().to_string(),
+        );
+        if key.1 == "tmp-on-generated-key" {
+            assert_ne!(f["reason"], "NOT_EXTERNAL", "{f}");
+        } else {
+            assert!(
+                verdicts.iter().any(|v| (v.0.clone(), v.1.clone()) == key
+                    && f["verdict"] == v.2.as_str()
+                    && f["reason"] == v.3.as_str()),
+                "{f}"
+            );
+        }
+    }
     // The JSON shape: summary counts, and per finding the key and what to do.
     assert_eq!(
         v["summary"],

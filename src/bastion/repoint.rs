@@ -144,6 +144,10 @@ pub struct RepointArgs {
     /// replacement key first.
     #[arg(long)]
     pub trust_tags: bool,
+    /// Accept resources (and replacement keys) whose customer key has
+    /// KMS-generated material (Origin AWS_KMS), as `audit --allow-kms-generated`.
+    #[arg(long)]
+    pub allow_kms_generated: bool,
     /// Which accounts.
     #[command(flatten)]
     pub accounts: super::audit::accounts::AccountArgs,
@@ -917,7 +921,7 @@ pub async fn repoint(
             regions: args.regions.clone(),
             max_age_days: args.max_age_days,
             jobs: usize::from(args.jobs),
-            require_external: true,
+            require_external: !args.allow_kms_generated,
             accounts: args.accounts.clone(),
         },
     )

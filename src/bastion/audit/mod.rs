@@ -1317,6 +1317,10 @@ pub struct AuditArgs {
     /// and Region), and archive earlier ones of resources no longer seen.
     #[arg(long)]
     pub security_hub: bool,
+    /// Accept customer keys whose material KMS generated (Origin AWS_KMS):
+    /// by default only imported (EXTERNAL) material is compliant.
+    #[arg(long)]
+    pub allow_kms_generated: bool,
     /// Which accounts.
     #[command(flatten)]
     pub accounts: accounts::AccountArgs,
@@ -1364,7 +1368,7 @@ pub async fn main(
             regions: args.regions.clone(),
             max_age_days: args.max_age_days,
             jobs: usize::from(args.jobs),
-            require_external: true,
+            require_external: !args.allow_kms_generated,
             accounts: args.accounts.clone(),
         },
     )
