@@ -9,74 +9,10 @@ mod localstack;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
 use localstack::*;
-
-/// scripts/latency-proxy.py in front of LocalStack, killed when dropped.
-struct Proxy {
-    child: Child,
-    port: u16,
-    counts: PathBuf,
-}
-
-impl Proxy {
-    fn start(ls: &LocalStack, dir: &Path, args: &[&str]) -> Proxy {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = ls
-            .endpoint()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
-        let counts = dir.join("proxy-counts.json");
-        let mut child = Command::new("python3")
-            .arg(root.join("scripts/latency-proxy.py"))
-            .args(["--target-port", &target, "--counts"])
-            .arg(&counts)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("proxy said {line:?}"));
-        Proxy {
-            child,
-            port,
-            counts,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// `section` (requests, forwarded, faults) → operation → count.
-    fn count(&self, section: &str, op: &str) -> u64 {
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&self.counts).unwrap()).unwrap();
-        v[section][op].as_u64().unwrap_or(0)
-    }
-
-    fn counts(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(&self.counts).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A signed ceremony directory of `n` HMAC bundles (one HSM key, `n` KMS keys).
 fn ceremony_of(ls: &LocalStack, hsm: &SoftHsm, n: usize) -> (PathBuf, PathBuf) {
@@ -171,7 +107,7 @@ fn sigint_mid_batch_stops_cleanly_and_a_rerun_finishes() {
     let hsm = SoftHsm::new("batch-sigint");
     let (out, policy) = ceremony_of(&ls, &hsm, 30);
     // 150 ms per request, two at a time: the batch takes seconds, time to interrupt it.
-    let proxy = Proxy::start(&ls, hsm.dir.path(), &["--delay-ms", "150"]);
+    let proxy = Proxy::start(&ls.endpoint(), hsm.dir.path(), &["--delay-ms", "150"]);
     let mut child = ls
         .bastion()
         .args(["--endpoint-url", &proxy.url()])
@@ -245,7 +181,7 @@ fn throttling_server_errors_and_dropped_connections_import_each_bundle_once() {
     let hsm = SoftHsm::new("batch-faults");
     let (out, policy) = ceremony_of(&ls, &hsm, 50);
     let proxy = Proxy::start(
-        &ls,
+        &ls.endpoint(),
         hsm.dir.path(),
         &[
             "--delay-ms",

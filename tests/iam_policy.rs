@@ -11,74 +11,19 @@ mod common;
 mod localstack;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::*;
 use localstack::*;
 use serde_json::Value;
 
-/// The logging proxy in front of LocalStack, killed when dropped.
-struct Recorder {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Recorder {
-    /// Relay to `endpoint`, appending to `dir/requests.jsonl`.
-    fn start(endpoint: &str, dir: &Path, faults: &[&str]) -> Recorder {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = endpoint
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
-        let log = dir.join("requests.jsonl");
-        let mut child = Command::new("python3")
-            .arg(root.join("scripts/latency-proxy.py"))
-            .args(["--target-port", &target, "--delay-ms", "0", "--log"])
-            .arg(&log)
-            .args(faults)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("proxy said {line:?}"));
-        Recorder { child, port, log }
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The estate under test: what the commands created, and who sent what.
 struct Estate<'a> {
     ls: &'a LocalStack,
     /// In front of LocalStack (KMS, S3).
-    rec: Recorder,
+    rec: Proxy,
     /// In front of moto (DynamoDB, RDS), logging to the same file.
-    moto_rec: Recorder,
+    moto_rec: Proxy,
     sent: Vec<(&'static str, Value)>,
 }
 
@@ -93,7 +38,7 @@ impl Estate<'_> {
     /// sends requests that the role must be allowed to send).
     fn attempt(&mut self, role: &'static str, args: &[&str]) -> Output {
         let before = self.rec.requests().len();
-        let url = |r: &Recorder| format!("http://127.0.0.1:{}", r.port);
+        let url = |r: &Proxy| format!("http://127.0.0.1:{}", r.port);
         let mut c = self.ls.bastion();
         c.env_remove("AWS_ENDPOINT_URL");
         for service in ["KMS", "S3"] {
@@ -415,8 +360,8 @@ fn every_request_of_every_role_is_allowed_by_its_printed_policy_and_nothing_more
     // The first two ImportKeyMaterial responses (HMAC, RSA) are lost after
     // KMS applied them: the importer's re-checks (GenerateMac, GetPublicKey)
     // are part of what it must be allowed.
-    let moto_rec = Recorder::start(&moto.var("AWS_ENDPOINT_URL_RDS"), hsm.dir.path(), &[]);
-    let rec = Recorder::start(
+    let moto_rec = Proxy::start(&moto.var("AWS_ENDPOINT_URL_RDS"), hsm.dir.path(), &[]);
+    let rec = Proxy::start(
         &ls.endpoint(),
         hsm.dir.path(),
         &[

@@ -2,8 +2,9 @@
 //! bastion test binary with `#[path]`).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use super::common::*;
 
@@ -225,5 +226,90 @@ impl Drop for Moto {
             .arg(root.join("scripts/moto/stop.sh"))
             .env("BYOK_MOTO_STATE", self.state.path())
             .output();
+    }
+}
+
+/// scripts/latency-proxy.py on loopback in front of `endpoint` (LocalStack or
+/// moto), counting requests per operation and logging each one; killed
+/// when dropped.
+pub struct Proxy {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    counts: PathBuf,
+    log: PathBuf,
+}
+
+impl Proxy {
+    /// Start it with `args` (`--delay-ms`, `--fault …`); counts and the
+    /// request log go to files in `dir` (the log is shared by every proxy
+    /// of `dir`, in the order requests arrive).
+    pub fn start(endpoint: &str, dir: &Path, args: &[&str]) -> Proxy {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = endpoint
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let counts = dir.join(format!("proxy-counts-{n}.json"));
+        let log = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(root.join("scripts/latency-proxy.py"))
+            .args(["--target-port", &target, "--counts"])
+            .arg(&counts)
+            .arg("--log")
+            .arg(&log)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("proxy said {line:?}"));
+        Proxy {
+            child,
+            port,
+            counts,
+            log,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `section` (requests, forwarded, faults) → operation → count.
+    pub fn count(&self, section: &str, op: &str) -> u64 {
+        self.counts()[section][op].as_u64().unwrap_or(0)
+    }
+
+    /// The whole counts file.
+    pub fn counts(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&self.counts).unwrap()).unwrap()
+    }
+
+    /// Every request logged in this proxy's directory so far.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
