@@ -917,13 +917,13 @@ pub async fn repoint(
     let inv = inventory(
         regions,
         profile,
-        &AuditOptions {
-            regions: args.regions.clone(),
-            max_age_days: args.max_age_days,
-            jobs: usize::from(args.jobs),
-            require_external: !args.allow_kms_generated,
-            accounts: args.accounts.clone(),
-        },
+        &AuditOptions::of(
+            &args.regions,
+            args.max_age_days,
+            args.jobs,
+            args.allow_kms_generated,
+            &args.accounts,
+        ),
     )
     .await?;
     Ok(repoint_inventory(&inv, state, args.apply, args.trust_tags).await)

@@ -930,6 +930,25 @@ pub struct AuditOptions {
     pub accounts: accounts::AccountArgs,
 }
 
+impl AuditOptions {
+    /// The options `audit` and `repoint` take from their command lines.
+    pub fn of(
+        regions: &[String],
+        max_age_days: i64,
+        jobs: u16,
+        allow_kms_generated: bool,
+        accounts: &accounts::AccountArgs,
+    ) -> Self {
+        AuditOptions {
+            regions: regions.to_vec(),
+            max_age_days,
+            jobs: usize::from(jobs),
+            require_external: !allow_kms_generated,
+            accounts: accounts.clone(),
+        }
+    }
+}
+
 /// An audit with what it used: the per-Region clients and the key cache, so
 /// that `repoint` can act on the findings without listing or resolving again.
 pub struct Inventory {
@@ -1364,13 +1383,13 @@ pub async fn main(
     let mut inv = inventory(
         regions,
         profile,
-        &AuditOptions {
-            regions: args.regions.clone(),
-            max_age_days: args.max_age_days,
-            jobs: usize::from(args.jobs),
-            require_external: !args.allow_kms_generated,
-            accounts: args.accounts.clone(),
-        },
+        &AuditOptions::of(
+            &args.regions,
+            args.max_age_days,
+            args.jobs,
+            args.allow_kms_generated,
+            &args.accounts,
+        ),
     )
     .await?;
     // A Security Hub failure is reported after the audit's own output.
