@@ -28,7 +28,7 @@ use aws_sdk_s3::types::{
 use serde::Serialize;
 
 use super::audit::{
-    inventory, judge, AuditOptions, Encryption, Finding, Inventory, KeyResolver, Reason,
+    inventory, judge, sdk_error, AuditOptions, Encryption, Finding, Inventory, KeyResolver, Reason,
     ResourceType, ServiceClients, Verdict,
 };
 use super::client::key_id_of;
@@ -421,36 +421,6 @@ fn change(f: &Finding, status: Status, action: &str, detail: impl Into<String>) 
     }
 }
 
-fn s3_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
-    match e.code() {
-        Some(c) => format!("S3 {op}: {c}: {}", e.message().unwrap_or("")),
-        None => format!(
-            "S3 {op}: no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
-
-fn ddb_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
-    match e.code() {
-        Some(c) => format!("DynamoDB {op}: {c}: {}", e.message().unwrap_or("")),
-        None => format!(
-            "DynamoDB {op}: no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
-
-fn rds_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
-    match e.code() {
-        Some(c) => format!("RDS {op}: {c}: {}", e.message().unwrap_or("")),
-        None => format!(
-            "RDS {op}: no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
-
 /// The bucket's default-encryption rule as the audit reads it.
 struct BucketRule {
     algorithm: ServerSideEncryption,
@@ -482,7 +452,7 @@ async fn bucket_rule(c: &ServiceClients, bucket: &str) -> Result<Option<BucketRu
                     })
             })),
         Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => Ok(None),
-        Err(e) => Err(s3_error("GetBucketEncryption", e)),
+        Err(e) => Err(sdk_error("S3", "GetBucketEncryption", &e)),
     }
 }
 
@@ -543,7 +513,7 @@ async fn repoint_bucket(c: &ServiceClients, f: &Finding, new_key: &str, apply: b
         ch.status = Status::Failed;
         ch.detail = format!(
             "{}; the bucket keeps its old key",
-            s3_error("PutBucketEncryption", e)
+            sdk_error("S3", "PutBucketEncryption", &e)
         );
         return ch;
     }
@@ -612,7 +582,7 @@ async fn table_sse(c: &ServiceClients, table: &str) -> Result<serde_json::Value,
         .table_name(table)
         .send()
         .await
-        .map_err(|e| ddb_error("DescribeTable", e))?;
+        .map_err(|e| sdk_error("DynamoDB", "DescribeTable", &e))?;
     let sse = r.table().and_then(|t| t.sse_description());
     Ok(serde_json::json!({
         "SSEType": sse.and_then(|s| s.sse_type()).map(SseType::as_str),
@@ -663,7 +633,7 @@ async fn repoint_table(c: &ServiceClients, f: &Finding, new_key: &str, apply: bo
         ch.status = Status::Failed;
         ch.detail = format!(
             "{}; the table keeps its old key",
-            ddb_error("UpdateTable", e)
+            sdk_error("DynamoDB", "UpdateTable", &e)
         );
         return ch;
     }
@@ -738,7 +708,7 @@ async fn instance_shape(c: &ServiceClients, id: &str) -> Result<InstanceShape, S
         .db_instance_identifier(id)
         .send()
         .await
-        .map_err(|e| rds_error("DescribeDBInstances", e))?;
+        .map_err(|e| sdk_error("RDS", "DescribeDBInstances", &e))?;
     Ok(r.db_instances()
         .first()
         .map(|d| InstanceShape {
@@ -774,7 +744,7 @@ async fn cluster_shape(
         .db_cluster_identifier(id)
         .send()
         .await
-        .map_err(|e| rds_error("DescribeDBClusters", e))?;
+        .map_err(|e| sdk_error("RDS", "DescribeDBClusters", &e))?;
     let d = r.db_clusters().first();
     let engine = d.and_then(|d| d.engine()).unwrap_or("ENGINE").to_string();
     let mut members = Vec::new();

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::config::Credentials;
 use aws_sdk_organizations::types::{AccountState, AccountStatus};
-use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use super::endpoint_override;
 use crate::bastion::errors::BastionError;
@@ -87,23 +86,13 @@ pub fn role_for(template: &str, account: &str) -> Result<String, AccountError> {
     Ok(arn)
 }
 
-fn explain<E: ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> String {
-    match e.code() {
-        Some(c) => format!("{c}: {}", e.message().unwrap_or("")),
-        None => format!(
-            "no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
-
 /// Every ACTIVE account of the organization.
 async fn organization_accounts(conf: &aws_config::SdkConfig) -> Result<Vec<String>, AccountError> {
     let org = aws_sdk_organizations::Client::new(conf);
     let mut out = Vec::new();
     let mut pages = org.list_accounts().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| AccountError::ListAccounts(explain(&e)))?;
+        let page = page.map_err(|e| AccountError::ListAccounts(super::explain_sdk(&e)))?;
         for a in page.accounts() {
             #[allow(deprecated)]
             let active = match (a.state(), a.status()) {
@@ -196,7 +185,7 @@ pub async fn scopes(
                 kms: base.clone(),
                 failed: Some(format!(
                     "cannot assume {role} ({}): the role must trust the bastion's principal and allow the audit's read calls",
-                    explain(e)
+                    super::explain_sdk(e)
                 )),
             },
         };

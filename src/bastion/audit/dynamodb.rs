@@ -1,20 +1,11 @@
 //! DynamoDB tables: `SSEDescription` of DescribeTable. No description (or
 //! SSE not enabled) means the AWS-owned key, DynamoDB's default.
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{SseStatus, SseType};
 
-use super::{listing_failed, Encryption, Pending, Resource, ResourceType, ServiceClients};
-
-fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), m) => format!("DynamoDB {op}: {c}: {}", m.unwrap_or("")),
-        (None, _) => format!(
-            "DynamoDB {op}: no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
+use super::{
+    listing_failed, sdk_error, Encryption, Pending, Resource, ResourceType, ServiceClients,
+};
 
 /// Every table of the Region, to be described.
 pub async fn list(c: &ServiceClients) -> Vec<Pending> {
@@ -31,7 +22,7 @@ pub async fn list(c: &ServiceClients) -> Vec<Pending> {
                     ResourceType::DynamoDbTable,
                     &c.region,
                     "tables",
-                    sdk_error("ListTables", e),
+                    sdk_error("DynamoDB", "ListTables", &e),
                 )));
                 break;
             }
@@ -46,7 +37,7 @@ pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
         Err(e) => (
             None,
             Encryption::Unreadable {
-                why: sdk_error("DescribeTable", e),
+                why: sdk_error("DynamoDB", "DescribeTable", &e),
             },
         ),
         Ok(r) => {

@@ -479,6 +479,29 @@ fn material(k: &KeyFacts, policy: &Policy) -> Result<Judgement, Judgement> {
     ))
 }
 
+/// An AWS SDK error for people: the error code and message, or, when no
+/// answer came, what to check. Every service the audit reads uses it.
+pub(crate) fn explain_sdk<E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(
+    e: &E,
+) -> String {
+    match e.code() {
+        Some(c) => format!("{c}: {}", e.message().unwrap_or("")),
+        None => format!(
+            "no response ({}); check the endpoint, network and credentials",
+            format!("{e:?}").chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// [`explain_sdk`] prefixed with the service and operation (`S3 ListBuckets: …`).
+pub(crate) fn sdk_error<E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(
+    service: &str,
+    op: &str,
+    e: &E,
+) -> String {
+    format!("{service} {op}: {}", explain_sdk(e))
+}
+
 /// One resource's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {

@@ -2,19 +2,9 @@
 //! An instance that belongs to a cluster stores its data in the cluster's
 //! volume: it is NOT_APPLICABLE, and the cluster is judged.
 
-use aws_sdk_rds::error::ProvideErrorMetadata;
-
-use super::{listing_failed, Encryption, Pending, Resource, ResourceType, ServiceClients};
-
-fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), m) => format!("RDS {op}: {c}: {}", m.unwrap_or("")),
-        (None, _) => format!(
-            "RDS {op}: no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
+use super::{
+    listing_failed, sdk_error, Encryption, Pending, Resource, ResourceType, ServiceClients,
+};
 
 /// The encryption an RDS resource reports.
 pub fn encryption(storage_encrypted: Option<bool>, kms_key_id: Option<&str>) -> Encryption {
@@ -62,7 +52,7 @@ pub async fn list(c: &ServiceClients) -> Vec<Pending> {
                     ResourceType::RdsInstance,
                     &c.region,
                     "DB instances",
-                    sdk_error("DescribeDBInstances", e),
+                    sdk_error("RDS", "DescribeDBInstances", &e),
                 )));
                 break;
             }
@@ -90,7 +80,7 @@ pub async fn list(c: &ServiceClients) -> Vec<Pending> {
                     ResourceType::RdsCluster,
                     &c.region,
                     "DB clusters",
-                    sdk_error("DescribeDBClusters", e),
+                    sdk_error("RDS", "DescribeDBClusters", &e),
                 )));
                 break;
             }

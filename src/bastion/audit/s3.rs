@@ -10,17 +10,9 @@ use std::sync::Arc;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::ServerSideEncryption;
 
-use super::{listing_failed, Encryption, Pending, Resource, ResourceType, ServiceClients};
-
-fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, e: E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), m) => format!("S3 {op}: {c}: {}", m.unwrap_or("")),
-        (None, _) => format!(
-            "S3 {op}: no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
-}
+use super::{
+    listing_failed, sdk_error, Encryption, Pending, Resource, ResourceType, ServiceClients,
+};
 
 /// The Region a GetBucketLocation constraint means (empty: us-east-1, `EU`: eu-west-1).
 pub fn region_of_location(constraint: Option<&str>) -> String {
@@ -54,7 +46,7 @@ pub async fn list(
                     ResourceType::S3Bucket,
                     &any.region,
                     "buckets",
-                    sdk_error("ListBuckets", e),
+                    sdk_error("S3", "ListBuckets", &e),
                 ))]
             }
         }
@@ -85,7 +77,7 @@ pub async fn list(
                             name,
                             arn: None,
                             encryption: Encryption::Unreadable {
-                                why: sdk_error("GetBucketLocation", e),
+                                why: sdk_error("S3", "GetBucketLocation", &e),
                             },
                         }),
                     },
@@ -163,7 +155,7 @@ pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
             Encryption::None
         }
         Err(e) => Encryption::Unreadable {
-            why: sdk_error("GetBucketEncryption", e),
+            why: sdk_error("S3", "GetBucketEncryption", &e),
         },
     };
     Resource {

@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_securityhub::error::ProvideErrorMetadata;
 use aws_sdk_securityhub::types::{
     AwsSecurityFinding, AwsSecurityFindingFilters, Compliance, ComplianceStatus, Partition,
     Recommendation, RecordState, Remediation, Resource, Severity, SeverityLabel, StringFilter,
@@ -67,16 +66,6 @@ pub enum HubError {
         /// The first refusal, `Id: code: message`.
         first: String,
     },
-}
-
-fn explain<E: ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> String {
-    match e.code() {
-        Some(c) => format!("{c}: {}", e.message().unwrap_or("")),
-        None => format!(
-            "no response ({}); check the endpoint, network and credentials",
-            format!("{e:?}").chars().take(200).collect::<String>()
-        ),
-    }
 }
 
 /// What publishing did in one account and Region.
@@ -310,7 +299,7 @@ async fn existing(
         let page = page.map_err(|e| HubError::Call {
             operation: "GetFindings",
             region: region.to_string(),
-            explanation: explain(&e),
+            explanation: super::explain_sdk(&e),
         })?;
         for f in page.findings() {
             if f.generator_id() == Some(GENERATOR_ID)
@@ -357,7 +346,7 @@ async fn import(
                 .map_err(|e| HubError::Call {
                     operation: "BatchImportFindings",
                     region: region.to_string(),
-                    explanation: explain(&e),
+                    explanation: super::explain_sdk(&e),
                 })?;
             let failed: BTreeSet<&str> = out
                 .failed_findings()
@@ -457,7 +446,7 @@ pub async fn caller_account(sts: &aws_sdk_sts::Client) -> Result<String, HubErro
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| HubError::NoAccount(explain(&e)))?;
+        .map_err(|e| HubError::NoAccount(super::explain_sdk(&e)))?;
     out.account()
         .map(String::from)
         .ok_or_else(|| HubError::NoAccount("no Account in the answer".into()))
