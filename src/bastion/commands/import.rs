@@ -6,8 +6,8 @@ use std::sync::Arc;
 use clap::Args;
 use time::format_description::well_known::Rfc3339;
 
-use super::output::{finish_batch, note_receipts_on_media, progress_line};
-use super::{chosen_bundles, verify_dir, Context};
+use super::output::{finish_batch, progress_line};
+use super::{open_ceremony, Context};
 use crate::bastion::batch;
 use crate::bastion::errors::{BastionError, UsageError};
 use crate::bastion::import::{self as lib, Expiration, ImportOptions, Imported};
@@ -71,10 +71,7 @@ impl ImportArgs {
 /// custodians signed it), then one bundle or the whole batch.
 pub async fn import(ctx: &Context, a: &ImportArgs) -> Result<(), BastionError> {
     let expiration = a.expiration()?;
-    let verified = verify_dir(&a.dir, &a.policy)?;
-    let targets = chosen_bundles(&a.dir, verified.bundles(), a.target.as_deref())?;
-    let state = ctx.state()?;
-    note_receipts_on_media(&a.dir);
+    let (verified, targets, state) = open_ceremony(ctx, &a.dir, &a.policy, a.target.as_deref())?;
     let opts = ImportOptions {
         params_file: PathBuf::new(),
         expiration,

@@ -65,6 +65,23 @@ fn verify_dir(dir: &Path, policy: &Path) -> Result<VerifiedCeremony, BastionErro
     Ok(verified)
 }
 
+/// What `import`, `verify` and `rotate` start from: the directory verified
+/// against the bastion's own policy (nothing reaches KMS otherwise), the
+/// bundles asked for, and the state directory; receipts found on the media
+/// are reported as ignored.
+fn open_ceremony(
+    ctx: &Context,
+    dir: &Path,
+    policy: &Path,
+    target: Option<&str>,
+) -> Result<(VerifiedCeremony, Vec<String>, StateDir), BastionError> {
+    let verified = verify_dir(dir, policy)?;
+    let targets = chosen_bundles(dir, verified.bundles(), target)?;
+    let state = ctx.state()?;
+    output::note_receipts_on_media(dir);
+    Ok((verified, targets, state))
+}
+
 /// The bundles a command works on: the one named, else all of them.
 pub fn chosen_bundles(
     dir: &Path,

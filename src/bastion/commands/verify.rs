@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::output::{finish_batch, note_receipts_on_media, progress_line};
-use super::{chosen_bundles, single, verify_dir, Context};
+use super::output::{finish_batch, progress_line};
+use super::{open_ceremony, single, Context};
 use crate::bastion::batch;
 use crate::bastion::errors::{BastionError, Refusal};
 use crate::bastion::prove::{self, Verdict};
@@ -31,10 +31,7 @@ pub struct VerifyArgs {
 /// `byok-bastion verify`: "proven" only when KMS's own answer ties the key
 /// to this bundle; "usable, not proven" exits non-zero.
 pub async fn verify(ctx: &Context, a: &VerifyArgs) -> Result<(), BastionError> {
-    let verified = verify_dir(&a.dir, &a.policy)?;
-    let targets = chosen_bundles(&a.dir, verified.bundles(), a.target.as_deref())?;
-    let state = ctx.state()?;
-    note_receipts_on_media(&a.dir);
+    let (verified, targets, state) = open_ceremony(ctx, &a.dir, &a.policy, a.target.as_deref())?;
     if single(a.target.as_deref(), &targets) {
         let target = &targets[0];
         let (key, region) = batch::bundle_key(&verified, target)?;
@@ -84,10 +81,7 @@ pub struct RotateArgs {
 /// `byok-bastion rotate`: only the key the signed manifest names and this
 /// bastion's own receipt recorded.
 pub async fn rotate(ctx: &Context, a: &RotateArgs) -> Result<(), BastionError> {
-    let verified = verify_dir(&a.dir, &a.policy)?;
-    let targets = chosen_bundles(&a.dir, verified.bundles(), a.target.as_deref())?;
-    let state = ctx.state()?;
-    note_receipts_on_media(&a.dir);
+    let (verified, targets, state) = open_ceremony(ctx, &a.dir, &a.policy, a.target.as_deref())?;
     if single(a.target.as_deref(), &targets) {
         let target = &targets[0];
         let receipt = lib::rotation_receipt(&state, &verified, target)?.ok_or_else(|| {
