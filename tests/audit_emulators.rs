@@ -154,20 +154,10 @@ fn imported_key(p: &Peers) -> String {
 }
 
 fn ceremony(p: &Peers) -> Imported {
-    let card = SoftHsm::new("alice-card");
-    let mut a = vec!["custodian".to_string(), "init".into()];
-    a.extend(card.hsm_args());
-    a.extend(["--name", "alice", "--key-label", "sig", "--json"].map(String::from));
-    let o = ok(run(card.airgap().args(a)), "custodian init");
-    let entry: serde_json::Value =
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["entry"].clone();
+    let (card, entry) = custodian_card("alice");
     let hsm = SoftHsm::new("audit");
     let policy = hsm.path("policy.json");
-    std::fs::write(
-        &policy,
-        serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [entry]}).to_string(),
-    )
-    .unwrap();
+    write_policy(&policy, 1, &[entry]);
     let params_dir = hsm.path("params");
     let o = ok(
         run(p.bastion().args([
@@ -198,14 +188,7 @@ fn ceremony(p: &Peers) -> Imported {
         ))),
         "wrap",
     );
-    let mut a = vec![
-        "ceremony".to_string(),
-        "sign".into(),
-        out.to_str().unwrap().into(),
-    ];
-    a.extend(card.hsm_args());
-    a.extend(["--custodian", "alice", "--key-label", "sig", "--yes"].map(String::from));
-    ok(run(card.airgap().args(a)), "ceremony sign");
+    sign(&card, "alice", &out);
     ok(
         run(p.bastion().args([
             "import",

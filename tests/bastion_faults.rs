@@ -16,7 +16,7 @@ use localstack::*;
 
 /// A signed ceremony directory of `n` HMAC bundles (one HSM key, `n` KMS keys).
 fn ceremony_of(ls: &LocalStack, hsm: &SoftHsm, n: usize) -> (PathBuf, PathBuf) {
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = hsm.path("policy.json");
     std::fs::write(
         &policy,

@@ -17,9 +17,9 @@ use localstack::*;
 fn prepare_wrap_sign_import_verify_against_localstack() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("bastion-e2e");
-    let (alice_t, alice) = custodian("alice");
-    let (bob_t, bob) = custodian("bob");
-    let (_carol_t, carol) = custodian("carol");
+    let (alice_t, alice) = custodian_card("alice");
+    let (bob_t, bob) = custodian_card("bob");
+    let (_carol_t, carol) = custodian_card("carol");
     let policy = hsm.path("policy.json");
     std::fs::write(
         &policy,
@@ -130,9 +130,9 @@ fn prepare_wrap_sign_import_verify_against_localstack() {
 fn refusals_send_nothing_and_mismatches_are_caught() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("bastion-refusals");
-    let (alice_t, alice) = custodian("alice");
-    let (bob_t, bob) = custodian("bob");
-    let (mallory_t, _) = custodian("mallory");
+    let (alice_t, alice) = custodian_card("alice");
+    let (bob_t, bob) = custodian_card("bob");
+    let (mallory_t, _) = custodian_card("mallory");
     let policy = hsm.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 2, "custodians": [alice, bob]}).to_string()).unwrap();
 
@@ -285,7 +285,7 @@ fn refusals_send_nothing_and_mismatches_are_caught() {
 fn rotation_with_new_key_material() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("bastion-rotation");
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = hsm.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
 
@@ -461,7 +461,7 @@ fn rotation_with_new_key_material() {
 fn status_flags_old_material_and_pending_import() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("bastion-status");
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = hsm.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     let (params, imported, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
@@ -563,7 +563,7 @@ fn status_flags_old_material_and_pending_import() {
 fn ceremony_directory_imports_per_target() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("ceremony-bastion");
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = hsm.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     // One HMAC key imported into two KMS keys ("two Regions").
@@ -698,7 +698,7 @@ fn ceremony_directory_imports_per_target() {
 fn asymmetric_keys_from_nss_through_rsa_aes_key_wrap_sha256() {
     let ls = LocalStack::start();
     let nss = NssDb::new();
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = nss.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     for (spec, label) in [
@@ -755,7 +755,7 @@ fn asymmetric_keys_from_nss_through_rsa_aes_key_wrap_sha256() {
 fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("alias-rotation");
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = hsm.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     let bundle = |name: &str, import: bool| -> (PathBuf, String) {
@@ -901,7 +901,7 @@ fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
 fn whole_ceremony_across_two_regions_in_one_command_each() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("batch-regions");
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     std::fs::write(hsm.path("policy.json"), serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     let policy = hsm.path("policy.json");
     // An existing EXTERNAL key in eu-west-1, named by key ID and Region.

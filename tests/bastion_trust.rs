@@ -240,7 +240,7 @@ fn prepare_key(ls: &LocalStack, arn: &str, out_dir: &Path) -> (PathBuf, String) 
 fn aes_is_proven_only_by_this_bastions_material_and_media_receipts_count_for_nothing() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("trust-aes");
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = policy_for(hsm.dir.path(), &alice);
     let (pa, arn, fpa) = prepare(
         &ls,
@@ -445,7 +445,7 @@ fn aes_is_proven_only_by_this_bastions_material_and_media_receipts_count_for_not
 fn prepare_reuses_only_parameters_it_wrote_and_keeps_them_inside_the_draft() {
     let ls = LocalStack::start();
     let hsm = SoftHsm::new("trust-params");
-    let (_alice_t, alice) = custodian("alice");
+    let (_alice_t, alice) = custodian_card("alice");
     policy_for(hsm.dir.path(), &alice);
     let (_, arn, _) = prepare(&ls, &hsm.path("first"), "HMAC_256", "RSAES_OAEP_SHA_1");
     let draft = |params: &str| {

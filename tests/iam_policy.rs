@@ -377,7 +377,7 @@ fn every_request_of_every_role_is_allowed_by_its_printed_policy_and_nothing_more
         moto_rec,
         sent: Vec::new(),
     };
-    let (alice_t, alice) = custodian("alice");
+    let (alice_t, alice) = custodian_card("alice");
     let policy = hsm.path("policy.json");
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     let policy = policy.to_str().unwrap().to_string();

@@ -117,27 +117,6 @@ pub fn ok(o: Output, what: &str) -> Output {
     o
 }
 
-pub fn custodian(name: &str) -> (SoftHsm, serde_json::Value) {
-    let t = SoftHsm::new(&format!("{name}-card"));
-    let mut a = vec!["custodian".to_string(), "init".into()];
-    a.extend(t.hsm_args());
-    a.extend(["--name", name, "--key-label", "sig", "--json"].map(String::from));
-    let o = ok(run(t.airgap().args(a)), "custodian init");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    (t, v["entry"].clone())
-}
-
-pub fn sign(t: &SoftHsm, name: &str, dir: &Path) {
-    let mut a = vec![
-        "ceremony".to_string(),
-        "sign".into(),
-        dir.to_str().unwrap().into(),
-    ];
-    a.extend(t.hsm_args());
-    a.extend(["--custodian", name, "--key-label", "sig", "--yes"].map(String::from));
-    ok(run(t.airgap().args(a)), "ceremony sign");
-}
-
 /// prepare with the bastion; returns (params file, key ARN, fingerprint).
 pub fn prepare(ls: &LocalStack, dir: &Path, spec: &str, alg: &str) -> (PathBuf, String, String) {
     let out_dir = dir.join(format!("params-{}", spec.to_lowercase()));

@@ -659,6 +659,19 @@ pub fn custodian_card(name: &str) -> (SoftHsm, serde_json::Value) {
     (card, entry)
 }
 
+/// `ceremony sign` of `dir` by custodian `name` with the key on `card`.
+pub fn sign(card: &SoftHsm, name: &str, dir: &Path) {
+    let mut a = vec![
+        "ceremony".to_string(),
+        "sign".into(),
+        dir.to_str().unwrap().into(),
+    ];
+    a.extend(card.hsm_args());
+    a.extend(["--custodian", name, "--key-label", "sig", "--yes"].map(String::from));
+    let o = run(card.airgap().args(a));
+    assert!(o.status.success(), "ceremony sign: {}", stderr(&o));
+}
+
 /// Write a custodian policy of `entries` needing `threshold` signatures.
 pub fn write_policy(path: &Path, threshold: usize, entries: &[serde_json::Value]) {
     std::fs::write(
