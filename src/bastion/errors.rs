@@ -114,7 +114,7 @@ pub enum BastionError {
         source: super::state::StateError,
     },
     /// A bundle of a batch was not started (interrupted).
-    #[error("{0} was not read (interrupted)")]
+    #[error("{0} was not read (interrupted); run the same command again to read it")]
     NotRead(String),
     /// The process cannot install its SIGINT/SIGTERM handlers.
     #[error("cannot listen for SIGINT/SIGTERM: {0}")]
@@ -197,7 +197,7 @@ pub enum UsageError {
     #[error("{0:?} is not an AWS Region name (like eu-west-1)")]
     Region(String),
     /// A key ARN in one Region, a Region setting naming another.
-    #[error("{key} is in Region {key_region}, not {region}")]
+    #[error("{key} is in Region {key_region}, not {region}: use the key's Region (--region {key_region}), or name the key by ID or alias")]
     KeyInOtherRegion {
         /// The key.
         key: String,
@@ -231,7 +231,7 @@ pub enum UsageError {
         available: String,
     },
     /// A directory without any bundle.
-    #[error("{} holds no wrap bundle", .0.display())]
+    #[error("{} holds no wrap bundle: name the ceremony (or wrap) output directory the custodians signed", .0.display())]
     NoBundles(std::path::PathBuf),
     /// `--json` and `--csv` together.
     #[error("--json and --csv both given: choose one output format")]
@@ -280,7 +280,7 @@ pub enum DraftError {
         source: crate::kms::key_spec::CombinationError,
     },
     /// The key's ARN and the target's Region disagree.
-    #[error("{bundle}: kms_key is in {key_region}, region says {region}")]
+    #[error("{bundle}: kms_key is in {key_region}, region says {region}: make the target's region the key ARN's Region (or leave one of them out)")]
     Region {
         /// `LABEL/TARGET`.
         bundle: String,
@@ -342,13 +342,13 @@ pub enum DraftError {
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// A file of the ceremony directory is not the one the custodians signed.
-    #[error("refusing to import: {0} is not the file the custodians signed")]
+    #[error("refusing to import: {0} is not the file the custodians signed; copy the directory again, exactly as it was signed, from the media")]
     NotSigned(String),
     /// manifest.json does not parse as a wrap manifest.
-    #[error("refusing: manifest.json is not a wrap manifest ({0})")]
+    #[error("refusing: manifest.json is not a wrap manifest ({0}); name a directory that byok-airgap wrote")]
     NotAManifest(#[source] serde_json::Error),
     /// The blob's hash is not the manifest's.
-    #[error("refusing to import: EncryptedKeyMaterial.bin differs from the manifest")]
+    #[error("refusing to import: EncryptedKeyMaterial.bin differs from the manifest that was signed with it; wrap again and have the custodians sign the new directory")]
     BlobDiffers,
     /// The bastion's own parameters file does not parse (or expired).
     #[error("refusing to import: the bastion's import parameters: {0}")]
@@ -360,7 +360,7 @@ pub enum Refusal {
     #[error("refusing to import: the key material was wrapped under another wrapping key than the one this bastion fetched")]
     WrappingKeyDiffers,
     /// The bundle and the parameters name different keys.
-    #[error("refusing to import: the bundle is for {bundle_key} but the parameters are for {params_key}")]
+    #[error("refusing to import: the bundle is for {bundle_key} but the parameters are for {params_key}; give the parameters file `prepare` wrote for {bundle_key}")]
     KeyDiffers {
         /// The manifest's key.
         bundle_key: String,
@@ -397,7 +397,7 @@ pub enum Refusal {
         total: usize,
     },
     /// KMS's answer contradicts the HSM's check value.
-    #[error("KMS key {key} does NOT hold the HSM's key: {mismatch}")]
+    #[error("KMS key {key} does NOT hold the HSM's key: {mismatch}; do not use this key: find which bundle was imported into it (this bastion's receipts, `byok-bastion status`)")]
     NotTheHsmKey {
         /// The key.
         key: String,
@@ -503,7 +503,7 @@ pub enum KeyProblem {
     #[error("{0} is not a key with Origin EXTERNAL (imported key material); create one with `byok-bastion prepare --create`")]
     NotExternal(String),
     /// Another key spec than the ceremony file says.
-    #[error("{key} is a {actual} key, the ceremony file says {expected}")]
+    #[error("{key} is a {actual} key, the ceremony file says {expected}: name a {expected} key in the ceremony file, or leave kms_key out and use --create-missing")]
     SpecDiffers {
         /// The key.
         key: String,
