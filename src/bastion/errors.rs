@@ -397,7 +397,7 @@ pub enum Refusal {
         total: usize,
     },
     /// KMS's answer contradicts the HSM's check value.
-    #[error("KMS key {key} does NOT hold the HSM's key: {mismatch}; do not use this key: find which bundle was imported into it (this bastion's receipts, `byok-bastion status`)")]
+    #[error("KMS key {key} does NOT hold the HSM's key: {mismatch}; do not use this key: find out whose material it holds (this bastion's receipts, `byok-bastion status`)")]
     NotTheHsmKey {
         /// The key.
         key: String,
