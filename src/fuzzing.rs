@@ -18,7 +18,8 @@ use crate::names::{CeremonyId, CustodianName, KeyLabel, TargetName};
 /// A fuzz target: arbitrary bytes in, a panic on a finding.
 pub type Target = fn(&[u8]);
 
-/// The fuzz targets, by name (as in `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/`).
+/// The fuzz targets of the air-gapped side, by name (as in
+/// `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/`).
 pub const TARGETS: [(&str, Target); 8] = [
     ("import_params", import_params),
     ("ceremony_file", ceremony_file),
@@ -29,6 +30,40 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("attestation_payload", attestation_payload),
     ("names", names),
 ];
+
+/// The bastion's fuzz targets (cargo feature `bastion`; in `fuzz/`, feature
+/// `bastion` too).
+#[cfg(feature = "bastion")]
+pub const BASTION_TARGETS: [(&str, Target); 2] = [
+    ("bastion_state", bastion_state),
+    ("kms_answers", kms_answers),
+];
+
+/// Every fuzz target this build has.
+pub fn all_targets() -> Vec<(&'static str, Target)> {
+    #[allow(unused_mut)]
+    let mut all = TARGETS.to_vec();
+    #[cfg(feature = "bastion")]
+    all.extend(BASTION_TARGETS);
+    all
+}
+
+/// The bastion's state files (receipts, parameters records, alias moves) as
+/// its state directory reads them: what is accepted writes back and reads
+/// back the same.
+#[cfg(feature = "bastion")]
+pub fn bastion_state(data: &[u8]) {
+    crate::bastion::fuzz::bastion_state(data)
+}
+
+/// KMS's answers (DescribeKey, GenerateMac, GetPublicKey, Encrypt, Decrypt,
+/// ListKeyRotations) through the SDK's deserializers into `verify`'s proof
+/// and `prepare`'s key check: "proven" only when the answers tie the key to
+/// the bundle, "importable" only for an EXTERNAL key of the spec.
+#[cfg(feature = "bastion")]
+pub fn kms_answers(data: &[u8]) {
+    crate::bastion::fuzz::kms_answers(data)
+}
 
 fn fixed_now() -> time::OffsetDateTime {
     // Fixed, so a corpus file means the same thing on every run.

@@ -4,9 +4,11 @@
 mod alias;
 pub mod audit;
 mod batch;
+pub(crate) mod canned;
 mod client;
 pub mod commands;
 mod errors;
+pub(crate) mod fuzz;
 pub mod iam;
 mod import;
 mod prepare;

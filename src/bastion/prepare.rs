@@ -188,7 +188,7 @@ pub async fn prepare(
 
 /// DescribeKey: the key must be EXTERNAL, of the spec the ceremony file
 /// says (if it says one), and importable with this wrapping. Returns its ARN and spec.
-async fn importable_key(
+pub(crate) async fn importable_key(
     b: &Bastion,
     key: &str,
     algorithm: WrappingAlgorithm,

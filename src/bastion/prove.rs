@@ -273,9 +273,20 @@ pub async fn prove(
     let name = in_bundle(target, manifest::MANIFEST);
     let bytes = super::import::signed_file(v, &name)?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(Refusal::NotAManifest)?;
-    let key = m.key_id.clone();
-    let method = kms_check(b, &m).await?;
     let receipt = receipt_of_this_bundle(state, v, target)?;
+    prove_manifest(b, &m, receipt).await
+}
+
+/// [`prove`] for a manifest already read from a verified bundle and this
+/// bastion's receipt of importing it (if any): everything that depends on
+/// KMS's answers (fuzzed through `fuzzing::kms_answers`).
+pub(crate) async fn prove_manifest(
+    b: &Bastion,
+    m: &Manifest,
+    receipt: Option<Receipt>,
+) -> Result<Proof, BastionError> {
+    let key = m.key_id.clone();
+    let method = kms_check(b, m).await?;
     let current = b.describe(&key).await?.current_key_material_id;
     let found = material(b, &key, receipt.as_ref(), current.as_deref()).await;
     let family = m.key_spec.family();

@@ -190,7 +190,7 @@ impl StateDir {
     }
 
     /// Read `sub/name` if it exists, refusing a symlink or anything but a regular file.
-    fn read<T: DeserializeOwned>(&self, sub: &str, name: &str) -> Result<Option<T>, StateError> {
+    fn read<T: StateRecord>(&self, sub: &str, name: &str) -> Result<Option<T>, StateError> {
         let path = self.root.join(sub).join(name);
         let f = match OpenOptions::new()
             .read(true)
@@ -212,22 +212,11 @@ impl StateDir {
         f.take(MAX_STATE_FILE + 1)
             .read_to_end(&mut bytes)
             .map_err(io(&path))?;
-        if bytes.len() as u64 > MAX_STATE_FILE {
-            return Err(StateError::Corrupt {
-                path,
-                problem: "larger than 64 KiB".into(),
-            });
-        }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StateError::Corrupt {
-                path,
-                problem: e.to_string(),
-            })
+        parse_record(path, &bytes).map(Some)
     }
 
     /// Every record in `sub` (files whose name ends in `.json`).
-    fn all<T: DeserializeOwned>(&self, sub: &str) -> Result<Vec<T>, StateError> {
+    fn all<T: StateRecord>(&self, sub: &str) -> Result<Vec<T>, StateError> {
         let dir = self.root.join(sub);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
@@ -327,6 +316,91 @@ impl StateDir {
                     .is_some_and(|p| super::client::key_id_of(p) == key_id)
             })
             .collect())
+    }
+}
+
+/// What a state file must hold beyond its JSON shape: the bastion relies on
+/// its own records (receipts decide what is sent again and what `verify`
+/// calls proven), so one that is not what the bastion writes is refused,
+/// not interpreted.
+pub(crate) trait StateRecord: DeserializeOwned {
+    /// Why this record cannot be one the bastion wrote, if it cannot.
+    fn problem(&self) -> Option<String>;
+}
+
+/// Parse a state file's bytes (`path` is for the message): at most 64 KiB,
+/// strict JSON of the record's shape, and the record's own checks.
+pub(crate) fn parse_record<T: StateRecord>(path: PathBuf, bytes: &[u8]) -> Result<T, StateError> {
+    let corrupt = |problem: String| StateError::Corrupt {
+        path: path.clone(),
+        problem,
+    };
+    if bytes.len() as u64 > MAX_STATE_FILE {
+        return Err(corrupt("larger than 64 KiB".into()));
+    }
+    let record: T = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    match record.problem() {
+        Some(problem) => Err(corrupt(problem)),
+        None => Ok(record),
+    }
+}
+
+/// Why `value` is not a lowercase hex SHA-256, if it is not.
+fn sha256_problem(field: &str, value: &str) -> Option<String> {
+    let ok = value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (!ok).then(|| format!("{field} is not a lowercase hex SHA-256"))
+}
+
+/// Why `value` is not an RFC 3339 time, if it is not.
+fn time_problem(field: &str, value: &str) -> Option<String> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .is_err()
+        .then(|| format!("{field} is not an RFC 3339 time"))
+}
+
+impl StateRecord for Receipt {
+    fn problem(&self) -> Option<String> {
+        if self.key_arn.is_empty() || self.key_arn.chars().any(char::is_control) {
+            return Some("key_arn is empty or holds a control character".into());
+        }
+        if !matches!(self.import_type.as_str(), "DEFAULT" | "NEW_KEY_MATERIAL") {
+            return Some("import_type is neither DEFAULT nor NEW_KEY_MATERIAL".into());
+        }
+        if self.how != "imported" && !self.how.starts_with("reconciled") {
+            return Some("how is neither imported nor reconciled".into());
+        }
+        sha256_problem("transcript_sha256", &self.transcript_sha256)
+            .or_else(|| {
+                sha256_problem(
+                    "encrypted_key_material_sha256",
+                    &self.encrypted_key_material_sha256,
+                )
+            })
+            .or_else(|| time_problem("imported_at", &self.imported_at))
+    }
+}
+
+impl StateRecord for ParamsRecord {
+    fn problem(&self) -> Option<String> {
+        if !self.path.is_absolute() {
+            return Some("path is not absolute".into());
+        }
+        sha256_problem("sha256", &self.sha256)
+            .or_else(|| sha256_problem("import_token_sha256", &self.import_token_sha256))
+            .or_else(|| sha256_problem("wrapping_key_sha256", &self.wrapping_key_sha256))
+            .or_else(|| time_problem("recorded_at", &self.recorded_at))
+    }
+}
+
+impl StateRecord for AliasMoveRecord {
+    fn problem(&self) -> Option<String> {
+        if !self.alias.starts_with("alias/") {
+            return Some("alias does not start with alias/".into());
+        }
+        time_problem("moved_at", &self.moved_at)
     }
 }
 

@@ -1,0 +1,3 @@
+#![no_main]
+// See byok_ceremony::fuzzing::kms_answers for what is checked (needs --features bastion).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| byok_ceremony::fuzzing::kms_answers(data));
