@@ -530,6 +530,15 @@ pub enum KeyProblem {
         #[source]
         source: crate::kms::key_spec::CombinationError,
     },
+    /// DescribeKey answered for another key than the one asked about, or
+    /// without saying which key.
+    #[error("DescribeKey of {asked} answered for {answered:?}, not that key: whatever answered is not KMS, or not this account's; check --endpoint-url, AWS_ENDPOINT_URL_KMS and the profile, then run prepare again")]
+    AnswerForAnotherKey {
+        /// The key ID or ARN asked about.
+        asked: String,
+        /// The key ID or ARN in the answer (empty when there was none).
+        answered: String,
+    },
 }
 
 /// Explain a KMS error code (and message) for people.

@@ -126,7 +126,7 @@ fn decide(data: &[u8]) -> Option<(u8, BTreeMap<String, Answer>, Decision)> {
     let decision = if case % 4 == 3 {
         let checked = runtime().block_on(super::prepare::importable_key(
             &bastion,
-            "arn:aws:kms:us-east-1:111122223333:key/fuzz",
+            &asked_key(),
             WrappingAlgorithm::RsaesOaepSha256,
             "RSA_2048",
             expected_spec(case),
@@ -172,8 +172,17 @@ fn importable_holds(
             "a key of another spec than expected was importable"
         );
     }
-    let want = meta["Arn"].as_str().or(meta["KeyId"].as_str());
-    assert_eq!(Some(arn), want, "the ARN is not KMS's");
+    assert_eq!(meta["Arn"].as_str(), Some(arn), "the ARN is not KMS's");
+    assert_eq!(
+        arn,
+        asked_key(),
+        "importable, but KMS answered for another key"
+    );
+}
+
+/// The key `prepare`'s check asks about: the AES seed's.
+fn asked_key() -> String {
+    manifest_of(1).key_id
 }
 
 /// Whether the proof's "proven" is backed by KMS's answers.
@@ -335,6 +344,8 @@ mod tests {
             ("not-external", "refused: Origin EXTERNAL"),
             ("wrong-spec", "refused: the ceremony file says"),
             ("describe-denied", "refused: AccessDenied"),
+            ("describe-no-arn", "refused: answered for \"\""),
+            ("describe-other-key", "refused: not that key"),
         ];
         for (name, want) in cases {
             let data = seed("kms_answers", &format!("seed-{name}"));

@@ -223,7 +223,29 @@ pub(crate) async fn importable_key(
             source,
         },
     )?;
-    Ok((meta.arn().unwrap_or(meta.key_id()).to_string(), spec))
+    Ok((answered_arn(key, &meta)?, spec))
+}
+
+/// The key ARN DescribeKey answered with, when it is the key asked about: a
+/// key ARN asked about must come back as itself, a key ID as its own ID; an
+/// alias can name any key. An answer without an ARN is refused.
+fn answered_arn(asked: &str, meta: &aws_sdk_kms::types::KeyMetadata) -> Result<String, KeyProblem> {
+    let arn = meta.arn().unwrap_or_default();
+    let by_alias = asked.starts_with("alias/") || asked.contains(":alias/");
+    let same = if by_alias {
+        true
+    } else if asked.starts_with("arn:") {
+        arn == asked
+    } else {
+        meta.key_id() == asked
+    };
+    if arn.is_empty() || !arn.starts_with("arn:") || !same {
+        return Err(KeyProblem::AnswerForAnotherKey {
+            asked: asked.to_string(),
+            answered: arn.to_string(),
+        });
+    }
+    Ok(arn.to_string())
 }
 
 /// Check that the air-gapped side would accept `bytes`, write them to
