@@ -6,6 +6,8 @@ pub mod audit;
 mod batch;
 mod client;
 pub mod commands;
+#[cfg(feature = "config-rule")]
+pub mod config_rule;
 mod errors;
 pub mod iam;
 mod import;
