@@ -27,6 +27,9 @@ const NETWORK_CRATES: &[&str] = &[
     "aws-sdk-securityhub",
     "aws-sdk-sts",
     "aws-sdk-organizations",
+    "aws-sdk-config",
+    "lambda_runtime",
+    "lambda_runtime_api_client",
     "aws-smithy-runtime",
     "aws-smithy-http-client",
 ];
@@ -82,5 +85,22 @@ fn bastion_build_has_them_so_the_check_is_real() {
             deps.contains(c),
             "{c} missing from the bastion build: the check above would prove nothing"
         );
+    }
+}
+
+/// The Config rule's crates are in its own feature's tree (so the list above
+/// checks them), and not in the bastion's: `byok-bastion` does not carry the
+/// Lambda runtime.
+#[test]
+fn config_rule_crates_stay_in_their_feature() {
+    let rule = normal_deps(&["--features", "config-rule"]);
+    let bastion = normal_deps(&["--features", "bastion"]);
+    for c in [
+        "aws-sdk-config",
+        "lambda_runtime",
+        "lambda_runtime_api_client",
+    ] {
+        assert!(rule.contains(c), "{c} missing from the config-rule build");
+        assert!(!bastion.contains(c), "{c} reached the bastion build");
     }
 }

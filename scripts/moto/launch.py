@@ -1,4 +1,4 @@
-"""Run moto's standalone server (``moto.server.main``) with one gap filled.
+"""Run moto's standalone server (``moto.server.main``) with two gaps filled.
 
 Why this launcher exists
 ------------------------
@@ -13,8 +13,16 @@ ValidationException. ``byok-bastion repoint`` sends exactly that request, so its
 test needs a peer that honours it.
 
 This launcher wraps ``update_table`` to apply ``SSESpecification`` to the table
-as described above (after moto's own handling of the other fields), then runs
-moto's server unchanged. Nothing else is patched.
+as described above (after moto's own handling of the other fields).
+
+moto 5.1.22 also gives every RDS DB instance the same ``DbiResourceId``
+(``db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U``, a constant in ``DBInstance.__init__``).
+AWS gives each instance its own, and AWS Config names DB instances by it (the
+configuration item's ``resourceId``), so the Config rule's test needs them
+distinct. The launcher gives each new instance a random ``db-`` ID of the same
+shape (as moto already does for ``DbClusterResourceId``).
+
+Then it runs moto's server unchanged. Nothing else is patched.
 
 Usage: ``python launch.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
@@ -62,8 +70,26 @@ def _patch_dynamodb_update_table_sse() -> None:
     DynamoHandler.update_table = update_table
 
 
+def _patch_rds_distinct_dbi_resource_ids() -> None:
+    import random
+    import string
+
+    from moto.rds.models import DBInstance
+
+    original = DBInstance.__init__
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        self.dbi_resource_id = "db-" + "".join(
+            random.choice(string.ascii_uppercase + string.digits) for _ in range(26)
+        )
+
+    DBInstance.__init__ = __init__
+
+
 def main() -> None:
     _patch_dynamodb_update_table_sse()
+    _patch_rds_distinct_dbi_resource_ids()
     from moto.server import main as moto_main
 
     moto_main(sys.argv[1:])

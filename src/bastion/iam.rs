@@ -53,17 +53,21 @@ pub enum Role {
     AliasManager,
     /// `repoint`: moves S3 buckets and DynamoDB tables off replaced keys.
     Remediator,
+    /// The `byok-config-rule` Lambda function (AWS Config custom rule):
+    /// the audit's reads and `config:PutEvaluations`.
+    ConfigRule,
 }
 
 impl Role {
     /// Every role, in the order docs/iam.md lists them.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Preparer,
         Role::Importer,
         Role::Verifier,
         Role::Auditor,
         Role::AliasManager,
         Role::Remediator,
+        Role::ConfigRule,
     ];
 
     /// The `byok-bastion` commands this role runs.
@@ -75,6 +79,8 @@ impl Role {
             Role::Auditor => &["status", "audit"],
             Role::AliasManager => &["move-alias", "retire"],
             Role::Remediator => &["repoint"],
+            // Not a byok-bastion command: the byok-config-rule function.
+            Role::ConfigRule => &[],
         }
     }
 
@@ -87,6 +93,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::AliasManager => "alias-manager",
             Role::Remediator => "remediator",
+            Role::ConfigRule => "config-rule",
         }
     }
 }
@@ -421,6 +428,7 @@ pub fn policy(role: Role, scope: &Scope) -> Result<PolicyDocument, IamError> {
         Role::Auditor => auditor(scope),
         Role::AliasManager => alias_manager(scope),
         Role::Remediator => remediator(scope),
+        Role::ConfigRule => config_rule(scope),
     };
     Ok(PolicyDocument {
         version: "2012-10-17",
@@ -603,6 +611,20 @@ fn auditor(s: &Scope) -> Vec<Statement> {
             vec!["*".into()],
         ));
     }
+    v
+}
+
+/// The Config rule's function: what `audit` reads in its own account and
+/// Region, and PutEvaluations. Its CloudWatch Logs permissions are Lambda's
+/// and sit beside this policy in deploy/config-rule.yaml.
+fn config_rule(s: &Scope) -> Vec<Statement> {
+    let mut v = vec![Builder::allow("ListAliases", &["ListAliases"], vec!["*".into()]).done()];
+    v.extend(audit_reads(s));
+    v.push(other(
+        "ReportEvaluations",
+        &["config:PutEvaluations"],
+        vec!["*".into()],
+    ));
     v
 }
 
@@ -887,10 +909,15 @@ pub fn main(args: &IamPolicyArgs) -> Result<(), IamError> {
     let doc = match args.role {
         Some(role) => {
             let doc = policy(role, &args.scope())?;
-            eprintln!(
-                "IAM policy for the {role} role (runs: byok-bastion {}):",
-                role.commands().join(", byok-bastion ")
-            );
+            match role.commands() {
+                [] => eprintln!(
+                    "IAM policy for the {role} role (the byok-config-rule Lambda function; its CloudWatch Logs permissions come from deploy/config-rule.yaml):"
+                ),
+                commands => eprintln!(
+                    "IAM policy for the {role} role (runs: byok-bastion {}):",
+                    commands.join(", byok-bastion ")
+                ),
+            }
             doc
         }
         None => {
@@ -1125,6 +1152,37 @@ mod tests {
             statement(&rem, "NewKeysThroughDynamoDbOnly").condition["StringLike"]["kms:ViaService"],
             vec!["dynamodb.eu-west-1.amazonaws.com".to_string()]
         );
+    }
+
+    #[test]
+    fn the_config_rule_reads_what_audit_reads_and_writes_only_evaluations() {
+        let rule = policy(Role::ConfigRule, &scope()).unwrap();
+        let writes: Vec<&String> = rule
+            .statements
+            .iter()
+            .flat_map(|st| &st.actions)
+            .filter(|a| {
+                !["List", "Describe", "Get"]
+                    .iter()
+                    .any(|p| a.split(':').nth(1).unwrap().starts_with(p))
+            })
+            .collect();
+        assert_eq!(writes, ["config:PutEvaluations"]);
+        assert_eq!(
+            statement(&rule, "ReadKeys").resources,
+            ["arn:aws:kms:eu-west-1:111122223333:key/*"]
+        );
+        // The auditor's reads of resources, without ListKeys (the rule never lists keys).
+        let auditor = policy(Role::Auditor, &scope()).unwrap();
+        assert_eq!(
+            statement(&rule, "ReadResourceEncryption").actions,
+            statement(&auditor, "ReadResourceEncryption").actions
+        );
+        assert!(!rule
+            .statements
+            .iter()
+            .any(|st| st.actions.iter().any(|a| a == "kms:ListKeys")));
+        assert!(Role::ConfigRule.commands().is_empty());
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod batch;
 pub(crate) mod canned;
 mod client;
 pub mod commands;
+#[cfg(feature = "config-rule")]
+pub mod config_rule;
 mod errors;
 pub(crate) mod fuzz;
 pub mod iam;

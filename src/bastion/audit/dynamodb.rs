@@ -31,6 +31,33 @@ pub async fn list(c: &ServiceClients) -> Vec<Pending> {
     out
 }
 
+/// What a table's `SSEDescription` means (its `SSEType`, `Status` and
+/// `KMSMasterKeyArn`, as DescribeTable or an AWS Config item states them).
+/// No description, or SSE not enabled, is the AWS-owned key.
+pub fn table_encryption(
+    sse_type: Option<&str>,
+    status: Option<&str>,
+    kms_master_key_arn: Option<&str>,
+) -> Encryption {
+    let kms = sse_type.is_some_and(|t| t.eq_ignore_ascii_case("KMS"));
+    let on = status.is_some_and(|s| {
+        ["ENABLED", "ENABLING", "UPDATING"]
+            .iter()
+            .any(|x| s.eq_ignore_ascii_case(x))
+    });
+    match (kms && on, kms_master_key_arn.filter(|k| !k.is_empty())) {
+        (true, Some(k)) => Encryption::Kms {
+            key_ref: k.to_string(),
+        },
+        (true, None) => Encryption::AwsManagedDefault {
+            alias: "alias/aws/dynamodb".into(),
+        },
+        (false, _) => Encryption::ServiceOwned {
+            what: "the AWS-owned key (DynamoDB's default)".into(),
+        },
+    }
+}
+
 /// How one table is encrypted.
 pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
     let (arn, encryption) = match c.dynamodb.describe_table().table_name(name).send().await {
@@ -43,27 +70,11 @@ pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
         Ok(r) => {
             let t = r.table();
             let sse = t.and_then(|t| t.sse_description());
-            let enc = match sse {
-                Some(s)
-                    if s.sse_type() == Some(&SseType::Kms)
-                        && matches!(
-                            s.status(),
-                            Some(SseStatus::Enabled | SseStatus::Enabling | SseStatus::Updating)
-                        ) =>
-                {
-                    match s.kms_master_key_arn() {
-                        Some(k) => Encryption::Kms {
-                            key_ref: k.to_string(),
-                        },
-                        None => Encryption::AwsManagedDefault {
-                            alias: "alias/aws/dynamodb".into(),
-                        },
-                    }
-                }
-                _ => Encryption::ServiceOwned {
-                    what: "the AWS-owned key (DynamoDB's default)".into(),
-                },
-            };
+            let enc = table_encryption(
+                sse.and_then(|s| s.sse_type()).map(SseType::as_str),
+                sse.and_then(|s| s.status()).map(SseStatus::as_str),
+                sse.and_then(|s| s.kms_master_key_arn()),
+            );
             (t.and_then(|t| t.table_arn()).map(String::from), enc)
         }
     };
@@ -72,6 +83,7 @@ pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
         region: c.region.clone(),
         name: name.to_string(),
         arn,
+        config_id: None,
         encryption,
     }
 }

@@ -104,6 +104,9 @@ pub struct Resource {
     pub name: String,
     /// Its ARN, where the service reports one.
     pub arn: Option<String>,
+    /// The ID AWS Config knows it by where that is not its name (RDS:
+    /// `DbiResourceId`, `DbClusterResourceId`).
+    pub config_id: Option<String>,
     /// How it is encrypted.
     pub encryption: Encryption,
 }
@@ -517,6 +520,10 @@ pub struct Finding {
     pub resource: String,
     /// The resource's ARN, if reported.
     pub arn: Option<String>,
+    /// The ID AWS Config knows the resource by where that is not its name
+    /// (RDS resource IDs); not printed.
+    #[serde(skip)]
+    pub config_id: Option<String>,
     /// The verdict.
     pub verdict: Verdict,
     /// The reason code.
@@ -820,6 +827,7 @@ fn unjudged(account: &Option<String>, p: &Pending, why: &str) -> Finding {
         region,
         resource: name,
         arn: None,
+        config_id: None,
         verdict: Verdict::Unknown,
         reason: Reason::ResourceUnreadable,
         key_reference: None,
@@ -932,6 +940,7 @@ pub fn listing_failed(kind: ResourceType, region: &str, what: &str, why: String)
         region: region.to_string(),
         name: "*".into(),
         arn: None,
+        config_id: None,
         encryption: Encryption::Unreadable {
             why: format!("cannot list {what} in {region}: {why}"),
         },
@@ -995,16 +1004,29 @@ pub async fn audit(
     Ok(inventory(regions, profile, opts).await?.report)
 }
 
-/// [`audit`], keeping the clients and the key cache.
+/// [`audit`], keeping the clients and the key cache. The first SIGINT or
+/// SIGTERM stops starting new work.
 pub async fn inventory(
     regions: Arc<Regions>,
     profile: Option<&str>,
     opts: &AuditOptions,
 ) -> Result<Inventory, BastionError> {
+    let stop = super::batch::StopFlag::on_signals()?;
+    inventory_until(regions, profile, opts, &stop).await
+}
+
+/// [`inventory`] that stops starting new work when `stop` is set (a
+/// long-lived process, such as the AWS Config rule's Lambda function, owns
+/// its signals).
+pub(crate) async fn inventory_until(
+    regions: Arc<Regions>,
+    profile: Option<&str>,
+    opts: &AuditOptions,
+    stop: &super::batch::StopFlag,
+) -> Result<Inventory, BastionError> {
     let names = audit_regions(&regions, opts).await?;
     let scopes = accounts::scopes(regions.clone(), profile, &names[0], &opts.accounts).await?;
-    let stop = super::batch::StopFlag::on_signals()?;
-    let listed = list_all(&scopes, &names, profile, opts.jobs, &stop).await?;
+    let listed = list_all(&scopes, &names, profile, opts.jobs, stop).await?;
     let policy = Policy {
         max_age_days: opts.max_age_days,
         require_external: opts.require_external,
@@ -1018,7 +1040,7 @@ pub async fn inventory(
         resolver.clone(),
         policy,
         opts.jobs,
-        &stop,
+        stop,
     )
     .await;
     findings.sort_by(|a, b| {
@@ -1208,7 +1230,11 @@ async fn describe(
     }
 }
 
-async fn finding(
+/// Judge one described resource: resolve the key it names through
+/// `resolver` (cached per key and Region) and apply [`judge`] under `policy`.
+/// The one path from a [`Resource`] to a [`Finding`], shared by `audit` and
+/// the AWS Config rule.
+pub async fn finding(
     account: Option<String>,
     r: &Resource,
     resolver: &KeyResolver,
@@ -1237,6 +1263,7 @@ async fn finding(
         region: r.region.clone(),
         resource: r.name.clone(),
         arn: r.arn.clone(),
+        config_id: r.config_id.clone(),
         verdict: judged.verdict,
         reason: judged.reason,
         key_reference,

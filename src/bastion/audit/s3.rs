@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::ServerSideEncryption;
 
 use super::{
     listing_failed, sdk_error, Encryption, Pending, Resource, ResourceType, ServiceClients,
@@ -51,14 +50,18 @@ pub async fn list(
             }
         }
     }
-    let unreadable = |name: &str, why: String| Resource {
-        kind: ResourceType::S3Bucket,
-        region: any.region.clone(),
-        name: name.to_string(),
-        arn: None,
-        encryption: Encryption::Unreadable { why },
+    let unreadable = |name: &str, why: String| {
+        Box::new(Resource {
+            kind: ResourceType::S3Bucket,
+            region: any.region.clone(),
+            name: name.to_string(),
+            arn: None,
+            config_id: None,
+            encryption: Encryption::Unreadable { why },
+        })
     };
-    let located: Vec<Result<(String, String), Resource>> = crate::bastion::batch::map_bounded(
+    // A bucket that could not be located is boxed: it is the rare case.
+    let located: Vec<Result<(String, String), Box<Resource>>> = crate::bastion::batch::map_bounded(
         buckets,
         jobs,
         |(name, region)| {
@@ -71,15 +74,16 @@ pub async fn list(
                             name,
                             region_of_location(l.location_constraint().map(|c| c.as_str())),
                         )),
-                        Err(e) => Err(Resource {
+                        Err(e) => Err(Box::new(Resource {
                             kind: ResourceType::S3Bucket,
                             region: any.region.clone(),
                             name,
                             arn: None,
+                            config_id: None,
                             encryption: Encryption::Unreadable {
                                 why: sdk_error("S3", "GetBucketLocation", &e),
                             },
-                        }),
+                        })),
                     },
                 }
             }
@@ -102,7 +106,7 @@ pub async fn list(
                 out.push(Pending::S3Bucket { name, region })
             }
             Ok(_) => {}
-            Err(r) => out.push(Pending::Done(r)),
+            Err(r) => out.push(Pending::Done(*r)),
         }
     }
     out
@@ -115,8 +119,31 @@ pub fn outside(name: &str, region: &str) -> Resource {
         region: region.to_string(),
         name: name.to_string(),
         arn: Some(format!("arn:aws:s3:::{name}")),
+        config_id: None,
         encryption: Encryption::NotApplicable {
             why: format!("bucket is in {region}, which is not audited"),
+        },
+    }
+}
+
+/// What a bucket's default encryption rule means: its SSE algorithm
+/// (`AES256`, `aws:kms`, `aws:kms:dsse`) and KMS key, as GetBucketEncryption
+/// or an AWS Config item states them.
+pub fn default_encryption(sse_algorithm: &str, kms_master_key_id: Option<&str>) -> Encryption {
+    match sse_algorithm {
+        "AES256" => Encryption::ServiceOwned {
+            what: "SSE-S3 (AES256)".into(),
+        },
+        "aws:kms" | "aws:kms:dsse" => match kms_master_key_id.filter(|k| !k.is_empty()) {
+            Some(k) => Encryption::Kms {
+                key_ref: k.to_string(),
+            },
+            None => Encryption::AwsManagedDefault {
+                alias: "alias/aws/s3".into(),
+            },
+        },
+        other => Encryption::Unreadable {
+            why: format!("unknown SSE algorithm {other}"),
         },
     }
 }
@@ -131,24 +158,7 @@ pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
                 .and_then(|rule| rule.apply_server_side_encryption_by_default());
             match rule {
                 None => Encryption::None,
-                Some(d) => match d.sse_algorithm() {
-                    ServerSideEncryption::Aes256 => Encryption::ServiceOwned {
-                        what: "SSE-S3 (AES256)".into(),
-                    },
-                    ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => {
-                        match d.kms_master_key_id().filter(|k| !k.is_empty()) {
-                            Some(k) => Encryption::Kms {
-                                key_ref: k.to_string(),
-                            },
-                            None => Encryption::AwsManagedDefault {
-                                alias: "alias/aws/s3".into(),
-                            },
-                        }
-                    }
-                    other => Encryption::Unreadable {
-                        why: format!("unknown SSE algorithm {}", other.as_str()),
-                    },
-                },
+                Some(d) => default_encryption(d.sse_algorithm().as_str(), d.kms_master_key_id()),
             }
         }
         Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
@@ -163,6 +173,7 @@ pub async fn describe(c: &ServiceClients, name: &str) -> Resource {
         region: c.region.clone(),
         name: name.to_string(),
         arn: Some(format!("arn:aws:s3:::{name}")),
+        config_id: None,
         encryption,
     }
 }

@@ -607,6 +607,7 @@ mod tests {
             arn: Some(format!(
                 "arn:aws:dynamodb:eu-west-1:111122223333:table/{name}"
             )),
+            config_id: None,
             verdict,
             reason,
             key_reference: Some("arn:aws:kms:eu-west-1:999900001111:key/k1".into()),

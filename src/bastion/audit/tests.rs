@@ -351,6 +351,7 @@ fn finding(name: &str, verdict: Verdict, reason: Reason, detail: &str) -> Findin
         region: "eu-west-1".into(),
         resource: name.into(),
         arn: Some(format!("arn:aws:s3:::{name}")),
+        config_id: None,
         verdict,
         reason,
         key_reference: None,
