@@ -54,7 +54,7 @@ if [[ "$want" != "$have" || ! -x "$venv/bin/moto_server" ]]; then
     rm -rf "$venv"
     "$base_python" -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        --no-deps -r "$lock_file" >&2 || die "pip install from $lock_file failed"
+        --no-deps --require-hashes -r "$lock_file" >&2 || die "pip install from $lock_file failed"
     printf '%s\n' "$want" >"$stamp_file"
 fi
 exec 9>&-
