@@ -1130,16 +1130,7 @@ mod tests {
             ))
         );
         let rem = policy(Role::Remediator, &scope()).unwrap();
-        let writes: Vec<&String> = rem
-            .statements
-            .iter()
-            .flat_map(|st| &st.actions)
-            .filter(|a| {
-                !["List", "Describe", "Get"]
-                    .iter()
-                    .any(|p| a.split(':').nth(1).unwrap().starts_with(p))
-            })
-            .collect();
+        let writes = write_actions(&rem);
         assert_eq!(
             writes,
             [
@@ -1154,19 +1145,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_config_rule_reads_what_audit_reads_and_writes_only_evaluations() {
-        let rule = policy(Role::ConfigRule, &scope()).unwrap();
-        let writes: Vec<&String> = rule
-            .statements
+    /// The actions of `p` that are not List*, Describe* or Get*.
+    fn write_actions(p: &PolicyDocument) -> Vec<&String> {
+        p.statements
             .iter()
             .flat_map(|st| &st.actions)
             .filter(|a| {
                 !["List", "Describe", "Get"]
                     .iter()
-                    .any(|p| a.split(':').nth(1).unwrap().starts_with(p))
+                    .any(|v| a.split(':').nth(1).unwrap().starts_with(v))
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_config_rule_reads_what_audit_reads_and_writes_only_evaluations() {
+        let rule = policy(Role::ConfigRule, &scope()).unwrap();
+        let writes = write_actions(&rule);
         assert_eq!(writes, ["config:PutEvaluations"]);
         assert_eq!(
             statement(&rule, "ReadKeys").resources,
