@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+# A CI run builds once: incremental caches would only take disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 
 # The third PKCS#11 implementation: its tests fail (never skip) without it.
 echo "== SoftHSM 2.7.0 (scripts/softhsm27.sh)" >&2
