@@ -518,21 +518,120 @@ fn sigkill_at_many_points_then_resume_gives_exactly_one_key_each() {
     assert_eq!(after, before_sib, "a sibling of --out changed");
 }
 
+/// The transcript's lines and each line's `step`.
+fn transcript_steps(out: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (l.to_string(), v["step"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Keep the first `n` lines of the transcript, as a power cut that lost every
+/// entry after the last fsync would.
+fn cut_transcript(out: &Path, lines: &[(String, String)], n: usize) {
+    let kept: String = lines[..n].iter().map(|(l, _)| format!("{l}\n")).collect();
+    std::fs::write(out.join("transcript.jsonl"), kept).unwrap();
+}
+
+#[test]
+fn entries_lost_after_the_last_fsync_are_redone_on_resume() {
+    // Keys are carried out in batches (group commit): a power cut can lose
+    // every entry after the batch's last fsync, while the keys are on the
+    // token and bundles on disk. Each prefix below is such a state; SIGKILL
+    // cannot produce them (the page cache survives it), so they are cut here.
+    let keys = 40;
+    let c = ceremony("power-cut", keys);
+    let digest = params_digest(&c.file);
+    let out = c.hsm.path("out");
+    let o = run(&mut c.confirmed(&c.file, &out, &digest));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = transcript_steps(&out);
+    let at = |step: &str, nth: usize| {
+        first
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, s))| s == step)
+            .nth(nth)
+            .map(|(i, _)| i)
+            .unwrap()
+    };
+    // The second batch starts after the first batch's `wrapped` entries.
+    let last_intent = at("key-intent", keys - 1);
+    assert!(
+        at("wrapped", 0) < last_intent,
+        "one batch only: group commit not exercised"
+    );
+    let cuts = [
+        (
+            "among the second batch's wrapped entries",
+            at("wrapped", keys - 3),
+        ),
+        (
+            "among its key-generated entries",
+            at("key-generated", keys - 5),
+        ),
+        ("right after its intents were fsynced", last_intent + 1),
+    ];
+    for (what, n) in cuts {
+        cut_transcript(&out, &first, n);
+        let lost_keys = first[n..]
+            .iter()
+            .filter(|(_, s)| s == "key-generated")
+            .count();
+        let lost_wraps = first[n..].iter().filter(|(_, s)| s == "wrapped").count();
+        let before = transcript_steps(&out).len();
+        let o = run(&mut c.confirmed(&c.file, &out, &digest));
+        assert!(o.status.success(), "cut {what}: {}", stderr(&o));
+        assert_eq!(
+            c.keys_on_token().len(),
+            keys,
+            "cut {what}: a key was generated twice"
+        );
+        let resumed = transcript_steps(&out);
+        let added = |step: &str| resumed[before..].iter().filter(|(_, s)| s == step).count();
+        assert_eq!(added("key-generated"), lost_keys, "cut {what}");
+        assert_eq!(added("wrapped"), lost_wraps, "cut {what}");
+        assert_eq!(
+            added("key-intent"),
+            0,
+            "cut {what}: intents are never redone"
+        );
+        assert_eq!(
+            added("discarded-unrecorded-output"),
+            lost_wraps,
+            "cut {what}: each unrecorded bundle is discarded before it is written again"
+        );
+        for (line, step) in &resumed[before..] {
+            if step == "key-generated" {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(
+                    v["data"]["adopted_after_interruption"], true,
+                    "cut {what}: {line}"
+                );
+            }
+        }
+    }
+    byok_ceremony::ceremony::transcript::verify_file(&out.join("transcript.jsonl")).unwrap();
+    for (label, k) in &c.kms {
+        let dir = out.join(label).join("eu-west-1");
+        let token = std::fs::read(dir.join("ImportToken.bin")).unwrap();
+        let i: usize = label[4..].parse().unwrap();
+        let (spec, alg) = specs(i);
+        check_output(k, &dir, spec, alg, &token);
+        assert_eq!(entries(&out.join(label)), ["eu-west-1"], "{label}");
+    }
+}
+
 #[test]
 fn a_key_swapped_between_crash_and_resume_is_refused() {
     let c = ceremony("hostile-swap", 3);
     let digest = params_digest(&c.file);
     let out = c.hsm.path("out");
-    // Kill the run once the first key's wrap is recorded.
-    let mut at = 20;
-    while !out.join("key-00/eu-west-1/manifest.json").exists() || !resumable(&out) {
-        assert!(
-            run_killed_at(&c, &out, &digest, at),
-            "finished before a kill"
-        );
-        at += 3;
-        assert!(at < 200);
-    }
+    // Interrupted once the first key's wrap is recorded.
+    interrupted_after_first_wrap(&c, &out, &digest);
     // Replace key-00 by a key generated on the token (so CKA_LOCAL) with the
     // same label and CKA_ID: only its check value can tell.
     common::pkcs11::replace_key(&c.hsm, "key-00", |session, label, id| {
@@ -597,14 +696,7 @@ fn symlinks_planted_in_the_output_directory_are_not_followed() {
     let c = ceremony("hostile-links", 2);
     let digest = params_digest(&c.file);
     let out = c.hsm.path("out");
-    let mut at = 20;
-    while !resumable(&out) {
-        assert!(
-            run_killed_at(&c, &out, &digest, at),
-            "finished before a kill"
-        );
-        at += 3;
-    }
+    interrupted_after_first_wrap(&c, &out, &digest);
     let victim = c.hsm.path("victim");
     std::fs::create_dir(&victim).unwrap();
     // The transcript replaced by a symlink to a copy outside --out.
@@ -626,8 +718,13 @@ fn symlinks_planted_in_the_output_directory_are_not_followed() {
         .kms
         .iter()
         .map(|(l, _)| l.clone())
-        .find(|l| !out.join(l).join("eu-west-1").exists())
-        .expect("a key not wrapped yet");
+        .find(|l| {
+            !transcript_steps(&out).iter().any(|(line, step)| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                step == "wrapped" && v["data"]["label"] == l.as_str()
+            })
+        })
+        .expect("a key not recorded as wrapped yet");
     let _ = std::fs::remove_dir_all(out.join(&pending));
     std::os::unix::fs::symlink(&victim, out.join(&pending)).unwrap();
     let before = snapshot(&victim);
@@ -640,8 +737,14 @@ fn symlinks_planted_in_the_output_directory_are_not_followed() {
     assert_eq!(snapshot(&victim), before, "written through the symlink");
 }
 
-fn resumable(out: &Path) -> bool {
-    std::fs::read_to_string(out.join("transcript.jsonl"))
-        .map(|t| t.contains("\"step\":\"wrapped\""))
-        .unwrap_or(false)
+/// A run of `c` into `out` interrupted once the first bundle is recorded and
+/// before the second is: the run completes, then its transcript is cut after
+/// the first `wrapped` entry, as a power cut before the batch's last fsync
+/// leaves it (the other bundles are on disk, unrecorded).
+fn interrupted_after_first_wrap(c: &Ceremony, out: &Path, digest: &str) {
+    let o = run(&mut c.confirmed(&c.file, out, digest));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = transcript_steps(out);
+    let first = lines.iter().position(|(_, s)| s == "wrapped").unwrap();
+    cut_transcript(out, &lines, first + 1);
 }

@@ -112,18 +112,50 @@ impl AtomicDir {
 
     /// fsync every file written, then the staging directory, and move the
     /// finished directory into place (fsyncing its parent).
-    pub fn commit(mut self) -> Result<PathBuf, OutputError> {
-        for (path, f) in std::mem::take(&mut self.unsynced) {
-            fsync(&f).map_err(io(&path))?;
+    pub fn commit(self) -> Result<PathBuf, OutputError> {
+        let target = self.target.clone();
+        Self::commit_all(vec![self], &[])?;
+        Ok(target)
+    }
+
+    /// [`Self::commit`] for several directories at once (group commit): every
+    /// file of every directory is fsynced, then every staging directory, then
+    /// each is renamed into place, then each parent, and each directory in
+    /// `also_sync` (such as the parent of a directory created for them), is
+    /// fsynced once. The first fsync commits the file system's journal for all
+    /// of them. Nothing is renamed before every file is on disk; when this
+    /// returns, every directory is in place and durable.
+    pub(crate) fn commit_all(
+        mut dirs: Vec<AtomicDir>,
+        also_sync: &[PathBuf],
+    ) -> Result<Vec<PathBuf>, OutputError> {
+        for d in &mut dirs {
+            for (path, f) in std::mem::take(&mut d.unsynced) {
+                fsync(&f).map_err(io(&path))?;
+            }
         }
-        File::open(&self.staging)
-            .and_then(|d| fsync(&d))
-            .map_err(io(&self.staging))?;
-        check_target(&self.target)?;
-        fs::rename(&self.staging, &self.target).map_err(io(&self.target))?;
-        self.committed = true;
-        fsync_dir(&parent_of(&self.target))?;
-        Ok(self.target.clone())
+        for d in &dirs {
+            File::open(&d.staging)
+                .and_then(|f| fsync(&f))
+                .map_err(io(&d.staging))?;
+        }
+        let mut parents: Vec<PathBuf> = also_sync.to_vec();
+        for d in &mut dirs {
+            check_target(&d.target)?;
+            fs::rename(&d.staging, &d.target).map_err(io(&d.target))?;
+            d.committed = true;
+            let parent = parent_of(&d.target);
+            if !parents.contains(&parent) {
+                parents.push(parent);
+            }
+        }
+        // Children before parents: a directory created for these bundles is
+        // synced after the renames into it.
+        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in &parents {
+            fsync_dir(p)?;
+        }
+        Ok(dirs.iter().map(|d| d.target.clone()).collect())
     }
 }
 
@@ -197,12 +229,21 @@ pub(crate) fn fsync(f: &File) -> std::io::Result<()> {
 /// Create directory `dir` (its parent must exist) and fsync the parent; an
 /// existing `dir` is accepted only if it is a real directory, never a symlink.
 pub(crate) fn ensure_real_dir(dir: &Path) -> Result<(), OutputError> {
+    match ensure_real_dir_deferred(dir)? {
+        Some(parent) => fsync_dir(&parent),
+        None => Ok(()),
+    }
+}
+
+/// [`ensure_real_dir`] without the fsync: returns the parent to fsync (before
+/// anything relies on `dir` surviving a crash) when `dir` was created now.
+pub(crate) fn ensure_real_dir_deferred(dir: &Path) -> Result<Option<PathBuf>, OutputError> {
     match fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(m) if m.file_type().is_dir() => Ok(None),
         Ok(_) => Err(OutputError::NotADirectory(dir.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir(dir).map_err(io(dir))?;
-            fsync_dir(&parent_of(dir))
+            Ok(Some(parent_of(dir)))
         }
         Err(e) => Err(io(dir)(e)),
     }

@@ -9,8 +9,11 @@
 //! names ([`crate::names`]), so every path is inside `OUT`.
 //!
 //! Crash consistency:
-//! * every transcript entry is fsynced; `OUT`, each label directory and each
-//!   bundle's directory entry are fsynced when created;
+//! * keys are carried out in batches with one fsync per stage (group commit,
+//!   [`carry_out`]): every entry is fsynced before anything relies on it (an
+//!   intent before its key is generated, a bundle before its `wrapped`
+//!   entry), and `OUT`, each label directory and each bundle's directory
+//!   entry are fsynced before the `wrapped` entry that records them;
 //! * before a key is generated, its intended `CKA_ID` is recorded
 //!   (`key-intent`), so a key generated just before a crash is adopted on
 //!   resume (after the token confirms it was generated there and never
@@ -38,7 +41,7 @@ use crate::airgap::module::LocalModule;
 use crate::airgap::wrap::{bundle_files, wrap_for_target_with, Wrapped};
 use crate::airgap::{Error, ForeignReason, SwapReason};
 use crate::bundle::manifest;
-use crate::bundle::output::{ensure_real_dir, fsync_dir, write_new_file};
+use crate::bundle::output::{ensure_real_dir, ensure_real_dir_deferred, fsync_dir, write_new_file};
 use crate::bundle::{AtomicDir, OutputError};
 use crate::fingerprint::Fingerprint;
 use crate::hsm::key_checks::{self, KeyChecks};
@@ -190,12 +193,27 @@ pub fn run(
         done: &done,
         tpath: &tpath,
     };
-    for (k, targets) in f.keys.iter().zip(&c.targets) {
-        let key = obtain(&session, &mut index, policy, k, &done, &mut t, &tpath)?;
-        if key.generated && !done.keys.contains_key(&k.label) {
-            summary.generated.push(k.label.to_string());
+    let plan: Vec<PlannedKey> = f
+        .keys
+        .iter()
+        .zip(c.targets.iter().map(Vec::as_slice))
+        .collect();
+    for batch in batches(&plan) {
+        let carried = carry_out(
+            &bundles,
+            &mut index,
+            policy,
+            batch,
+            &mut t,
+            &mut summary,
+            progress,
+        );
+        if carried.is_err() {
+            // What was recorded before the failure stays recorded (resume
+            // would redo it otherwise); the failure is what is reported.
+            let _ = t.sync();
         }
-        bundles.write_all(k, targets, &key, &mut t, &mut summary, progress)?;
+        carried?;
     }
     summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
     Ok(summary)
@@ -214,50 +232,232 @@ struct Bundles<'r, 's, 'h> {
     tpath: &'r Path,
 }
 
+/// A key of the ceremony with its checked targets.
+type PlannedKey<'c> = (&'c KeyPlan, &'c [CheckedTarget]);
+
+/// Keys carried out together (group commit, see [`carry_out`]): enough that
+/// the fsyncs cost little per key, few enough that a crash redoes little and
+/// the custodians see progress every fraction of a second.
+const KEYS_PER_BATCH: usize = 32;
+/// At most this many bundles are staged at once (each keeps its four files
+/// open until the batch commits).
+const BUNDLES_PER_BATCH: usize = 64;
+
+/// `plan` cut into batches of at most [`KEYS_PER_BATCH`] keys and (unless a
+/// single key has more targets) [`BUNDLES_PER_BATCH`] bundles, in order.
+fn batches<'p, 'c>(plan: &'p [PlannedKey<'c>]) -> Vec<&'p [PlannedKey<'c>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bundles) = (0, 0);
+    for (i, (_, targets)) in plan.iter().enumerate() {
+        bundles += targets.len();
+        let next = plan.get(i + 1).map_or(0, |(_, t)| t.len());
+        if i + 1 - start == KEYS_PER_BATCH || bundles + next > BUNDLES_PER_BATCH {
+            out.push(&plan[start..=i]);
+            (start, bundles) = (i + 1, 0);
+        }
+    }
+    if start < plan.len() {
+        out.push(&plan[start..]);
+    }
+    out
+}
+
+/// Carry out one batch of keys with one journal commit per stage instead of
+/// one per entry and file (group commit), in an order that keeps resume safe:
+///
+/// 1. the intents (`key-intent`) of every key to generate are appended and
+///    fsynced together, before any of them is generated;
+/// 2. each key is generated (or found, or adopted) and its `key-generated`
+///    entry appended; these become durable with step 5. If they are lost in a
+///    crash, resume adopts each key by its recorded intent and records it
+///    again (`adopted_after_interruption`), as it does for a crash between a
+///    generation and its entry;
+/// 3. every bundle of the batch is wrapped and staged;
+/// 4. all staged bundles are committed together: every file fsynced, then each
+///    staging directory, renamed into place, each label directory (and `OUT`
+///    when a label directory was created) fsynced;
+/// 5. the `wrapped` entries are appended and fsynced together, only after
+///    every bundle they record is durable. A bundle in place whose entry was
+///    lost is discarded and wrapped again on resume.
+fn carry_out(
+    bundles: &Bundles,
+    index: &mut TokenIndex,
+    policy: KeyPolicy,
+    batch: &[PlannedKey],
+    t: &mut TranscriptWriter,
+    summary: &mut RunSummary,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), Error> {
+    let session = bundles.session;
+    let how = record_intents(session, batch, bundles.done, t, bundles.tpath)?;
+    let mut keys = Vec::with_capacity(batch.len());
+    for ((k, _), how) in batch.iter().zip(how) {
+        let key = obtain(session, index, policy, k, how, t, bundles.tpath)?;
+        if key.generated && !bundles.done.keys.contains_key(&k.label) {
+            summary.generated.push(k.label.to_string());
+        }
+        keys.push(key);
+    }
+    bundles.write_batch(batch, &keys, t, summary, progress)
+}
+
+/// How each key of `batch` is obtained; for each key to generate now, a
+/// fresh `CKA_ID` whose intent is appended, all of them fsynced once.
+fn record_intents<'d>(
+    session: &UserSession,
+    batch: &[PlannedKey],
+    done: &'d Progress,
+    t: &mut TranscriptWriter,
+    tpath: &Path,
+) -> Result<Vec<HowObtained<'d>>, Error> {
+    let mut how = Vec::with_capacity(batch.len());
+    for (k, _) in batch {
+        how.push(
+            match (
+                done.keys.get(&k.label),
+                k.source,
+                done.intents.get(&k.label),
+            ) {
+                (Some(recorded), _, _) => HowObtained::Recorded(recorded),
+                (None, Source::Existing, _) => HowObtained::Existing,
+                (None, Source::Generate, Some(id_hex)) => HowObtained::Intended(id_hex),
+                (None, Source::Generate, None) => {
+                    let id = session.random(16)?;
+                    t.append_deferred(Step::KeyIntent(ts::KeyIntent {
+                        label: k.label.to_string(),
+                        id_hex: hex::encode(&id),
+                        key_spec: k.key_spec,
+                    }))
+                    .map_err(io(tpath))?;
+                    HowObtained::Fresh(id)
+                }
+            },
+        );
+    }
+    t.sync().map_err(io(tpath))?;
+    Ok(how)
+}
+
+/// A bundle wrapped and staged, waiting for its batch to commit.
+struct Staged {
+    name: String,
+    key_id: String,
+    dir: AtomicDir,
+    record: Step,
+}
+
 impl Bundles<'_, '_, '_> {
-    /// Wrap `key` for each of its targets an earlier run did not record, and
-    /// write and record each bundle.
-    fn write_all(
+    /// Wrap each key of `batch` for each of its targets an earlier run did not
+    /// record, commit the bundles together and record them (steps 3 to 5 of
+    /// [`carry_out`]). If one cannot be wrapped, the bundles staged before it
+    /// are still committed and recorded, then the error is returned.
+    fn write_batch(
         &self,
-        k: &KeyPlan,
-        targets: &[CheckedTarget],
-        key: &HsmKey,
+        batch: &[PlannedKey],
+        keys: &[HsmKey],
         t: &mut TranscriptWriter,
         summary: &mut RunSummary,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), Error> {
-        let key_dir = k.label.join_to(self.out);
-        for ct in targets {
-            let name = format!("{}/{}", k.label, ct.target.name);
-            if self
-                .done
-                .wraps
-                .contains(&(k.label.clone(), ct.target.name.clone()))
-            {
-                summary.skipped.push(name);
-                continue;
+        let mut todo = Vec::new();
+        let mut created = Vec::new();
+        for ((k, targets), key) in batch.iter().zip(keys) {
+            let key_dir = k.label.join_to(self.out);
+            for ct in *targets {
+                let name = format!("{}/{}", k.label, ct.target.name);
+                if self
+                    .done
+                    .wraps
+                    .contains(&(k.label.clone(), ct.target.name.clone()))
+                {
+                    summary.skipped.push(name);
+                    continue;
+                }
+                // Everything an interrupted run left is removed before this
+                // batch stages anything next to it.
+                profile::time(Phase::BundleWrite, || {
+                    created.extend(ensure_real_dir_deferred(&key_dir)?);
+                    discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
+                })?;
+                todo.push((*k, ct, key, key_dir.clone(), name));
             }
-            profile::time(Phase::BundleWrite, || {
-                ensure_real_dir(&key_dir)?;
-                discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
-            })?;
-            let wrapped = profile::time(Phase::Wrap, || {
-                wrap_target(
-                    self.c,
-                    self.opts,
-                    self.session,
-                    self.passes,
-                    self.kms_keys,
-                    k,
-                    ct,
-                    key,
-                )
-            })?;
-            let dir = ct.target.name.join_to(&key_dir);
-            let files = profile::time(Phase::BundleWrite, || write_bundle(&dir, &wrapped, ct))?;
-            t.append(wrapped_record(k, ct, &wrapped, &files))
-                .map_err(io(self.tpath))?;
-            progress(&format!("wrapped {name} for {}", wrapped.manifest.key_id));
+        }
+        created.sort();
+        created.dedup();
+        let mut staged = Vec::with_capacity(todo.len());
+        let mut failed = None;
+        for (k, ct, key, key_dir, name) in todo {
+            match self.stage(k, ct, key, &key_dir) {
+                Ok((dir, record, key_id)) => staged.push(Staged {
+                    name,
+                    key_id,
+                    dir,
+                    record,
+                }),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.commit(staged, &created, t, summary, progress)?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Wrap `key` for `ct` and stage its bundle (step 3).
+    fn stage(
+        &self,
+        k: &KeyPlan,
+        ct: &CheckedTarget,
+        key: &HsmKey,
+        key_dir: &Path,
+    ) -> Result<(AtomicDir, Step, String), Error> {
+        let wrapped = profile::time(Phase::Wrap, || {
+            wrap_target(
+                self.c,
+                self.opts,
+                self.session,
+                self.passes,
+                self.kms_keys,
+                k,
+                ct,
+                key,
+            )
+        })?;
+        let dir = ct.target.name.join_to(key_dir);
+        let (staged, files) =
+            profile::time(Phase::BundleWrite, || stage_bundle(&dir, &wrapped, ct))?;
+        let record = wrapped_record(k, ct, &wrapped, &files);
+        Ok((staged, record, wrapped.manifest.key_id))
+    }
+
+    /// Commit `staged` together, then record them with one fsync (steps 4
+    /// and 5); `created` are directories created for them, whose parents are
+    /// fsynced with theirs.
+    fn commit(
+        &self,
+        staged: Vec<Staged>,
+        created: &[PathBuf],
+        t: &mut TranscriptWriter,
+        summary: &mut RunSummary,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), Error> {
+        let (dirs, rest): (Vec<_>, Vec<_>) = staged
+            .into_iter()
+            .map(|s| (s.dir, (s.name, s.key_id, s.record)))
+            .unzip();
+        profile::time(Phase::BundleWrite, || AtomicDir::commit_all(dirs, created))?;
+        let mut names = Vec::with_capacity(rest.len());
+        for (name, key_id, record) in rest {
+            t.append_deferred(record).map_err(io(self.tpath))?;
+            names.push((name, key_id));
+        }
+        t.sync().map_err(io(self.tpath))?;
+        for (name, key_id) in names {
+            progress(&format!("wrapped {name} for {key_id}"));
             summary.wrapped.push(name);
         }
         Ok(())
@@ -678,35 +878,41 @@ impl TrustedHandles {
 /// `key-generated` or `key-found`.
 type KeyStep = fn(ts::KeyRecord) -> Step;
 
+/// How a key of the ceremony is obtained in this run.
+enum HowObtained<'d> {
+    /// Recorded by an earlier run: found again and checked against its record.
+    Recorded(&'d RecordedKey),
+    /// An existing token key (`source: existing`).
+    Existing,
+    /// An earlier run recorded the intent, not the generation: adopt the key
+    /// if the token has it, else generate it with the intended `CKA_ID`.
+    Intended(&'d str),
+    /// This run recorded (and fsynced) the intent: generate with this `CKA_ID`.
+    Fresh(Vec<u8>),
+}
+
 /// The key for `k`: found again (checked against the transcript), adopted
-/// after a crash between generation and its record, or generated now.
+/// after a crash between generation and its record, or generated now. The
+/// new `key-generated` / `key-found` entry is appended without an fsync (see
+/// [`carry_out`]).
 fn obtain(
     session: &UserSession,
     index: &mut TokenIndex,
     policy: KeyPolicy,
     k: &KeyPlan,
-    done: &Progress,
+    how: HowObtained,
     t: &mut TranscriptWriter,
     tpath: &Path,
 ) -> Result<HsmKey, Error> {
-    if let Some(recorded) = done.keys.get(&k.label) {
-        return found_again(session, index, k, recorded);
-    }
-    let (key, step, adopted) = match (k.source, done.intents.get(&k.label)) {
-        (Source::Existing, _) => (
+    let (key, step, adopted) = match how {
+        HowObtained::Recorded(recorded) => return found_again(session, index, k, recorded),
+        HowObtained::Existing => (
             keygen::find_existing_indexed(session, index, k.key_spec, k.label.as_str())?,
             Step::KeyFound as KeyStep,
             false,
         ),
-        (Source::Generate, Some(id_hex)) => adopt_or_generate(session, index, policy, k, id_hex)?,
-        (Source::Generate, None) => {
-            let id = session.random(16)?;
-            t.append(Step::KeyIntent(ts::KeyIntent {
-                label: k.label.to_string(),
-                id_hex: hex::encode(&id),
-                key_spec: k.key_spec,
-            }))
-            .map_err(io(tpath))?;
+        HowObtained::Intended(id_hex) => adopt_or_generate(session, index, policy, k, id_hex)?,
+        HowObtained::Fresh(id) => {
             let key = keygen::generate_indexed(
                 session,
                 index,
@@ -729,7 +935,7 @@ fn obtain(
         adopted_after_interruption: Some(adopted),
         wrap_with_trusted: None,
     };
-    t.append(step(record)).map_err(io(tpath))?;
+    t.append_deferred(step(record)).map_err(io(tpath))?;
     Ok(key)
 }
 
@@ -853,21 +1059,23 @@ fn wrap_target(
     )
 }
 
-fn write_bundle(
+/// Write `w`'s bundle files into a staging directory for `dir`; committed
+/// with its batch. Returns it with each file's name and SHA-256.
+fn stage_bundle(
     dir: &Path,
     w: &Wrapped,
     ct: &CheckedTarget,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<(AtomicDir, Vec<(String, String)>), Error> {
     let files = bundle_files(w, &ct.params, &ct.params_bytes);
     let mut staged = AtomicDir::create(dir)?;
     for (name, bytes) in &files {
         staged.write(name, bytes)?;
     }
-    staged.commit()?;
-    Ok(files
+    let digests = files
         .iter()
         .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
-        .collect())
+        .collect();
+    Ok((staged, digests))
 }
 
 fn wrapped_record(

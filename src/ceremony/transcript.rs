@@ -327,12 +327,17 @@ pub fn torn_tail(bytes: &[u8]) -> Result<Option<(usize, TornTail)>, ChainError> 
     )))
 }
 
-/// Appends entries to a transcript file, fsyncing each.
+/// Appends entries to a transcript file. [`Self::append`] fsyncs each entry;
+/// [`Self::append_deferred`] leaves the fsync to the next [`Self::sync`] or
+/// [`Self::append`], for a batch of entries nothing acts on until they are
+/// durable (group commit).
 #[derive(Debug)]
 pub struct TranscriptWriter {
     file: File,
     next_seq: u64,
     last_sha256: String,
+    /// Entries written since the last fsync.
+    unsynced: usize,
 }
 
 impl TranscriptWriter {
@@ -349,6 +354,7 @@ impl TranscriptWriter {
             file,
             next_seq: 0,
             last_sha256: GENESIS.to_string(),
+            unsynced: 0,
         };
         w.append(first)?;
         Ok(w)
@@ -366,17 +372,45 @@ impl TranscriptWriter {
                 file,
                 next_seq: verified.entries.len() as u64,
                 last_sha256: verified.digest.clone(),
+                unsynced: 0,
             },
             verified,
         ))
     }
 
-    /// Append one entry and fsync; returns the entry's SHA-256 (the new digest).
+    /// Append one entry and fsync (which makes every entry before it durable
+    /// too); returns the entry's SHA-256 (the new digest).
     pub fn append(&mut self, step: Step) -> std::io::Result<String> {
-        crate::profile::time(crate::profile::Phase::Transcript, || self.append_now(step))
+        crate::profile::time(crate::profile::Phase::Transcript, || {
+            let digest = self.write_entry(step)?;
+            self.sync_now()?;
+            Ok(digest)
+        })
     }
 
-    fn append_now(&mut self, step: Step) -> std::io::Result<String> {
+    /// Append one entry without fsyncing it: it becomes durable at the next
+    /// [`Self::sync`] or [`Self::append`]. Only for entries that nothing
+    /// acts on before that sync; a crash may lose them (resume then redoes
+    /// their step), never leave a gap before a durable entry.
+    pub fn append_deferred(&mut self, step: Step) -> std::io::Result<String> {
+        crate::profile::time(crate::profile::Phase::Transcript, || self.write_entry(step))
+    }
+
+    /// fsync the entries written by [`Self::append_deferred`] since the last
+    /// fsync (nothing to do if there are none).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        crate::profile::time(crate::profile::Phase::Transcript, || self.sync_now())
+    }
+
+    fn sync_now(&mut self) -> std::io::Result<()> {
+        if self.unsynced > 0 {
+            crate::bundle::output::fsync(&self.file)?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    fn write_entry(&mut self, step: Step) -> std::io::Result<String> {
         if let Step::Unknown { step, .. } = &step {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -391,7 +425,7 @@ impl TranscriptWriter {
         };
         let line = entry.to_line().map_err(std::io::Error::other)?;
         self.file.write_all(&[line.as_slice(), b"\n"].concat())?;
-        crate::bundle::output::fsync(&self.file)?;
+        self.unsynced += 1;
         self.next_seq += 1;
         self.last_sha256 = sha256_hex(&line);
         Ok(self.last_sha256.clone())

@@ -6,7 +6,11 @@
  *
  * Counted operations on paths under BYOK_KILL_UNDER: write (the Nth write is
  * cut in half first, leaving a torn line or a short file), fsync, fdatasync,
- * mkdir, rename, linkat, unlink, rmdir. */
+ * mkdir, rename, linkat, unlink, rmdir.
+ *
+ * With BYOK_KILL_WRITE_CONTAINING=TEXT, only writes whose buffer contains TEXT
+ * are counted (and the Nth is torn): "kill while writing the 4th `wrapped`
+ * entry", wherever a batch puts it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -48,8 +52,15 @@ static int due(void) {
     static ret (*real)(__VA_ARGS__); \
     if (!real) real = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, name)
 
+static const char *containing(void) {
+    const char *c = getenv("BYOK_KILL_WRITE_CONTAINING");
+    return (c && *c) ? c : NULL;
+}
+
 ssize_t write(int fd, const void *buf, size_t n) {
     REAL(ssize_t, "write", int, const void *, size_t);
+    const char *text = containing();
+    if (text && !memmem(buf, n, text, strlen(text))) return real(fd, buf, n);
     if (fd_under(fd) && due()) {
         if (n > 1) real(fd, buf, n / 2);
         raise(SIGKILL);
@@ -59,42 +70,42 @@ ssize_t write(int fd, const void *buf, size_t n) {
 
 int fsync(int fd) {
     REAL(int, "fsync", int);
-    if (fd_under(fd) && due()) raise(SIGKILL);
+    if (!containing() && fd_under(fd) && due()) raise(SIGKILL);
     return real(fd);
 }
 
 int fdatasync(int fd) {
     REAL(int, "fdatasync", int);
-    if (fd_under(fd) && due()) raise(SIGKILL);
+    if (!containing() && fd_under(fd) && due()) raise(SIGKILL);
     return real(fd);
 }
 
 int mkdir(const char *p, mode_t m) {
     REAL(int, "mkdir", const char *, mode_t);
-    if (path_under(p) && due()) raise(SIGKILL);
+    if (!containing() && path_under(p) && due()) raise(SIGKILL);
     return real(p, m);
 }
 
 int rename(const char *a, const char *b) {
     REAL(int, "rename", const char *, const char *);
-    if (path_under(a) && due()) raise(SIGKILL);
+    if (!containing() && path_under(a) && due()) raise(SIGKILL);
     return real(a, b);
 }
 
 int linkat(int d1, const char *a, int d2, const char *b, int f) {
     REAL(int, "linkat", int, const char *, int, const char *, int);
-    if (path_under(a) && due()) raise(SIGKILL);
+    if (!containing() && path_under(a) && due()) raise(SIGKILL);
     return real(d1, a, d2, b, f);
 }
 
 int unlink(const char *p) {
     REAL(int, "unlink", const char *);
-    if (path_under(p) && due()) raise(SIGKILL);
+    if (!containing() && path_under(p) && due()) raise(SIGKILL);
     return real(p);
 }
 
 int rmdir(const char *p) {
     REAL(int, "rmdir", const char *);
-    if (path_under(p) && due()) raise(SIGKILL);
+    if (!containing() && path_under(p) && due()) raise(SIGKILL);
     return real(p);
 }
