@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
-bash scripts/install-deps.sh
+if [ -z "${BYOK_SKIP_DEPS:-}" ]; then bash scripts/install-deps.sh; fi
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 n="${N:-24}"
