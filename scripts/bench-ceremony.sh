@@ -7,6 +7,7 @@
 #
 #   scripts/bench-ceremony.sh                 # N = 10, 100, 200, 1000
 #   scripts/bench-ceremony.sh --keys 10,100   # pick N
+#   scripts/bench-ceremony.sh --rounds 5      # rounds per N (default 3; the median round is reported)
 #
 # Not a test: nothing here asserts. Results go in docs/performance.md.
 set -euo pipefail

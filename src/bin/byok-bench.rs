@@ -1,7 +1,8 @@
 //! `byok-bench`: how `ceremony run` compares with the HSM's own floor.
 //!
-//! For each N in `--keys` (default 10,100,200,1000), on one fresh SoftHSM2
-//! token per N: a floor loop that makes only the unavoidable PKCS#11 calls
+//! For each N in `--keys` (default 10,100,200,1000), `--rounds` times (default
+//! 3; every round printed, then the median round by ratio), on a fresh
+//! SoftHSM2 token each round: a floor loop that makes only the unavoidable PKCS#11 calls
 //! per key through `cryptoki` (generate the token key, import the wrapping
 //! public key, wrap it with RSA-OAEP; run before and after the ceremony and
 //! averaged, and its keys destroyed each time), then `ceremony run` of N keys (AES and
@@ -42,6 +43,9 @@ const WRAPPING_KEYS: usize = 4;
 
 struct Args {
     keys: Vec<usize>,
+    /// Rounds per N (floor, ceremony, floor on a fresh token each time); the
+    /// summary row is the median round by ratio.
+    rounds: usize,
     module: PathBuf,
     work: PathBuf,
     keep: bool,
@@ -49,7 +53,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: byok-bench [--keys 10,100,200,1000] [--module PATH] [--work DIR] [--keep]\n\
+        "usage: byok-bench [--keys 10,100,200,1000] [--rounds 3] [--module PATH] [--work DIR] [--keep]\n\
          (internal: byok-bench floor|ceremony N DIR MODULE)"
     );
     std::process::exit(2)
@@ -76,6 +80,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 fn parse(argv: &[String]) -> Args {
     let mut a = Args {
         keys: vec![10, 100, 200, 1000],
+        rounds: 3,
         module: PathBuf::from(
             std::env::var_os("BYOK_SOFTHSM_MODULE")
                 .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into()),
@@ -93,13 +98,14 @@ fn parse(argv: &[String]) -> Args {
                     .map(|n| n.trim().parse().unwrap_or_else(|_| usage()))
                     .collect()
             }
+            "--rounds" => a.rounds = value().parse().unwrap_or_else(|_| usage()),
             "--module" => a.module = value().into(),
             "--work" => a.work = value().into(),
             "--keep" => a.keep = true,
             _ => usage(),
         }
     }
-    if a.keys.is_empty() || a.keys.contains(&0) {
+    if a.keys.is_empty() || a.keys.contains(&0) || a.rounds == 0 {
         usage()
     }
     a
@@ -167,33 +173,47 @@ fn parent(a: Args) -> Res<()> {
         a.module.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("keys | floor ms/key (before, after) | run ms/key | ratio | run: first 10% ms/key | last 10% ms/key");
-    println!("---|---|---|---|---|---");
+    println!("keys | round | floor ms/key (before, after) | run ms/key | ratio | run: first 10% ms/key | last 10% ms/key");
+    println!("---|---|---|---|---|---|---");
     let card = card(&a.work.join("card"))?;
     let mut splits = Vec::new();
     let largest = a.keys.iter().copied().max().unwrap_or(0);
     for &n in &a.keys {
-        let dir = a.work.join(format!("n{n}"));
-        let conf = new_token(&dir.join("hsm"), TOKEN)?;
-        std::fs::write(dir.join("policy.json"), &card.policy)?;
-        let run_child = |mode: &str| -> Res<Measured> {
-            let out = sh(Command::new(&me)
-                .args([mode, &n.to_string()])
-                .arg(&dir)
-                .arg(&a.module)
-                .env("SOFTHSM2_CONF", &conf))?;
-            Ok(serde_json::from_str(out.trim())?)
-        };
-        // The floor before and after the run, averaged: the machine's load
-        // drifts, and both halves of the ratio should see the same.
-        let before = run_child("floor")?;
-        let cer = run_child("ceremony")?;
-        let after = run_child("floor")?;
-        print_row(n, &before, &after, &cer);
-        splits.push((n, cer));
-        if n == largest {
-            verify(&dir, &card)?;
+        let mut rounds = Vec::with_capacity(a.rounds);
+        for round in 1..=a.rounds {
+            let dir = a.work.join(format!("n{n}-r{round}"));
+            let conf = new_token(&dir.join("hsm"), TOKEN)?;
+            std::fs::write(dir.join("policy.json"), &card.policy)?;
+            let run_child = |mode: &str| -> Res<Measured> {
+                let out = sh(Command::new(&me)
+                    .args([mode, &n.to_string()])
+                    .arg(&dir)
+                    .arg(&a.module)
+                    .env("SOFTHSM2_CONF", &conf))?;
+                Ok(serde_json::from_str(out.trim())?)
+            };
+            // The floor before and after the run, averaged: the machine's load
+            // drifts, and both halves of the ratio should see the same.
+            let before = run_child("floor")?;
+            let cer = run_child("ceremony")?;
+            let after = run_child("floor")?;
+            let row = Row::of(n, &before, &after, &cer);
+            row.print(n, &round.to_string());
+            if n == largest && round == a.rounds {
+                verify(&dir, &card)?;
+            }
+            if !a.keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            rounds.push((row, cer));
         }
+        // The median round by ratio stands for N; every round is printed above.
+        rounds.sort_by(|x, y| x.0.ratio.total_cmp(&y.0.ratio));
+        let (row, cer) = rounds.swap_remove(rounds.len() / 2);
+        if a.rounds > 1 {
+            row.print(n, "median");
+        }
+        splits.push((n, cer));
     }
     print_split(&splits);
     if a.keep {
@@ -204,33 +224,60 @@ fn parent(a: Args) -> Res<()> {
     Ok(())
 }
 
-/// One row of the results table, and the floor's own split on stderr.
-fn print_row(n: usize, before: &Measured, after: &Measured, cer: &Measured) {
-    let f = (before.total_s + after.total_s) * 1e3 / 2.0 / n as f64;
-    let r = cer.total_s * 1e3 / n as f64;
-    let tenth = (n / 10).max(1);
-    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let per = &cer.per_key_ms;
-    let split = |m: &Measured| {
-        m.phases
-            .iter()
-            .map(|(p, d, _)| format!("{p} {:.2}", d * 1e3 / n as f64))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    eprintln!(
-        "N={n} floor split ms/key (before; after): {}; {}",
-        split(before),
-        split(after)
-    );
-    println!(
-        "{n} | {f:.2} ({:.2}, {:.2}) | {r:.2} | {:.2} | {:.2} | {:.2}",
-        before.total_s * 1e3 / n as f64,
-        after.total_s * 1e3 / n as f64,
-        r / f,
-        avg(&per[..tenth.min(per.len())]),
-        avg(&per[per.len().saturating_sub(tenth)..])
-    );
+/// One row of the results table (ms per key).
+struct Row {
+    floor: f64,
+    floor_before: f64,
+    floor_after: f64,
+    run: f64,
+    ratio: f64,
+    first_tenth: f64,
+    last_tenth: f64,
+}
+
+impl Row {
+    /// The row of one round; the floor's own split goes to stderr.
+    fn of(n: usize, before: &Measured, after: &Measured, cer: &Measured) -> Row {
+        let floor = (before.total_s + after.total_s) * 1e3 / 2.0 / n as f64;
+        let run = cer.total_s * 1e3 / n as f64;
+        let tenth = (n / 10).max(1);
+        let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let per = &cer.per_key_ms;
+        let split = |m: &Measured| {
+            m.phases
+                .iter()
+                .map(|(p, d, _)| format!("{p} {:.2}", d * 1e3 / n as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        eprintln!(
+            "N={n} floor split ms/key (before; after): {}; {}",
+            split(before),
+            split(after)
+        );
+        Row {
+            floor,
+            floor_before: before.total_s * 1e3 / n as f64,
+            floor_after: after.total_s * 1e3 / n as f64,
+            run,
+            ratio: run / floor,
+            first_tenth: avg(&per[..tenth.min(per.len())]),
+            last_tenth: avg(&per[per.len().saturating_sub(tenth)..]),
+        }
+    }
+
+    fn print(&self, n: usize, round: &str) {
+        println!(
+            "{n} | {round} | {:.2} ({:.2}, {:.2}) | {:.2} | {:.2} | {:.2} | {:.2}",
+            self.floor,
+            self.floor_before,
+            self.floor_after,
+            self.run,
+            self.ratio,
+            self.first_tenth,
+            self.last_tenth
+        );
+    }
 }
 
 /// Where `ceremony run` spends its time, per phase and N.
