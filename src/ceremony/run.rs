@@ -10,7 +10,7 @@
 //!
 //! Crash consistency:
 //! * keys are carried out in batches with one fsync per stage (group commit,
-//!   [`carry_out`]): every entry is fsynced before anything relies on it (an
+//!   [`record_intents`]): every entry is fsynced before anything relies on it (an
 //!   intent before its key is generated, a bundle before its `wrapped`
 //!   entry), and `OUT`, each label directory and each bundle's directory
 //!   entry are fsynced before the `wrapped` entry that records them;
@@ -198,23 +198,44 @@ pub fn run(
         .iter()
         .zip(c.targets.iter().map(Vec::as_slice))
         .collect();
-    for batch in batches(&plan) {
-        let carried = carry_out(
-            &bundles,
-            &mut index,
-            policy,
-            batch,
-            &mut t,
-            &mut summary,
-            progress,
-        );
-        if carried.is_err() {
+    // Each batch's bundles are written by a thread of their own while the
+    // HSM works on the next batch (the writing is disk-bound, the HSM's work
+    // too, on another file); the transcript is written here only.
+    std::thread::scope(|scope| {
+        let mut in_flight: Option<InFlight> = None;
+        let mut result = Ok(());
+        for batch in batches(&plan) {
+            let (prepared, failed) =
+                match bundles.prepare(&mut index, policy, batch, &mut t, &mut summary) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                };
+            if let Some(previous) = in_flight.take() {
+                if let Err(e) = previous.record(&mut t, &tpath, &mut summary, progress) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            in_flight = Some(InFlight::start(scope, prepared));
+            if let Some(e) = failed {
+                result = Err(e);
+                break;
+            }
+        }
+        if let Some(last) = in_flight.take() {
+            let recorded = last.record(&mut t, &tpath, &mut summary, progress);
+            result = result.and(recorded);
+        }
+        if result.is_err() {
             // What was recorded before the failure stays recorded (resume
             // would redo it otherwise); the failure is what is reported.
             let _ = t.sync();
         }
-        carried?;
-    }
+        result
+    })?;
     summary.transcript_sha256 = profile::time(Phase::Finish, || finish(c, out, &mut t, &tpath))?;
     Ok(summary)
 }
@@ -235,7 +256,7 @@ struct Bundles<'r, 's, 'h> {
 /// A key of the ceremony with its checked targets.
 type PlannedKey<'c> = (&'c KeyPlan, &'c [CheckedTarget]);
 
-/// Keys carried out together (group commit, see [`carry_out`]): enough that
+/// Keys carried out together (group commit, see [`record_intents`]): enough that
 /// the fsyncs cost little per key, few enough that a crash redoes little and
 /// the custodians see progress every fraction of a second.
 const KEYS_PER_BATCH: usize = 32;
@@ -262,8 +283,9 @@ fn batches<'p, 'c>(plan: &'p [PlannedKey<'c>]) -> Vec<&'p [PlannedKey<'c>]> {
     out
 }
 
-/// Carry out one batch of keys with one journal commit per stage instead of
-/// one per entry and file (group commit), in an order that keeps resume safe:
+/// How one batch of keys is carried out, with one journal commit per stage
+/// instead of one per entry and file (group commit), in an order that keeps
+/// resume safe:
 ///
 /// 1. the intents (`key-intent`) of every key to generate are appended and
 ///    fsynced together, before any of them is generated;
@@ -272,37 +294,18 @@ fn batches<'p, 'c>(plan: &'p [PlannedKey<'c>]) -> Vec<&'p [PlannedKey<'c>]> {
 ///    crash, resume adopts each key by its recorded intent and records it
 ///    again (`adopted_after_interruption`), as it does for a crash between a
 ///    generation and its entry;
-/// 3. every bundle of the batch is wrapped and staged;
-/// 4. all staged bundles are committed together: every file fsynced, then each
-///    staging directory, renamed into place, each label directory (and `OUT`
-///    when a label directory was created) fsynced;
-/// 5. the `wrapped` entries are appended and fsynced together, only after
-///    every bundle they record is durable. A bundle in place whose entry was
-///    lost is discarded and wrapped again on resume.
-fn carry_out(
-    bundles: &Bundles,
-    index: &mut TokenIndex,
-    policy: KeyPolicy,
-    batch: &[PlannedKey],
-    t: &mut TranscriptWriter,
-    summary: &mut RunSummary,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(), Error> {
-    let session = bundles.session;
-    let how = record_intents(session, batch, bundles.done, t, bundles.tpath)?;
-    let mut keys = Vec::with_capacity(batch.len());
-    for ((k, _), how) in batch.iter().zip(how) {
-        let key = obtain(session, index, policy, k, how, t, bundles.tpath)?;
-        if key.generated && !bundles.done.keys.contains_key(&k.label) {
-            summary.generated.push(k.label.to_string());
-        }
-        keys.push(key);
-    }
-    bundles.write_batch(batch, &keys, t, summary, progress)
-}
-
-/// How each key of `batch` is obtained; for each key to generate now, a
-/// fresh `CKA_ID` whose intent is appended, all of them fsynced once.
+/// 3. every bundle of the batch is wrapped ([`Bundles::prepare`] does 1 to 3);
+/// 4. on a writer thread, while the HSM works on the next batch, all of the
+///    batch's bundles are written and committed together: every file fsynced,
+///    then each staging directory, renamed into place, each label directory
+///    (and `OUT` when a label directory was created) fsynced ([`InFlight`]);
+/// 5. once the writer is done, the `wrapped` entries are appended and fsynced
+///    together, so only after every bundle they record is durable. A bundle in
+///    place whose entry was lost is discarded and wrapped again on resume.
+///
+/// The transcript is only written from the thread that runs the ceremony, so
+/// its entries keep their order within each key; entries of the next batch
+/// may come before the `wrapped` entries of this one.
 fn record_intents<'d>(
     session: &UserSession,
     batch: &[PlannedKey],
@@ -338,30 +341,111 @@ fn record_intents<'d>(
     Ok(how)
 }
 
-/// A bundle wrapped and staged, waiting for its batch to commit.
-struct Staged {
-    name: String,
-    key_id: String,
-    dir: AtomicDir,
-    record: Step,
+/// A bundle's directory and its files, to be written.
+type BundleWrite = (PathBuf, Vec<(&'static str, Vec<u8>)>);
+
+/// A batch's bundles, wrapped, not yet written.
+#[derive(Default)]
+struct Prepared {
+    /// Each bundle's directory and files.
+    writes: Vec<BundleWrite>,
+    /// Directories created for them (label directories), whose parents are
+    /// fsynced with theirs.
+    created: Vec<PathBuf>,
+    /// For each bundle, in the same order: `LABEL/TARGET`, the KMS key, and
+    /// the `wrapped` entry to append once it is durable.
+    records: Vec<(String, String, Step)>,
 }
 
-impl Bundles<'_, '_, '_> {
-    /// Wrap each key of `batch` for each of its targets an earlier run did not
-    /// record, commit the bundles together and record them (steps 3 to 5 of
-    /// [`carry_out`]). If one cannot be wrapped, the bundles staged before it
-    /// are still committed and recorded, then the error is returned.
-    fn write_batch(
-        &self,
-        batch: &[PlannedKey],
-        keys: &[HsmKey],
+/// A batch's bundles being written and committed by a writer thread.
+struct InFlight<'scope> {
+    writer: std::thread::ScopedJoinHandle<'scope, Result<(), OutputError>>,
+    records: Vec<(String, String, Step)>,
+}
+
+impl<'scope> InFlight<'scope> {
+    /// Write and commit `p`'s bundles on a thread of `scope` (step 4).
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, p: Prepared) -> Self {
+        let (writes, created) = (p.writes, p.created);
+        InFlight {
+            writer: scope.spawn(move || write_bundles(writes, &created)),
+            records: p.records,
+        }
+    }
+
+    /// Wait for the writer, then append the `wrapped` entries with one fsync
+    /// (step 5).
+    fn record(
+        self,
         t: &mut TranscriptWriter,
+        tpath: &Path,
         summary: &mut RunSummary,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), Error> {
+        self.writer.join().map_err(|_| {
+            Error::Output(OutputError::Io {
+                path: tpath.to_path_buf(),
+                source: std::io::Error::other("the thread writing bundles panicked"),
+            })
+        })??;
+        let mut names = Vec::with_capacity(self.records.len());
+        for (name, key_id, record) in self.records {
+            t.append_deferred(record).map_err(io(tpath))?;
+            names.push((name, key_id));
+        }
+        t.sync().map_err(io(tpath))?;
+        for (name, key_id) in names {
+            progress(&format!("wrapped {name} for {key_id}"));
+            summary.wrapped.push(name);
+        }
+        Ok(())
+    }
+}
+
+/// Stage every bundle of `writes`, then commit them together (step 4).
+fn write_bundles(
+    writes: Vec<BundleWrite>,
+    created: &[PathBuf],
+) -> Result<(), OutputError> {
+    profile::time(Phase::BundleWrite, || {
+        let mut staged = Vec::with_capacity(writes.len());
+        for (dir, files) in writes {
+            let mut d = AtomicDir::create(&dir)?;
+            for (name, bytes) in &files {
+                d.write(name, bytes)?;
+            }
+            staged.push(d);
+        }
+        AtomicDir::commit_all(staged, created).map(|_| ())
+    })
+}
+
+impl Bundles<'_, '_, '_> {
+    /// Steps 1 to 3 of a batch: record the intents, obtain the keys, and wrap
+    /// each for each of its targets an earlier run did not record. If one
+    /// cannot be wrapped, the bundles wrapped before it are returned with the
+    /// error (they are still written and recorded).
+    fn prepare(
+        &self,
+        index: &mut TokenIndex,
+        policy: KeyPolicy,
+        batch: &[PlannedKey],
+        t: &mut TranscriptWriter,
+        summary: &mut RunSummary,
+    ) -> Result<(Prepared, Option<Error>), Error> {
+        let session = self.session;
+        let how = record_intents(session, batch, self.done, t, self.tpath)?;
+        let mut keys = Vec::with_capacity(batch.len());
+        for ((k, _), how) in batch.iter().zip(how) {
+            let key = obtain(session, index, policy, k, how, t, self.tpath)?;
+            if key.generated && !self.done.keys.contains_key(&k.label) {
+                summary.generated.push(k.label.to_string());
+            }
+            keys.push(key);
+        }
         let mut todo = Vec::new();
-        let mut created = Vec::new();
-        for ((k, targets), key) in batch.iter().zip(keys) {
+        let mut p = Prepared::default();
+        for ((k, targets), key) in batch.iter().zip(&keys) {
             let key_dir = k.label.join_to(self.out);
             for ct in *targets {
                 let name = format!("{}/{}", k.label, ct.target.name);
@@ -376,91 +460,46 @@ impl Bundles<'_, '_, '_> {
                 // Everything an interrupted run left is removed before this
                 // batch stages anything next to it.
                 profile::time(Phase::BundleWrite, || {
-                    created.extend(ensure_real_dir_deferred(&key_dir)?);
+                    p.created.extend(ensure_real_dir_deferred(&key_dir)?);
                     discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
                 })?;
                 todo.push((*k, ct, key, key_dir.clone(), name));
             }
         }
-        created.sort();
-        created.dedup();
-        let mut staged = Vec::with_capacity(todo.len());
-        let mut failed = None;
+        p.created.sort();
+        p.created.dedup();
         for (k, ct, key, key_dir, name) in todo {
-            match self.stage(k, ct, key, &key_dir) {
-                Ok((dir, record, key_id)) => staged.push(Staged {
-                    name,
-                    key_id,
-                    dir,
-                    record,
-                }),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
+            let wrapped = match profile::time(Phase::Wrap, || {
+                wrap_target(
+                    self.c,
+                    self.opts,
+                    self.session,
+                    self.passes,
+                    self.kms_keys,
+                    k,
+                    ct,
+                    key,
+                )
+            }) {
+                Ok(w) => w,
+                Err(e) => return Ok((p, Some(e))),
+            };
+            let files = bundle_files(&wrapped, &ct.params, &ct.params_bytes);
+            let digests: Vec<(String, String)> = files
+                .iter()
+                .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
+                .collect();
+            p.records.push((
+                name,
+                wrapped.manifest.key_id.clone(),
+                wrapped_record(k, ct, &wrapped, &digests),
+            ));
+            p.writes.push((
+                ct.target.name.join_to(&key_dir),
+                files.into_iter().collect(),
+            ));
         }
-        self.commit(staged, &created, t, summary, progress)?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Wrap `key` for `ct` and stage its bundle (step 3).
-    fn stage(
-        &self,
-        k: &KeyPlan,
-        ct: &CheckedTarget,
-        key: &HsmKey,
-        key_dir: &Path,
-    ) -> Result<(AtomicDir, Step, String), Error> {
-        let wrapped = profile::time(Phase::Wrap, || {
-            wrap_target(
-                self.c,
-                self.opts,
-                self.session,
-                self.passes,
-                self.kms_keys,
-                k,
-                ct,
-                key,
-            )
-        })?;
-        let dir = ct.target.name.join_to(key_dir);
-        let (staged, files) =
-            profile::time(Phase::BundleWrite, || stage_bundle(&dir, &wrapped, ct))?;
-        let record = wrapped_record(k, ct, &wrapped, &files);
-        Ok((staged, record, wrapped.manifest.key_id))
-    }
-
-    /// Commit `staged` together, then record them with one fsync (steps 4
-    /// and 5); `created` are directories created for them, whose parents are
-    /// fsynced with theirs.
-    fn commit(
-        &self,
-        staged: Vec<Staged>,
-        created: &[PathBuf],
-        t: &mut TranscriptWriter,
-        summary: &mut RunSummary,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<(), Error> {
-        let (dirs, rest): (Vec<_>, Vec<_>) = staged
-            .into_iter()
-            .map(|s| (s.dir, (s.name, s.key_id, s.record)))
-            .unzip();
-        profile::time(Phase::BundleWrite, || AtomicDir::commit_all(dirs, created))?;
-        let mut names = Vec::with_capacity(rest.len());
-        for (name, key_id, record) in rest {
-            t.append_deferred(record).map_err(io(self.tpath))?;
-            names.push((name, key_id));
-        }
-        t.sync().map_err(io(self.tpath))?;
-        for (name, key_id) in names {
-            progress(&format!("wrapped {name} for {key_id}"));
-            summary.wrapped.push(name);
-        }
-        Ok(())
+        Ok((p, None))
     }
 }
 
@@ -894,7 +933,7 @@ enum HowObtained<'d> {
 /// The key for `k`: found again (checked against the transcript), adopted
 /// after a crash between generation and its record, or generated now. The
 /// new `key-generated` / `key-found` entry is appended without an fsync (see
-/// [`carry_out`]).
+/// [`record_intents`]).
 fn obtain(
     session: &UserSession,
     index: &mut TokenIndex,
@@ -1057,25 +1096,6 @@ fn wrap_target(
         pass,
         trusted.get(&hex::encode(params.wrapping_key_sha256())),
     )
-}
-
-/// Write `w`'s bundle files into a staging directory for `dir`; committed
-/// with its batch. Returns it with each file's name and SHA-256.
-fn stage_bundle(
-    dir: &Path,
-    w: &Wrapped,
-    ct: &CheckedTarget,
-) -> Result<(AtomicDir, Vec<(String, String)>), Error> {
-    let files = bundle_files(w, &ct.params, &ct.params_bytes);
-    let mut staged = AtomicDir::create(dir)?;
-    for (name, bytes) in &files {
-        staged.write(name, bytes)?;
-    }
-    let digests = files
-        .iter()
-        .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
-        .collect();
-    Ok((staged, digests))
 }
 
 fn wrapped_record(
