@@ -403,10 +403,7 @@ impl<'scope> InFlight<'scope> {
 }
 
 /// Stage every bundle of `writes`, then commit them together (step 4).
-fn write_bundles(
-    writes: Vec<BundleWrite>,
-    created: &[PathBuf],
-) -> Result<(), OutputError> {
+fn write_bundles(writes: Vec<BundleWrite>, created: &[PathBuf]) -> Result<(), OutputError> {
     profile::time(Phase::BundleWrite, || {
         let mut staged = Vec::with_capacity(writes.len());
         for (dir, files) in writes {
