@@ -34,17 +34,7 @@ fn prepare_wrap_sign_import_verify_against_localstack() {
         let (params, arn, fp) = prepare(&ls, hsm.dir.path(), spec, "RSAES_OAEP_SHA_1");
         // The bastion's file is one byok-airgap reads, and names its algorithm.
         let out = hsm.path(label);
-        ok(
-            run(hsm.airgap().args(bastion_wrap_args(
-                &hsm,
-                params.to_str().unwrap(),
-                spec,
-                label,
-                &fp,
-                out.to_str().unwrap(),
-            ))),
-            "wrap",
-        );
+        bastion_wrap(&hsm, &params, spec, label, &fp, &out);
 
         let import = |extra: &[&str]| {
             let mut a = vec![
@@ -138,17 +128,7 @@ fn refusals_send_nothing_and_mismatches_are_caught() {
 
     let (params, _arn, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
     let out = hsm.path("k");
-    ok(
-        run(hsm.airgap().args(bastion_wrap_args(
-            &hsm,
-            params.to_str().unwrap(),
-            "HMAC_256",
-            "k",
-            &fp,
-            out.to_str().unwrap(),
-        ))),
-        "wrap",
-    );
+    bastion_wrap(&hsm, &params, "HMAC_256", "k", &fp, &out);
     sign(&alice_t, "alice", &out);
     sign(&bob_t, "bob", &out);
 
@@ -250,17 +230,7 @@ fn refusals_send_nothing_and_mismatches_are_caught() {
         ))
     };
     let k2 = hsm.path("k2");
-    ok(
-        run(hsm.airgap().args(bastion_wrap_args(
-            &hsm,
-            other.to_str().unwrap(),
-            "HMAC_256",
-            "k2",
-            &other_fp,
-            k2.to_str().unwrap(),
-        ))),
-        "wrap k2",
-    );
+    bastion_wrap(&hsm, &other, "HMAC_256", "k2", &other_fp, &k2);
     sign(&alice_t, "alice", &k2);
     sign(&bob_t, "bob", &k2);
     let o = run(ls.bastion().args([
@@ -291,17 +261,7 @@ fn rotation_with_new_key_material() {
 
     let wrap_sign = |params: &Path, fp: &str, label: &str| -> PathBuf {
         let out = hsm.path(label);
-        ok(
-            run(hsm.airgap().args(bastion_wrap_args(
-                &hsm,
-                params.to_str().unwrap(),
-                "SYMMETRIC_DEFAULT",
-                label,
-                fp,
-                out.to_str().unwrap(),
-            ))),
-            "wrap",
-        );
+        bastion_wrap(&hsm, params, "SYMMETRIC_DEFAULT", label, fp, &out);
         sign(&alice_t, "alice", &out);
         out
     };
@@ -466,17 +426,7 @@ fn status_flags_old_material_and_pending_import() {
     std::fs::write(&policy, serde_json::json!({"format": "byok-ceremony/custodian-policy/v1", "threshold": 1, "custodians": [alice]}).to_string()).unwrap();
     let (params, imported, fp) = prepare(&ls, hsm.dir.path(), "HMAC_256", "RSAES_OAEP_SHA_1");
     let out = hsm.path("k");
-    ok(
-        run(hsm.airgap().args(bastion_wrap_args(
-            &hsm,
-            params.to_str().unwrap(),
-            "HMAC_256",
-            "k",
-            &fp,
-            out.to_str().unwrap(),
-        ))),
-        "wrap",
-    );
+    bastion_wrap(&hsm, &params, "HMAC_256", "k", &fp, &out);
     sign(&alice_t, "alice", &out);
     ok(
         run(ls.bastion().args([
@@ -707,17 +657,7 @@ fn asymmetric_keys_from_nss_through_rsa_aes_key_wrap_sha256() {
     ] {
         let (params, arn, fp) = prepare(&ls, nss.dir.path(), spec, "RSA_AES_KEY_WRAP_SHA_256");
         let out = nss.path(label);
-        ok(
-            run(nss.airgap().args(bastion_wrap_args(
-                &nss,
-                params.to_str().unwrap(),
-                spec,
-                label,
-                &fp,
-                out.to_str().unwrap(),
-            ))),
-            "wrap on NSS",
-        );
+        bastion_wrap(&nss, &params, spec, label, &fp, &out);
         sign(&alice_t, "alice", &out);
         let o = ok(
             run(ls.bastion().args([
@@ -766,17 +706,7 @@ fn alias_rotation_moves_only_to_a_proven_key_then_retires_the_old_one() {
             "RSAES_OAEP_SHA_1",
         );
         let out = hsm.path(name);
-        ok(
-            run(hsm.airgap().args(bastion_wrap_args(
-                &hsm,
-                params.to_str().unwrap(),
-                "HMAC_256",
-                name,
-                &fp,
-                out.to_str().unwrap(),
-            ))),
-            "wrap",
-        );
+        bastion_wrap(&hsm, &params, "HMAC_256", name, &fp, &out);
         sign(&alice_t, "alice", &out);
         if import {
             ok(

@@ -251,17 +251,7 @@ fn aes_is_proven_only_by_this_bastions_material_and_media_receipts_count_for_not
     let (pb, fpb) = prepare_key(&ls, &arn, &hsm.path("pb"));
     let bundle = |params: &Path, fp: &str, label: &str| -> PathBuf {
         let out = hsm.path(label);
-        ok(
-            run(hsm.airgap().args(bastion_wrap_args(
-                &hsm,
-                params.to_str().unwrap(),
-                "SYMMETRIC_DEFAULT",
-                label,
-                fp,
-                out.to_str().unwrap(),
-            ))),
-            "wrap",
-        );
+        bastion_wrap(&hsm, params, "SYMMETRIC_DEFAULT", label, fp, &out);
         sign(&alice_t, "alice", &out);
         out
     };

@@ -10,7 +10,7 @@
 //!
 //! Crash consistency:
 //! * keys are carried out in batches with one fsync per stage (group commit,
-//!   [`record_intents`]): every entry is fsynced before anything relies on it (an
+//!   below): every entry is fsynced before anything relies on it (an
 //!   intent before its key is generated, a bundle before its `wrapped`
 //!   entry), and `OUT`, each label directory and each bundle's directory
 //!   entry are fsynced before the `wrapped` entry that records them;
@@ -27,6 +27,30 @@
 //!   cut is recorded; a bundle directory or staging directory the transcript
 //!   does not record is removed only if it is a real directory holding only
 //!   bundle files (never through a symlink, never outside `OUT`).
+//!
+//! Group commit: how one batch of keys is carried out, with one journal commit per stage
+//! instead of one per entry and file (group commit), in an order that keeps
+//! resume safe:
+//!
+//! 1. the intents (`key-intent`) of every key to generate are appended and
+//!    fsynced together, before any of them is generated;
+//! 2. each key is generated (or found, or adopted) and its `key-generated`
+//!    entry appended; these become durable with step 5. If they are lost in a
+//!    crash, resume adopts each key by its recorded intent and records it
+//!    again (`adopted_after_interruption`), as it does for a crash between a
+//!    generation and its entry;
+//! 3. every bundle of the batch is wrapped (`Bundles::prepare` does 1 to 3);
+//! 4. on a writer thread, while the HSM works on the next batch, all of the
+//!    batch's bundles are written and committed together: every file fsynced,
+//!    then each staging directory, renamed into place, each label directory
+//!    (and `OUT` when a label directory was created) fsynced (`InFlight`);
+//! 5. once the writer is done, the `wrapped` entries are appended and fsynced
+//!    together, so only after every bundle they record is durable. A bundle in
+//!    place whose entry was lost is discarded and wrapped again on resume.
+//!
+//! The transcript is only written from the thread that runs the ceremony, so
+//! its entries keep their order within each key; entries of the next batch
+//! may come before the `wrapped` entries of this one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -256,7 +280,7 @@ struct Bundles<'r, 's, 'h> {
 /// A key of the ceremony with its checked targets.
 type PlannedKey<'c> = (&'c KeyPlan, &'c [CheckedTarget]);
 
-/// Keys carried out together (group commit, see [`record_intents`]): enough that
+/// Keys carried out together (group commit, see the module documentation): enough that
 /// the fsyncs cost little per key, few enough that a crash redoes little and
 /// the custodians see progress every fraction of a second.
 const KEYS_PER_BATCH: usize = 32;
@@ -267,45 +291,32 @@ const BUNDLES_PER_BATCH: usize = 64;
 /// `plan` cut into batches of at most [`KEYS_PER_BATCH`] keys and (unless a
 /// single key has more targets) [`BUNDLES_PER_BATCH`] bundles, in order.
 fn batches<'p, 'c>(plan: &'p [PlannedKey<'c>]) -> Vec<&'p [PlannedKey<'c>]> {
+    cut(plan, |(_, targets)| targets.len())
+}
+
+/// `items` cut into runs of at most [`KEYS_PER_BATCH`] items whose
+/// `bundles` add up to at most [`BUNDLES_PER_BATCH`] (an item with more is a
+/// run of its own).
+fn cut<T>(items: &[T], bundles: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut out = Vec::new();
-    let (mut start, mut bundles) = (0, 0);
-    for (i, (_, targets)) in plan.iter().enumerate() {
-        bundles += targets.len();
-        let next = plan.get(i + 1).map_or(0, |(_, t)| t.len());
-        if i + 1 - start == KEYS_PER_BATCH || bundles + next > BUNDLES_PER_BATCH {
-            out.push(&plan[start..=i]);
-            (start, bundles) = (i + 1, 0);
+    let (mut start, mut sum) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        sum += bundles(item);
+        let next = items.get(i + 1).map_or(0, &bundles);
+        if i + 1 - start == KEYS_PER_BATCH || sum + next > BUNDLES_PER_BATCH {
+            out.push(&items[start..=i]);
+            (start, sum) = (i + 1, 0);
         }
     }
-    if start < plan.len() {
-        out.push(&plan[start..]);
+    if start < items.len() {
+        out.push(&items[start..]);
     }
     out
 }
 
-/// How one batch of keys is carried out, with one journal commit per stage
-/// instead of one per entry and file (group commit), in an order that keeps
-/// resume safe:
-///
-/// 1. the intents (`key-intent`) of every key to generate are appended and
-///    fsynced together, before any of them is generated;
-/// 2. each key is generated (or found, or adopted) and its `key-generated`
-///    entry appended; these become durable with step 5. If they are lost in a
-///    crash, resume adopts each key by its recorded intent and records it
-///    again (`adopted_after_interruption`), as it does for a crash between a
-///    generation and its entry;
-/// 3. every bundle of the batch is wrapped ([`Bundles::prepare`] does 1 to 3);
-/// 4. on a writer thread, while the HSM works on the next batch, all of the
-///    batch's bundles are written and committed together: every file fsynced,
-///    then each staging directory, renamed into place, each label directory
-///    (and `OUT` when a label directory was created) fsynced ([`InFlight`]);
-/// 5. once the writer is done, the `wrapped` entries are appended and fsynced
-///    together, so only after every bundle they record is durable. A bundle in
-///    place whose entry was lost is discarded and wrapped again on resume.
-///
-/// The transcript is only written from the thread that runs the ceremony, so
-/// its entries keep their order within each key; entries of the next batch
-/// may come before the `wrapped` entries of this one.
+/// Step 1 of a batch (see the module documentation): how each key of
+/// `batch` is obtained; for each key to generate now, a fresh `CKA_ID` whose
+/// intent is appended, all of them fsynced once, before any is generated.
 fn record_intents<'d>(
     session: &UserSession,
     batch: &[PlannedKey],
@@ -930,7 +941,7 @@ enum HowObtained<'d> {
 /// The key for `k`: found again (checked against the transcript), adopted
 /// after a crash between generation and its record, or generated now. The
 /// new `key-generated` / `key-found` entry is appended without an fsync (see
-/// [`record_intents`]).
+/// the module documentation).
 fn obtain(
     session: &UserSession,
     index: &mut TokenIndex,
@@ -1330,6 +1341,23 @@ impl SelfTests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_keep_order_and_both_limits() {
+        let lens = |runs: Vec<&[usize]>| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
+        // One target per key: 32 keys per batch.
+        let one = vec![1; 100];
+        assert_eq!(lens(cut(&one, |n| *n)), [32, 32, 32, 4]);
+        // Four targets per key: 64 bundles, so 16 keys per batch.
+        let four = vec![4; 40];
+        assert_eq!(lens(cut(&four, |n| *n)), [16, 16, 8]);
+        // A key with more targets than a batch holds goes alone; the others fill up.
+        let mixed = [1, 70, 1, 63, 1, 1];
+        assert_eq!(lens(cut(&mixed, |n| *n)), [1, 1, 2, 2]);
+        let flat: Vec<usize> = cut(&mixed, |n| *n).concat();
+        assert_eq!(flat, mixed, "every key once, in order");
+        assert!(cut(&[] as &[usize], |n| *n).is_empty());
+    }
 
     #[test]
     fn only_real_bundle_directories_are_removed() {

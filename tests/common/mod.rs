@@ -518,6 +518,27 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `byok-airgap wrap` on `t` of parameters `byok-bastion prepare` wrote
+/// (see [`bastion_wrap_args`]); it must succeed.
+pub fn bastion_wrap(
+    t: &impl TestToken,
+    params: &Path,
+    spec: &str,
+    label: &str,
+    fp: &str,
+    out: &Path,
+) {
+    let o = run(t.command().args(bastion_wrap_args(
+        t,
+        params.to_str().unwrap(),
+        spec,
+        label,
+        fp,
+        out.to_str().unwrap(),
+    )));
+    assert!(o.status.success(), "wrap {label}: {}", stderr(&o));
+}
+
 /// Arguments of `byok-airgap wrap` with parameters that name their own
 /// algorithm (as `byok-bastion prepare` writes them).
 pub fn bastion_wrap_args(

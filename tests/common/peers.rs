@@ -181,17 +181,7 @@ pub fn ceremony(p: &Peers) -> Imported {
     let arn = v[0]["key_arn"].as_str().unwrap().to_string();
     let fp = v[0]["wrapping_key_sha256"].as_str().unwrap().to_string();
     let out = hsm.path("orders-prod");
-    ok(
-        run(hsm.airgap().args(bastion_wrap_args(
-            &hsm,
-            params.to_str().unwrap(),
-            "SYMMETRIC_DEFAULT",
-            "orders-prod",
-            &fp,
-            out.to_str().unwrap(),
-        ))),
-        "wrap",
-    );
+    bastion_wrap(&hsm, &params, "SYMMETRIC_DEFAULT", "orders-prod", &fp, &out);
     sign(&card, "alice", &out);
     ok(
         run(p.bastion().args([
