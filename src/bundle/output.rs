@@ -122,13 +122,14 @@ impl AtomicDir {
     /// file of every directory is fsynced, then every staging directory, then
     /// each is renamed into place, then each parent, and each directory in
     /// `also_sync` (such as the parent of a directory created for them), is
-    /// fsynced once. The first fsync commits the file system's journal for all
-    /// of them. Nothing is renamed before every file is on disk; when this
-    /// returns, every directory is in place and durable.
+    /// fsynced once however often it is named. The first fsync commits the
+    /// file system's journal for all of them. Nothing is renamed before every
+    /// file is on disk; when this returns, every directory is in place and
+    /// durable.
     pub(crate) fn commit_all(
         mut dirs: Vec<AtomicDir>,
         also_sync: &[PathBuf],
-    ) -> Result<Vec<PathBuf>, OutputError> {
+    ) -> Result<(), OutputError> {
         for d in &mut dirs {
             for (path, f) in std::mem::take(&mut d.unsynced) {
                 fsync(&f).map_err(io(&path))?;
@@ -144,18 +145,19 @@ impl AtomicDir {
             check_target(&d.target)?;
             fs::rename(&d.staging, &d.target).map_err(io(&d.target))?;
             d.committed = true;
-            let parent = parent_of(&d.target);
-            if !parents.contains(&parent) {
-                parents.push(parent);
-            }
+            parents.push(parent_of(&d.target));
         }
         // Children before parents: a directory created for these bundles is
         // synced after the renames into it.
-        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        parents.sort_by(|a, b| {
+            let depth = |p: &PathBuf| std::cmp::Reverse(p.components().count());
+            depth(a).cmp(&depth(b)).then_with(|| a.cmp(b))
+        });
+        parents.dedup();
         for p in &parents {
             fsync_dir(p)?;
         }
-        Ok(dirs.iter().map(|d| d.target.clone()).collect())
+        Ok(())
     }
 }
 

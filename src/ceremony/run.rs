@@ -28,9 +28,9 @@
 //!   does not record is removed only if it is a real directory holding only
 //!   bundle files (never through a symlink, never outside `OUT`).
 //!
-//! Group commit: how one batch of keys is carried out, with one journal commit per stage
-//! instead of one per entry and file (group commit), in an order that keeps
-//! resume safe:
+//! Group commit: a batch of keys is carried out with one journal commit per
+//! stage instead of one per entry and file, in an order that keeps resume
+//! safe:
 //!
 //! 1. the intents (`key-intent`) of every key to generate are appended and
 //!    fsynced together, before any of them is generated;
@@ -360,8 +360,8 @@ type BundleWrite = (PathBuf, Vec<(&'static str, Vec<u8>)>);
 struct Prepared {
     /// Each bundle's directory and files.
     writes: Vec<BundleWrite>,
-    /// Directories created for them (label directories), whose parents are
-    /// fsynced with theirs.
+    /// Directories to fsync with theirs: the parents of the label
+    /// directories created for them (named once per directory created).
     created: Vec<PathBuf>,
     /// For each bundle, in the same order: `LABEL/TARGET`, the KMS key, and
     /// the `wrapped` entry to append once it is durable.
@@ -393,12 +393,11 @@ impl<'scope> InFlight<'scope> {
         summary: &mut RunSummary,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), Error> {
-        self.writer.join().map_err(|_| {
-            Error::Output(OutputError::Io {
-                path: tpath.to_path_buf(),
-                source: std::io::Error::other("the thread writing bundles panicked"),
-            })
-        })??;
+        // A panic in the writer is a bug: it goes on as one, as it did when
+        // bundles were written on this thread.
+        self.writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         let mut names = Vec::with_capacity(self.records.len());
         for (name, key_id, record) in self.records {
             t.append_deferred(record).map_err(io(tpath))?;
@@ -424,7 +423,7 @@ fn write_bundles(writes: Vec<BundleWrite>, created: &[PathBuf]) -> Result<(), Ou
             }
             staged.push(d);
         }
-        AtomicDir::commit_all(staged, created).map(|_| ())
+        AtomicDir::commit_all(staged, created)
     })
 }
 
@@ -451,7 +450,6 @@ impl Bundles<'_, '_, '_> {
             }
             keys.push(key);
         }
-        let mut todo = Vec::new();
         let mut p = Prepared::default();
         for ((k, targets), key) in batch.iter().zip(&keys) {
             let key_dir = k.label.join_to(self.out);
@@ -465,47 +463,42 @@ impl Bundles<'_, '_, '_> {
                     summary.skipped.push(name);
                     continue;
                 }
-                // Everything an interrupted run left is removed before this
-                // batch stages anything next to it.
+                // What an interrupted run left for this bundle is removed
+                // before the writer stages it again.
                 profile::time(Phase::BundleWrite, || {
                     p.created.extend(ensure_real_dir_deferred(&key_dir)?);
                     discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
                 })?;
-                todo.push((*k, ct, key, key_dir.clone(), name));
+                let wrapped = match profile::time(Phase::Wrap, || {
+                    wrap_target(
+                        self.c,
+                        self.opts,
+                        self.session,
+                        self.passes,
+                        self.kms_keys,
+                        k,
+                        ct,
+                        key,
+                    )
+                }) {
+                    Ok(w) => w,
+                    Err(e) => return Ok((p, Some(e))),
+                };
+                let files = bundle_files(&wrapped, &ct.params, &ct.params_bytes);
+                let digests: Vec<(String, String)> = files
+                    .iter()
+                    .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
+                    .collect();
+                p.records.push((
+                    name,
+                    wrapped.manifest.key_id.clone(),
+                    wrapped_record(k, ct, &wrapped, &digests),
+                ));
+                p.writes.push((
+                    ct.target.name.join_to(&key_dir),
+                    files.into_iter().collect(),
+                ));
             }
-        }
-        p.created.sort();
-        p.created.dedup();
-        for (k, ct, key, key_dir, name) in todo {
-            let wrapped = match profile::time(Phase::Wrap, || {
-                wrap_target(
-                    self.c,
-                    self.opts,
-                    self.session,
-                    self.passes,
-                    self.kms_keys,
-                    k,
-                    ct,
-                    key,
-                )
-            }) {
-                Ok(w) => w,
-                Err(e) => return Ok((p, Some(e))),
-            };
-            let files = bundle_files(&wrapped, &ct.params, &ct.params_bytes);
-            let digests: Vec<(String, String)> = files
-                .iter()
-                .map(|(n, b)| (n.to_string(), hex::encode(Sha256::digest(b))))
-                .collect();
-            p.records.push((
-                name,
-                wrapped.manifest.key_id.clone(),
-                wrapped_record(k, ct, &wrapped, &digests),
-            ));
-            p.writes.push((
-                ct.target.name.join_to(&key_dir),
-                files.into_iter().collect(),
-            ));
         }
         Ok((p, None))
     }

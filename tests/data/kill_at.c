@@ -43,25 +43,37 @@ static int fd_under(int fd) {
     return path_under(path);
 }
 
-static int due(void) {
+static const char *containing(void) {
+    const char *c = getenv("BYOK_KILL_WRITE_CONTAINING");
+    return (c && *c) ? c : NULL;
+}
+
+static int nth(void) {
     const char *at = getenv("BYOK_KILL_AT");
     return at && ++count == atol(at);
+}
+
+/* An operation other than a write: counted unless only writes containing
+ * BYOK_KILL_WRITE_CONTAINING are. */
+static int due(void) {
+    return !containing() && nth();
+}
+
+/* A write of buf: counted, unless only writes containing some text are and
+ * this one does not. */
+static int write_due(const void *buf, size_t n) {
+    const char *text = containing();
+    if (text && !memmem(buf, n, text, strlen(text))) return 0;
+    return nth();
 }
 
 #define REAL(ret, name, ...) \
     static ret (*real)(__VA_ARGS__); \
     if (!real) real = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, name)
 
-static const char *containing(void) {
-    const char *c = getenv("BYOK_KILL_WRITE_CONTAINING");
-    return (c && *c) ? c : NULL;
-}
-
 ssize_t write(int fd, const void *buf, size_t n) {
     REAL(ssize_t, "write", int, const void *, size_t);
-    const char *text = containing();
-    if (text && !memmem(buf, n, text, strlen(text))) return real(fd, buf, n);
-    if (fd_under(fd) && due()) {
+    if (fd_under(fd) && write_due(buf, n)) {
         if (n > 1) real(fd, buf, n / 2);
         raise(SIGKILL);
     }
@@ -70,42 +82,42 @@ ssize_t write(int fd, const void *buf, size_t n) {
 
 int fsync(int fd) {
     REAL(int, "fsync", int);
-    if (!containing() && fd_under(fd) && due()) raise(SIGKILL);
+    if (fd_under(fd) && due()) raise(SIGKILL);
     return real(fd);
 }
 
 int fdatasync(int fd) {
     REAL(int, "fdatasync", int);
-    if (!containing() && fd_under(fd) && due()) raise(SIGKILL);
+    if (fd_under(fd) && due()) raise(SIGKILL);
     return real(fd);
 }
 
 int mkdir(const char *p, mode_t m) {
     REAL(int, "mkdir", const char *, mode_t);
-    if (!containing() && path_under(p) && due()) raise(SIGKILL);
+    if (path_under(p) && due()) raise(SIGKILL);
     return real(p, m);
 }
 
 int rename(const char *a, const char *b) {
     REAL(int, "rename", const char *, const char *);
-    if (!containing() && path_under(a) && due()) raise(SIGKILL);
+    if (path_under(a) && due()) raise(SIGKILL);
     return real(a, b);
 }
 
 int linkat(int d1, const char *a, int d2, const char *b, int f) {
     REAL(int, "linkat", int, const char *, int, const char *, int);
-    if (!containing() && path_under(a) && due()) raise(SIGKILL);
+    if (path_under(a) && due()) raise(SIGKILL);
     return real(d1, a, d2, b, f);
 }
 
 int unlink(const char *p) {
     REAL(int, "unlink", const char *);
-    if (!containing() && path_under(p) && due()) raise(SIGKILL);
+    if (path_under(p) && due()) raise(SIGKILL);
     return real(p);
 }
 
 int rmdir(const char *p) {
     REAL(int, "rmdir", const char *);
-    if (!containing() && path_under(p) && due()) raise(SIGKILL);
+    if (path_under(p) && due()) raise(SIGKILL);
     return real(p);
 }
