@@ -1,14 +1,24 @@
 //! Writing an output directory all at once: files go into a hidden staging
-//! directory next to the target, are fsynced, and the staging directory is
-//! renamed into place only when everything is written. The files are written
-//! first and fsynced together at [`AtomicDir::commit`] (then the staging
-//! directory, then, after the rename, its parent): the first fsync commits
-//! the file system's journal for all of them, so the others cost little, and
-//! nothing is renamed into place before every file is on disk. On any error the
+//! directory next to the target, are made durable, and the staging directory
+//! is renamed into place only when everything is written. On any error the
 //! staging directory is removed, so a failed run leaves nothing behind.
+//!
+//! How the files are made durable at [`AtomicDir::commit`] (and for a group
+//! of directories at once, [`AtomicDir::commit_all`]) is a [`GroupSync`]:
+//! * on Linux 5.8 and later, one `syncfs(2)` of the file system before the
+//!   renames and one after them: everything written is on disk before any
+//!   directory is renamed into place, and the renames are on disk before
+//!   the call returns. Since 5.8, `syncfs` reports a write-back error of any
+//!   file of the file system that happened after the descriptor it is given
+//!   was opened, and that descriptor (the first staging directory's) is
+//!   opened before any of the files is written;
+//! * elsewhere, `fsync(2)` of every file, then of each staging directory,
+//!   then, after the renames, of each parent: the first fsync commits the
+//!   file system's journal for all of them, so the others cost little.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Why an output directory could not be written.
@@ -59,13 +69,56 @@ fn parent_of(target: &Path) -> PathBuf {
     }
 }
 
+/// How [`AtomicDir::commit_all`] makes what it writes durable (see the
+/// module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GroupSync {
+    /// One `syncfs(2)` per file system before the renames, one after.
+    SyncFs,
+    /// `fsync(2)` of every file and directory written.
+    EachFile,
+}
+
+impl GroupSync {
+    /// [`GroupSync::SyncFs`] where the kernel's `syncfs` reports write-back
+    /// errors (Linux 5.8 and later), [`GroupSync::EachFile`] elsewhere.
+    pub(crate) fn of_this_kernel() -> Self {
+        static CHOSEN: std::sync::OnceLock<GroupSync> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            #[cfg(target_os = "linux")]
+            {
+                let uname = rustix::system::uname();
+                if syncfs_reports_errors(&uname.release().to_string_lossy()) {
+                    return GroupSync::SyncFs;
+                }
+            }
+            GroupSync::EachFile
+        })
+    }
+}
+
+/// Whether a Linux kernel of this release (`uname -r`) reports write-back
+/// errors from `syncfs(2)`: 5.8 and later do; earlier ones return success.
+fn syncfs_reports_errors(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (5, 8),
+        _ => false,
+    }
+}
+
 /// A directory being written; see the module docs.
 #[derive(Debug)]
 pub struct AtomicDir {
     staging: PathBuf,
+    /// The staging directory, opened when it was created (before any file
+    /// in it was written): `syncfs` on it reports write-back errors since.
+    staging_dir: File,
     target: PathBuf,
     committed: bool,
-    /// Files written but not yet fsynced.
+    /// Files written but not yet made durable.
     unsynced: Vec<(PathBuf, File)>,
 }
 
@@ -82,8 +135,17 @@ impl AtomicDir {
             fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
         fs::create_dir(&staging).map_err(io(&staging))?;
+        let staging_dir = File::open(&staging).map_err(io(&staging));
+        let staging_dir = match staging_dir {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_dir(&staging);
+                return Err(e);
+            }
+        };
         Ok(AtomicDir {
             staging,
+            staging_dir,
             target: target.to_path_buf(),
             committed: false,
             unsynced: Vec::new(),
@@ -110,23 +172,77 @@ impl AtomicDir {
         self.staging.join(name)
     }
 
-    /// fsync every file written, then the staging directory, and move the
-    /// finished directory into place (fsyncing its parent).
+    /// Make every file written durable, then move the finished directory
+    /// into place, durably (see the module docs).
     pub fn commit(self) -> Result<PathBuf, OutputError> {
         let target = self.target.clone();
         Self::commit_all(vec![self], &[])?;
         Ok(target)
     }
 
-    /// [`Self::commit`] for several directories at once (group commit): every
-    /// file of every directory is fsynced, then every staging directory, then
-    /// each is renamed into place, then each parent, and each directory in
-    /// `also_sync` (such as the parent of a directory created for them), is
-    /// fsynced once however often it is named. The first fsync commits the
-    /// file system's journal for all of them. Nothing is renamed before every
-    /// file is on disk; when this returns, every directory is in place and
-    /// durable.
+    /// [`Self::commit`] for several directories at once (group commit), with
+    /// the kernel's [`GroupSync`]. `also_sync` names directories whose new
+    /// entries must be durable with them (such as the parent of a label
+    /// directory created for them). Nothing is renamed before every file is
+    /// on disk; when this returns, every directory is in place and durable.
     pub(crate) fn commit_all(
+        dirs: Vec<AtomicDir>,
+        also_sync: &[PathBuf],
+    ) -> Result<(), OutputError> {
+        Self::commit_all_with(dirs, also_sync, GroupSync::of_this_kernel())
+    }
+
+    /// [`Self::commit_all`] with a chosen [`GroupSync`].
+    pub(crate) fn commit_all_with(
+        dirs: Vec<AtomicDir>,
+        also_sync: &[PathBuf],
+        how: GroupSync,
+    ) -> Result<(), OutputError> {
+        match how {
+            GroupSync::SyncFs => Self::commit_syncfs(dirs, also_sync),
+            GroupSync::EachFile => Self::commit_each_file(dirs, also_sync),
+        }
+    }
+
+    /// One `syncfs` per file system holding a staging directory or a
+    /// directory of `also_sync`, before the renames and after them.
+    fn commit_syncfs(mut dirs: Vec<AtomicDir>, also_sync: &[PathBuf]) -> Result<(), OutputError> {
+        // One descriptor per file system, the earliest opened: a duplicate
+        // shares its open file, so `syncfs` reports errors since that open.
+        let mut by_fs: Vec<(u64, PathBuf, File)> = Vec::new();
+        let mut add = |path: &Path, f: &File| -> Result<(), OutputError> {
+            let dev = f.metadata().map_err(io(path))?.dev();
+            if !by_fs.iter().any(|(d, _, _)| *d == dev) {
+                by_fs.push((dev, path.to_path_buf(), f.try_clone().map_err(io(path))?));
+            }
+            Ok(())
+        };
+        for d in &dirs {
+            add(&d.staging, &d.staging_dir)?;
+        }
+        for p in also_sync {
+            add(p, &File::open(p).map_err(io(p))?)?;
+        }
+        let sync_all = || {
+            by_fs.iter().try_for_each(|(_, path, f)| {
+                crate::profile::time(crate::profile::Phase::Fsync, || rustix::fs::syncfs(f))
+                    .map_err(|e| io(path)(e.into()))
+            })
+        };
+        sync_all()?;
+        for d in &mut dirs {
+            d.unsynced.clear();
+            check_target(&d.target)?;
+            fs::rename(&d.staging, &d.target).map_err(io(&d.target))?;
+            d.committed = true;
+        }
+        sync_all()
+    }
+
+    /// fsync every file, then every staging directory, rename each into
+    /// place, then fsync each parent and each directory of `also_sync`, once
+    /// however often it is named.
+    fn commit_each_file(
         mut dirs: Vec<AtomicDir>,
         also_sync: &[PathBuf],
     ) -> Result<(), OutputError> {
@@ -136,9 +252,7 @@ impl AtomicDir {
             }
         }
         for d in &dirs {
-            File::open(&d.staging)
-                .and_then(|f| fsync(&f))
-                .map_err(io(&d.staging))?;
+            fsync(&d.staging_dir).map_err(io(&d.staging))?;
         }
         let mut parents: Vec<PathBuf> = also_sync.to_vec();
         for d in &mut dirs {
@@ -254,6 +368,76 @@ pub(crate) fn ensure_real_dir_deferred(dir: &Path) -> Result<Option<PathBuf>, Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syncfs_is_chosen_only_where_it_reports_errors() {
+        for (release, reports) in [
+            ("6.1.0-28-amd64", true),
+            ("5.8.0", true),
+            ("5.10.0-33-cloud-amd64", true),
+            ("10.0.1", true),
+            ("5.7.19-arch1", false),
+            ("4.18.0-553.el8_10.x86_64", false),
+            ("3.10.0-1160.el7.x86_64", false),
+            ("", false),
+            ("linux", false),
+            ("6", false),
+        ] {
+            assert_eq!(syncfs_reports_errors(release), reports, "{release}");
+        }
+    }
+
+    /// Both ways of committing a group give the same tree, sync a created
+    /// parent, and leave no staging directory; a target taken meanwhile
+    /// stops the commit with the directories before it in place and the
+    /// rest removed.
+    #[test]
+    fn group_commit_either_way() {
+        for how in [GroupSync::SyncFs, GroupSync::EachFile] {
+            let tmp = tempfile::tempdir().unwrap();
+            let label = tmp.path().join("label");
+            assert_eq!(
+                ensure_real_dir_deferred(&label).unwrap(),
+                Some(tmp.path().to_path_buf())
+            );
+            let mut dirs = Vec::new();
+            for name in ["a", "b", "c"] {
+                let mut d = AtomicDir::create(&label.join(name)).unwrap();
+                d.write("x.bin", name.as_bytes()).unwrap();
+                d.write("y.bin", b"y").unwrap();
+                dirs.push(d);
+            }
+            AtomicDir::commit_all_with(dirs, &[tmp.path().to_path_buf()], how).unwrap();
+            let mut names: Vec<String> = fs::read_dir(&label)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["a", "b", "c"], "{how:?}");
+            assert_eq!(fs::read(label.join("b/x.bin")).unwrap(), b"b");
+
+            let (d, e) = (label.join("d"), label.join("e"));
+            let mut staged = Vec::new();
+            for target in [&d, &e] {
+                let mut s = AtomicDir::create(target).unwrap();
+                s.write("x.bin", b"x").unwrap();
+                staged.push(s);
+            }
+            fs::create_dir(&e).unwrap();
+            assert!(matches!(
+                AtomicDir::commit_all_with(staged, &[], how),
+                Err(OutputError::Exists(p)) if p == e
+            ));
+            assert_eq!(fs::read(d.join("x.bin")).unwrap(), b"x", "{how:?}");
+            assert_eq!(fs::read_dir(&e).unwrap().count(), 0, "{how:?}");
+            let left: Vec<_> = fs::read_dir(&label)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n.to_string_lossy().starts_with('.'))
+                .collect();
+            assert!(left.is_empty(), "{how:?}: {left:?}");
+        }
+    }
 
     #[test]
     fn commit_and_refuse_overwrite() {

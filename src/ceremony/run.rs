@@ -41,9 +41,11 @@
 //!    generation and its entry;
 //! 3. every bundle of the batch is wrapped (`Bundles::prepare` does 1 to 3);
 //! 4. on a writer thread, while the HSM works on the next batch, all of the
-//!    batch's bundles are written and committed together: every file fsynced,
-//!    then each staging directory, renamed into place, each label directory
-//!    (and `OUT` when a label directory was created) fsynced (`InFlight`);
+//!    batch's bundles are written (and their label directories created) and
+//!    committed together: every file and staging directory made durable,
+//!    each renamed into place, the renames made durable
+//!    ([`AtomicDir::commit_all`]: one `syncfs` before the renames and one
+//!    after, where the kernel reports its errors) (`InFlight`);
 //! 5. once the writer is done, the `wrapped` entries are appended and fsynced
 //!    together, so only after every bundle they record is durable. A bundle in
 //!    place whose entry was lost is discarded and wrapped again on resume.
@@ -379,7 +381,7 @@ impl<'scope> InFlight<'scope> {
     fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, p: Prepared) -> Self {
         let (writes, created) = (p.writes, p.created);
         InFlight {
-            writer: scope.spawn(move || write_bundles(writes, &created)),
+            writer: scope.spawn(move || write_bundles(writes, created)),
             records: p.records,
         }
     }
@@ -412,18 +414,22 @@ impl<'scope> InFlight<'scope> {
     }
 }
 
-/// Stage every bundle of `writes`, then commit them together (step 4).
-fn write_bundles(writes: Vec<BundleWrite>, created: &[PathBuf]) -> Result<(), OutputError> {
+/// Stage every bundle of `writes` (creating its label directory, which must
+/// be a real directory if it exists), then commit them together (step 4).
+fn write_bundles(writes: Vec<BundleWrite>, mut created: Vec<PathBuf>) -> Result<(), OutputError> {
     profile::time(Phase::BundleWrite, || {
         let mut staged = Vec::with_capacity(writes.len());
         for (dir, files) in writes {
+            if let Some(key_dir) = dir.parent() {
+                created.extend(ensure_real_dir_deferred(key_dir)?);
+            }
             let mut d = AtomicDir::create(&dir)?;
             for (name, bytes) in &files {
                 d.write(name, bytes)?;
             }
             staged.push(d);
         }
-        AtomicDir::commit_all(staged, created)
+        AtomicDir::commit_all(staged, &created)
     })
 }
 
@@ -464,11 +470,15 @@ impl Bundles<'_, '_, '_> {
                     continue;
                 }
                 // What an interrupted run left for this bundle is removed
-                // before the writer stages it again.
-                profile::time(Phase::BundleWrite, || {
-                    p.created.extend(ensure_real_dir_deferred(&key_dir)?);
-                    discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
-                })?;
+                // before the writer stages it again. A fresh run began on an
+                // empty OUT, so there is nothing to look for; the writer
+                // creates the label directory.
+                if self.done.resumed {
+                    profile::time(Phase::BundleWrite, || {
+                        p.created.extend(ensure_real_dir_deferred(&key_dir)?);
+                        discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
+                    })?;
+                }
                 let wrapped = match profile::time(Phase::Wrap, || {
                     wrap_target(
                         self.c,
