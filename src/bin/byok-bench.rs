@@ -1,7 +1,8 @@
 //! `byok-bench`: how `ceremony run` compares with the HSM's own floor.
 //!
 //! For each N in `--keys` (default 10,100,200,1000), `--rounds` times (default
-//! 3; every round printed, then the median round by ratio), on a fresh
+//! 3; each round measures every N in turn; every round printed, then the
+//! median round by ratio of each N), on a fresh
 //! SoftHSM2 token each round: a floor loop that makes only the unavoidable
 //! PKCS#11 calls per key through `cryptoki` (generate the token key, import the wrapping
 //! public key, wrap it with RSA-OAEP; run before and after the ceremony and
@@ -156,7 +157,9 @@ fn sibling(name: &str) -> Res<PathBuf> {
 #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 struct Measured {
     total_s: f64,
-    per_key_ms: Vec<f64>,
+    /// The ceremony's: when each key's `wrapped` line came, in ms since the
+    /// start (they come a batch at a time). Empty for the floor.
+    wrapped_at_ms: Vec<f64>,
     phases: Vec<(String, f64, u64)>,
 }
 
@@ -173,14 +176,18 @@ fn parent(a: Args) -> Res<()> {
         a.module.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("keys | round | floor ms/key (before, after) | run ms/key | ratio | run: first 10% ms/key | last 10% ms/key");
+    println!("keys | round | floor ms/key (before, after) | run ms/key | ratio | run: first batch recorded after (ms) | run: ms/key after the first batch");
     println!("---|---|---|---|---|---|---");
     let card = card(&a.work.join("card"))?;
     let mut splits = Vec::new();
+    let mut flat = Vec::new();
     let largest = a.keys.iter().copied().max().unwrap_or(0);
-    for &n in &a.keys {
-        let mut rounds = Vec::with_capacity(a.rounds);
-        for round in 1..=a.rounds {
+    // Rounds outermost: each round measures every N in turn, so a drift of
+    // the machine over the run (the floor moves by tens of per cent here)
+    // touches every N alike, and the N compare.
+    let mut rounds: Vec<Vec<(Row, Measured)>> = a.keys.iter().map(|_| Vec::new()).collect();
+    for round in 1..=a.rounds {
+        for (&n, of_n) in a.keys.iter().zip(&mut rounds) {
             let dir = a.work.join(format!("n{n}-r{round}"));
             let conf = new_token(&dir.join("hsm"), TOKEN)?;
             std::fs::write(dir.join("policy.json"), &card.policy)?;
@@ -210,16 +217,22 @@ fn parent(a: Args) -> Res<()> {
             if !a.keep {
                 let _ = std::fs::remove_dir_all(&dir);
             }
-            rounds.push((row, cer));
+            of_n.push((row, cer));
         }
+    }
+    for (&n, mut of_n) in a.keys.iter().zip(rounds) {
+        let run = median(of_n.iter().map(|r| r.0.run));
+        let steady = median(of_n.iter().filter_map(|r| r.0.steady));
+        flat.push((n, run, steady));
         // The median round by ratio stands for N; every round is printed above.
-        rounds.sort_by(|x, y| x.0.ratio().total_cmp(&y.0.ratio()));
-        let (row, cer) = rounds.swap_remove(rounds.len() / 2);
+        of_n.sort_by(|x, y| x.0.ratio().total_cmp(&y.0.ratio()));
+        let (row, cer) = of_n.swap_remove(of_n.len() / 2);
         if a.rounds > 1 {
             row.print(n, "median");
         }
         splits.push((n, cer));
     }
+    print_flat(&flat);
     print_split(&splits);
     if a.keep {
         println!("kept {}", a.work.display());
@@ -235,8 +248,47 @@ struct Row {
     floor_before: f64,
     floor_after: f64,
     run: f64,
-    first_tenth: f64,
-    last_tenth: f64,
+    /// When the first batch's `wrapped` lines came (start-up, and the HSM's
+    /// work on the first two batches: the first is recorded once the second
+    /// is wrapped).
+    first_batch_ms: f64,
+    /// The run's time per key from the first batch's `wrapped` lines to the
+    /// last, over the keys the HSM had not done by then: what one more key
+    /// costs once the run is going. `None` with fewer than three batches.
+    steady: Option<f64>,
+}
+
+/// The median of `v` (`NaN` if empty).
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// From when each key's `wrapped` line came (in batches: lines less than
+/// 1 ms apart are one batch; a key takes the HSM several ms), when the first
+/// batch's came and the time per key after that. A batch is recorded once
+/// the next one is wrapped, so when the first batch's lines come the HSM has
+/// done two batches; the keys after those are the rest of the run.
+fn steady_state(wrapped_at_ms: &[f64]) -> (f64, Option<f64>) {
+    let mut bursts: Vec<(f64, usize)> = Vec::new();
+    for (i, &t) in wrapped_at_ms.iter().enumerate() {
+        match bursts.last_mut() {
+            Some((end, size)) if i > 0 && t - wrapped_at_ms[i - 1] < 1.0 => {
+                *end = t;
+                *size += 1;
+            }
+            _ => bursts.push((t, 1)),
+        }
+    }
+    let Some(&(first_end, first_size)) = bursts.first() else {
+        return (f64::NAN, None);
+    };
+    let done_by_then = first_size + bursts.get(1).map_or(0, |b| b.1);
+    let after = wrapped_at_ms.len().saturating_sub(done_by_then);
+    let last = wrapped_at_ms[wrapped_at_ms.len() - 1];
+    let steady = (after > 0).then(|| (last - first_end) / after as f64);
+    (first_end, steady)
 }
 
 impl Row {
@@ -244,9 +296,7 @@ impl Row {
     fn of(n: usize, before: &Measured, after: &Measured, cer: &Measured) -> Row {
         let floor = (before.total_s + after.total_s) * 1e3 / 2.0 / n as f64;
         let run = cer.total_s * 1e3 / n as f64;
-        let tenth = (n / 10).max(1);
-        let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let per = &cer.per_key_ms;
+        let (first_batch_ms, steady) = steady_state(&cer.wrapped_at_ms);
         let split = |m: &Measured| {
             m.phases
                 .iter()
@@ -264,8 +314,8 @@ impl Row {
             floor_before: before.total_s * 1e3 / n as f64,
             floor_after: after.total_s * 1e3 / n as f64,
             run,
-            first_tenth: avg(&per[..tenth.min(per.len())]),
-            last_tenth: avg(&per[per.len().saturating_sub(tenth)..]),
+            first_batch_ms,
+            steady,
         }
     }
 
@@ -276,14 +326,44 @@ impl Row {
 
     fn print(&self, n: usize, round: &str) {
         println!(
-            "{n} | {round} | {:.2} ({:.2}, {:.2}) | {:.2} | {:.2} | {:.2} | {:.2}",
+            "{n} | {round} | {:.2} ({:.2}, {:.2}) | {:.2} | {:.2} | {:.0} | {}",
             self.floor,
             self.floor_before,
             self.floor_after,
             self.run,
             self.ratio(),
-            self.first_tenth,
-            self.last_tenth
+            self.first_batch_ms,
+            self.steady.map_or("-".into(), |s| format!("{s:.2}"))
+        );
+    }
+}
+
+/// Whether the tool's cost per key stays flat as N grows: the median over
+/// rounds of its ms/key, whole run and after the first batch, and each N's
+/// against the smallest N of at least 100 keys.
+fn print_flat(flat: &[(usize, f64, f64)]) {
+    println!("\nflat? `ceremony run` ms/key, median of the rounds (the whole run; after the first batch):");
+    println!("keys | run ms/key | vs base | after the first batch ms/key | vs base");
+    println!("---|---|---|---|---");
+    let base = flat.iter().find(|(n, _, _)| *n >= 100).or(flat.first());
+    let vs = |x: f64, b: f64| {
+        if x.is_finite() && b.is_finite() && b > 0.0 {
+            format!("{:+.1} %", (x / b - 1.0) * 100.0)
+        } else {
+            "-".into()
+        }
+    };
+    for (n, run, steady) in flat {
+        let (b_run, b_steady) = base.map_or((f64::NAN, f64::NAN), |b| (b.1, b.2));
+        let shown = if steady.is_finite() {
+            format!("{steady:.2}")
+        } else {
+            "-".into()
+        };
+        println!(
+            "{n} | {run:.2} | {} | {shown} | {}",
+            vs(*run, b_run),
+            vs(*steady, b_steady)
         );
     }
 }
@@ -423,7 +503,6 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
         PkcsMgfType::MGF1_SHA1,
         PkcsOaepSource::empty(),
     ));
-    let mut per_key = Vec::with_capacity(n);
     let mut made = Vec::with_capacity(n);
     let (mut generating, mut wrapping_time) = (Duration::ZERO, Duration::ZERO);
     let start = Instant::now();
@@ -435,7 +514,6 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
         floor_wrap(&session, &oaep, &keys[i % keys.len()], key)?;
         wrapping_time += t1.elapsed();
         made.push(key);
-        per_key.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let total = start.elapsed();
     // Leave the token as the ceremony expects it: empty.
@@ -452,7 +530,7 @@ fn floor(n: usize, _dir: &Path, module: &Path) -> Res<()> {
             n as u64,
         ),
     ];
-    emit(total, per_key, phases)
+    emit(total, Vec::new(), phases)
 }
 
 /// Generate the floor's `i`-th persistent key (the ceremony's key types, in turn).
@@ -508,12 +586,12 @@ fn floor_wrap(
     Ok(())
 }
 
-fn emit(total: Duration, per_key_ms: Vec<f64>, phases: Vec<(String, f64, u64)>) -> Res<()> {
+fn emit(total: Duration, wrapped_at_ms: Vec<f64>, phases: Vec<(String, f64, u64)>) -> Res<()> {
     println!(
         "{}",
         serde_json::to_string(&Measured {
             total_s: total.as_secs_f64(),
-            per_key_ms,
+            wrapped_at_ms,
             phases,
         })?
     );
@@ -579,12 +657,10 @@ fn ceremony(n: usize, dir: &Path, module_path: &Path) -> Res<()> {
         parameters: confirm::parameters_with_expected(&c, &digest.hex())?,
         trusted: None,
     };
-    let mut per_key = Vec::with_capacity(n);
-    let mut last = Instant::now();
+    let mut wrapped_at = Vec::with_capacity(n);
     let summary = run::run(&c, &dir.join("out"), &opts, &mut |_| false, &mut |line| {
         if line.starts_with("wrapped ") {
-            per_key.push(last.elapsed().as_secs_f64() * 1e3);
-            last = Instant::now();
+            wrapped_at.push(start.elapsed().as_secs_f64() * 1e3);
         }
     })?;
     let total = start.elapsed();
@@ -595,5 +671,29 @@ fn ceremony(n: usize, dir: &Path, module_path: &Path) -> Res<()> {
         .into_iter()
         .map(|(p, d, count)| (p.name().to_string(), d.as_secs_f64(), count))
         .collect();
-    emit(total, per_key, phases)
+    emit(total, wrapped_at, phases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_state_counts_keys_after_the_first_batch() {
+        // Four batches: 3 keys at 100 ms, 3 at 130, 3 at 160, 2 at 175.
+        let at = [
+            100.0, 100.1, 100.2, 130.0, 130.1, 130.2, 160.0, 160.1, 160.2, 175.0, 175.05,
+        ];
+        let (first, steady) = steady_state(&at);
+        assert_eq!(first, 100.2);
+        // When the first batch was recorded the second was wrapped: 5 keys
+        // of HSM work remained.
+        let steady = steady.unwrap();
+        assert!((steady - (175.05 - 100.2) / 5.0).abs() < 1e-9, "{steady}");
+        // Two batches, or one: no steady state.
+        assert_eq!(steady_state(&[5.0, 5.1, 9.0]), (5.1, None));
+        assert_eq!(steady_state(&[5.0, 5.1]), (5.1, None));
+        assert!(steady_state(&[]).0.is_nan());
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+    }
 }
