@@ -39,13 +39,28 @@ pub const BASTION_TARGETS: [(&str, Target); 2] = [
     ("kms_answers", kms_answers),
 ];
 
+/// The `byok-config-rule` function's fuzz target (cargo feature
+/// `config-rule`; in `fuzz/`, feature `config-rule` too).
+#[cfg(feature = "config-rule")]
+pub const CONFIG_RULE_TARGETS: [(&str, Target); 1] = [("config_event", config_event)];
+
 /// Every fuzz target this build has.
 pub fn all_targets() -> Vec<(&'static str, Target)> {
     #[allow(unused_mut)]
     let mut all = TARGETS.to_vec();
     #[cfg(feature = "bastion")]
     all.extend(BASTION_TARGETS);
+    #[cfg(feature = "config-rule")]
+    all.extend(CONFIG_RULE_TARGETS);
     all
+}
+
+/// The event AWS Config sends the `byok-config-rule` function, read as far
+/// as its first call to AWS: parameters, invoking event, and the resource
+/// and encryption the audit's judge is given for a configuration item.
+#[cfg(feature = "config-rule")]
+pub fn config_event(data: &[u8]) {
+    crate::bastion::fuzz::config_event(data)
 }
 
 /// The bastion's state files (receipts, parameters records, alias moves) as

@@ -636,7 +636,7 @@ impl Evaluation {
         }
     }
 
-    fn to_sdk(&self) -> Result<SdkEvaluation, ConfigRuleError> {
+    pub(crate) fn to_sdk(&self) -> Result<SdkEvaluation, ConfigRuleError> {
         SdkEvaluation::builder()
             .compliance_resource_type(&self.resource_type)
             .compliance_resource_id(&self.resource_id)

@@ -310,6 +310,59 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// The event AWS Config sends the `byok-config-rule` function, as
+/// `ConfigRule::handle` reads it before its first call to AWS: the outer
+/// event, the rule's parameters, the invoking event and, for an item of a
+/// judged type, the resource and encryption the audit's judge is given.
+/// What is accepted names the resource the invoking event names (oracle:
+/// `serde_json` over that string), and its evaluation can be sent.
+#[cfg(feature = "config-rule")]
+pub(crate) fn config_event(data: &[u8]) {
+    use super::config_rule::{
+        resource_of, resource_type, ConfigEvent, Evaluation, Invocation, RuleParameters,
+        MAX_ANNOTATION_CHARS,
+    };
+    let Ok(payload) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Ok(event) = ConfigEvent::parse(payload) else {
+        return;
+    };
+    let _ = event.test_mode();
+    if let Ok(p) = RuleParameters::parse(event.rule_parameters.as_deref()) {
+        assert!((0..=36500).contains(&p.max_age_days), "{p:?}");
+    }
+    let (item, member) = match Invocation::parse(&event.invoking_event) {
+        Ok(Invocation::Change(item)) => (item, "configurationItem"),
+        Ok(Invocation::Oversized(item)) => (item, "configurationItemSummary"),
+        Ok(Invocation::Scheduled { .. }) | Err(_) => return,
+    };
+    let oracle: Value =
+        serde_json::from_str(&event.invoking_event).expect("an accepted invoking event is JSON");
+    assert_eq!(
+        oracle[member]["resourceId"].as_str(),
+        Some(item.resource_id.as_str()),
+        "the item names another resource than the event"
+    );
+    assert_eq!(
+        oracle[member]["resourceType"].as_str(),
+        Some(item.resource_type.as_str())
+    );
+    let why = "x".repeat(2 * MAX_ANNOTATION_CHARS);
+    let na = Evaluation::not_applicable(&item, &why);
+    assert!(na.annotation.chars().count() <= MAX_ANNOTATION_CHARS);
+    assert!(
+        na.to_sdk().is_ok(),
+        "an evaluation of an accepted item can be sent"
+    );
+    if let Some(kind) = resource_type(&item.resource_type) {
+        let r = resource_of(kind, &item);
+        assert_eq!(r.config_id.as_deref(), Some(item.resource_id.as_str()));
+        assert_eq!(r.name, item.name());
+        assert_eq!(r.region, item.region);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +373,35 @@ mod tests {
             .join(target)
             .join(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Each `config_event` seed is an event the rule accepts, of the kind
+    /// its name says, so the harness gets past the parsers to the checks.
+    #[cfg(feature = "config-rule")]
+    #[test]
+    fn config_event_seeds_reach_the_checks() {
+        use crate::bastion::config_rule::{resource_type, ConfigEvent, Invocation};
+        for (name, kind, judged) in [
+            ("seed-change-s3-bucket", "change", true),
+            ("seed-change-dynamodb-table", "change", true),
+            ("seed-change-rds-dbinstance", "change", true),
+            ("seed-change-rds-dbcluster", "change", true),
+            ("seed-change-deleted", "change", true),
+            ("seed-oversized", "oversized", true),
+            ("seed-scheduled", "scheduled", false),
+        ] {
+            let data = seed("config_event", name);
+            let event = ConfigEvent::parse(serde_json::from_slice(&data).unwrap()).unwrap();
+            let (got, item) = match Invocation::parse(&event.invoking_event).unwrap() {
+                Invocation::Change(i) => ("change", Some(i)),
+                Invocation::Oversized(i) => ("oversized", Some(i)),
+                Invocation::Scheduled { .. } => ("scheduled", None),
+            };
+            assert_eq!(got, kind, "{name}");
+            let is_judged = item.is_some_and(|i| resource_type(&i.resource_type).is_some());
+            assert_eq!(is_judged, judged, "{name}");
+            config_event(&data);
+        }
     }
 
     /// The harness reaches each decision the seeds were written for: the
