@@ -328,7 +328,6 @@ pub(crate) fn config_event(data: &[u8]) {
     let Ok(event) = ConfigEvent::parse(payload) else {
         return;
     };
-    let _ = event.test_mode();
     if let Ok(p) = RuleParameters::parse(event.rule_parameters.as_deref()) {
         assert!((0..=36500).contains(&p.max_age_days), "{p:?}");
     }

@@ -362,9 +362,6 @@ type BundleWrite = (PathBuf, Vec<(&'static str, Vec<u8>)>);
 struct Prepared {
     /// Each bundle's directory and files.
     writes: Vec<BundleWrite>,
-    /// Directories to fsync with theirs: the parents of the label
-    /// directories created for them (named once per directory created).
-    created: Vec<PathBuf>,
     /// For each bundle, in the same order: `LABEL/TARGET`, the KMS key, and
     /// the `wrapped` entry to append once it is durable.
     records: Vec<(String, String, Step)>,
@@ -379,9 +376,9 @@ struct InFlight<'scope> {
 impl<'scope> InFlight<'scope> {
     /// Write and commit `p`'s bundles on a thread of `scope` (step 4).
     fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, p: Prepared) -> Self {
-        let (writes, created) = (p.writes, p.created);
+        let writes = p.writes;
         InFlight {
-            writer: scope.spawn(move || write_bundles(writes, created)),
+            writer: scope.spawn(move || write_bundles(writes)),
             records: p.records,
         }
     }
@@ -415,10 +412,12 @@ impl<'scope> InFlight<'scope> {
 }
 
 /// Stage every bundle of `writes` (creating its label directory, which must
-/// be a real directory if it exists), then commit them together (step 4).
-fn write_bundles(writes: Vec<BundleWrite>, mut created: Vec<PathBuf>) -> Result<(), OutputError> {
+/// be a real directory if it exists), then commit them together with the
+/// parents of the label directories created (step 4).
+fn write_bundles(writes: Vec<BundleWrite>) -> Result<(), OutputError> {
     profile::time(Phase::BundleWrite, || {
         let mut staged = Vec::with_capacity(writes.len());
+        let mut created = Vec::new();
         for (dir, files) in writes {
             if let Some(key_dir) = dir.parent() {
                 created.extend(ensure_real_dir_deferred(key_dir)?);
@@ -471,11 +470,13 @@ impl Bundles<'_, '_, '_> {
                 }
                 // What an interrupted run left for this bundle is removed
                 // before the writer stages it again. A fresh run began on an
-                // empty OUT, so there is nothing to look for; the writer
+                // empty OUT, and a label directory not there yet holds
+                // nothing, so there is nothing to look for; the writer
                 // creates the label directory.
-                if self.done.resumed {
+                if self.done.resumed && key_dir.symlink_metadata().is_ok() {
                     profile::time(Phase::BundleWrite, || {
-                        p.created.extend(ensure_real_dir_deferred(&key_dir)?);
+                        // Refuses a symlink or a file where the label directory is.
+                        ensure_real_dir_deferred(&key_dir)?;
                         discard_unrecorded(&key_dir, &ct.target.name, t, self.tpath)
                     })?;
                 }
