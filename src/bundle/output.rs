@@ -34,7 +34,7 @@ pub enum OutputError {
     #[error("{0} is a symlink or not a directory; refusing to write through it. Remove it (it was not written by byok-airgap) and run again")]
     NotADirectory(PathBuf),
     /// An I/O error.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {source}. Check that the disk or media is mounted, writable and not full, then run the same command again (nothing half-written is kept; a ceremony run resumes where its transcript stops)")]
     Io {
         /// The path.
         path: PathBuf,
@@ -135,14 +135,10 @@ impl AtomicDir {
             fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
         fs::create_dir(&staging).map_err(io(&staging))?;
-        let staging_dir = File::open(&staging).map_err(io(&staging));
-        let staging_dir = match staging_dir {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = fs::remove_dir(&staging);
-                return Err(e);
-            }
-        };
+        let staging_dir = File::open(&staging).map_err(|e| {
+            let _ = fs::remove_dir(&staging);
+            io(&staging)(e)
+        })?;
         Ok(AtomicDir {
             staging,
             staging_dir,
@@ -209,6 +205,8 @@ impl AtomicDir {
     fn commit_syncfs(mut dirs: Vec<AtomicDir>, also_sync: &[PathBuf]) -> Result<(), OutputError> {
         // One descriptor per file system, the earliest opened: a duplicate
         // shares its open file, so `syncfs` reports errors since that open.
+        // An error names the directory the bundle goes into, which exists
+        // before the renames and after them.
         let mut by_fs: Vec<(u64, PathBuf, File)> = Vec::new();
         let mut add = |path: &Path, f: &File| -> Result<(), OutputError> {
             let dev = f.metadata().map_err(io(path))?.dev();
@@ -218,7 +216,7 @@ impl AtomicDir {
             Ok(())
         };
         for d in &dirs {
-            add(&d.staging, &d.staging_dir)?;
+            add(&parent_of(&d.target), &d.staging_dir)?;
         }
         for p in also_sync {
             add(p, &File::open(p).map_err(io(p))?)?;
