@@ -721,7 +721,17 @@ fn symlinks_planted_in_the_output_directory_are_not_followed() {
             })
         })
         .expect("a key not recorded as wrapped yet");
-    let _ = std::fs::remove_dir_all(out.join(&pending));
+    // The victim holds what resume would remove if it followed the link: the
+    // pending key's bundle directories, written but not recorded.
+    let moved = std::fs::read_dir(out.join(&pending))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            std::fs::rename(e.path(), victim.join(e.file_name())).unwrap();
+        })
+        .count();
+    assert!(moved > 0, "the pending key has no bundle on disk to plant");
+    std::fs::remove_dir(out.join(&pending)).unwrap();
     std::os::unix::fs::symlink(&victim, out.join(&pending)).unwrap();
     let before = snapshot(&victim);
     let o = run(&mut c.confirmed(&c.file, &out, &digest));
